@@ -1,0 +1,15 @@
+"""Built-in models: the causal transformer backbone and the diffusion head for intermediate states."""
+
+from prakit import hookimpl
+from prakit_models.diffusion import DiffusionHead, DiffusionHeadConfig
+from prakit_models.transformer import Transformer, TransformerConfig
+
+
+@hookimpl
+def register_backbones(registrar):
+    registrar.add(TransformerConfig, Transformer)
+
+
+@hookimpl
+def register_generators(registrar):
+    registrar.add(DiffusionHeadConfig, DiffusionHead)

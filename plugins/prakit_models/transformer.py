@@ -1,0 +1,158 @@
+"""Decoder-only causal transformer over pixel tokens, with a KV cache for one-token decoding."""
+
+from __future__ import annotations
+
+import functools
+from typing import ClassVar
+
+import attrs
+import torch
+import torch.nn.functional as F
+from attrs.validators import gt, in_
+from torch import nn
+
+from prakit.components import Backbone, BackboneConfig
+
+
+@attrs.frozen
+class TransformerConfig(BackboneConfig):
+    """Pre-norm GPT; the class embedding is the start token (the last row is the null class)."""
+
+    name: ClassVar[str] = "transformer"
+    width: int = attrs.field(default=768, validator=gt(0))
+    depth: int = attrs.field(default=12, validator=gt(0))
+    heads: int = attrs.field(default=12, validator=gt(0))
+    mlp_ratio: float = attrs.field(default=4.0, validator=gt(0.0))
+    positions: str = attrs.field(default="learned", validator=in_(("learned",)))
+    qkv_bias: bool = True
+
+    @heads.validator
+    def _check_heads(self, attribute, value):
+        if self.width % value:
+            raise ValueError(f"'heads' must divide width ({self.width}): {value}")
+
+
+@functools.cache
+def _xformers_ops():
+    """``xformers.ops`` if it imports, else None; imported once, on first use with CUDA tensors."""
+    try:
+        import xformers.ops
+    except Exception:  # absent, or built for another torch / CUDA
+        return None
+    return xformers.ops
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool) -> torch.Tensor:
+    """Attention over (B, T, heads, head_dim) tensors: xformers on CUDA when installed, else SDPA."""
+    xops = _xformers_ops() if q.is_cuda else None
+    if xops is not None:
+        try:
+            bias = xops.LowerTriangularMask() if causal else None
+            return xops.memory_efficient_attention(q, k, v, attn_bias=bias)
+        except NotImplementedError:  # no xformers kernel for these inputs (dtype, head dim, build)
+            pass
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal).transpose(1, 2)
+
+
+class KVCache:
+    """Per-layer keys and values preallocated to ``seq_len`` positions; ``pos`` counts those filled."""
+
+    def __init__(self, seq_len: int):
+        self.seq_len = seq_len
+        self.keys: list[torch.Tensor] = []  # per layer (B, seq_len, heads, head_dim)
+        self.values: list[torch.Tensor] = []
+        self.pos = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write one position's ``k, v`` (B, 1, heads, head_dim); return the keys and values so far."""
+        if layer == len(self.keys):  # first position: allocate with the dtype autocast produced
+            self.keys.append(k.new_empty(k.shape[0], self.seq_len, *k.shape[2:]))
+            self.values.append(v.new_empty(v.shape[0], self.seq_len, *v.shape[2:]))
+        end = self.pos + 1
+        self.keys[layer][:, self.pos : end] = k
+        self.values[layer][:, self.pos : end] = v
+        return self.keys[layer][:, :end], self.values[layer][:, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, width: int, heads: int, qkv_bias: bool):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width, bias=qkv_bias)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, C // self.heads).unbind(2)
+        if cache is None:
+            out = attention(q, k, v, causal=True)
+        else:  # one new position attends to every cached one
+            k, v = cache.update(layer, k, v)
+            out = attention(q, k, v, causal=False)
+        return self.proj(out.reshape(B, T, C))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        hidden = int(cfg.width * cfg.mlp_ratio)
+        self.norm1 = nn.LayerNorm(cfg.width)
+        self.attn = CausalSelfAttention(cfg.width, cfg.heads, cfg.qkv_bias)
+        self.norm2 = nn.LayerNorm(cfg.width)
+        self.mlp = nn.Sequential(nn.Linear(cfg.width, hidden), nn.GELU(), nn.Linear(hidden, cfg.width))
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), cache, layer)
+        return x + self.mlp(self.norm2(x))
+
+
+class Transformer(Backbone):
+    """Pre-norm causal transformer (GPT/DiT style), class start token, learned positions, KV cache."""
+
+    def __init__(self, cfg: TransformerConfig, *, token_dim: int, seq_len: int, num_classes: int):
+        super().__init__()
+        self.cfg = cfg
+        self.width, self.token_dim = cfg.width, token_dim
+        self.seq_len, self.num_classes = seq_len, num_classes
+        self.patch_embed = nn.Linear(token_dim, cfg.width)
+        self.class_embed = nn.Embedding(num_classes + 1, cfg.width)  # row num_classes: the null class
+        self.pos_embed = nn.Parameter(torch.zeros(seq_len, cfg.width))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.width)
+        self.apply(_init_weights)
+        nn.init.normal_(self.pos_embed, std=0.02)
+
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        T = tokens.shape[1]
+        if T >= self.seq_len:
+            raise ValueError(f"at most seq_len - 1 = {self.seq_len - 1} tokens can be read, got {T}")
+        x = torch.cat([self.class_embed(labels)[:, None], self.patch_embed(tokens)], dim=1)
+        return self._blocks(x + self.pos_embed[: T + 1])
+
+    def start(self, labels: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
+        """Read the start token: ``h`` of position 0 (B, width) and a fresh cache holding it."""
+        cache = KVCache(self.seq_len)
+        x = self.class_embed(labels)[:, None] + self.pos_embed[:1]
+        return self._blocks(x, cache)[:, 0], cache
+
+    def step(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Read the next token (B, token_dim) after those in ``cache``; return its ``h`` (B, width)."""
+        if cache.pos >= self.seq_len:
+            raise ValueError(f"the cache is full: all {self.seq_len} positions have been read")
+        x = self.patch_embed(token)[:, None] + self.pos_embed[cache.pos]
+        return self._blocks(x, cache)[:, 0]
+
+    def _blocks(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cache, layer)
+        if cache is not None:
+            cache.pos += x.shape[1]
+        return self.norm(x)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)

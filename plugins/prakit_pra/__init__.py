@@ -1,0 +1,15 @@
+"""Built-in PRA components: the low-dimensional MLP pixel decoder and the PRA rollout."""
+
+from prakit import hookimpl
+from prakit_pra.mlp_decoder import MLPDecoder, MLPDecoderConfig
+from prakit_pra.rollout import PRARollout, PRARolloutConfig
+
+
+@hookimpl
+def register_decoders(registrar):
+    registrar.add(MLPDecoderConfig, MLPDecoder)
+
+
+@hookimpl
+def register_rollouts(registrar):
+    registrar.add(PRARolloutConfig, PRARollout)

@@ -1,0 +1,5 @@
+import sys
+
+from prakit.cli import main
+
+sys.exit(main())

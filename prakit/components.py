@@ -1,0 +1,212 @@
+"""The swappable component kinds: one config base class and one interface per kind.
+
+A plugin provides a component by subclassing a config base (a frozen attrs class whose
+``name`` class variable is the registry key and the tag in config files) and an interface,
+then registering the pair through the hook of that kind (see :mod:`prakit.hookspecs`).
+
+Shapes: ``x`` are pixel tokens ``(B, L, token_dim)`` in [-1, 1] in raster order, ``z`` are
+intermediate states ``(B, L, state_dim)``, ``h`` are backbone outputs ``(B, L, width)`` where
+``h[:, i]`` predicts token ``i``, and ``labels`` are class indices ``(B,)`` (``num_classes`` is
+the null class used for classifier-free guidance).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar, Iterator, Mapping
+
+import attrs
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "KINDS",
+    "Kind",
+    "ComponentConfig",
+    "BackboneConfig",
+    "GeneratorConfig",
+    "DecoderConfig",
+    "RolloutConfig",
+    "EvaluatorConfig",
+    "DatasetConfig",
+    "Backbone",
+    "StateGenerator",
+    "PixelDecoder",
+    "RolloutApproximator",
+    "Evaluator",
+    "Dataset",
+]
+
+
+@attrs.frozen
+class ComponentConfig:
+    """Base of every component config; subclasses set ``name: ClassVar[str]``."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+
+
+@attrs.frozen
+class BackboneConfig(ComponentConfig):
+    kind: ClassVar[str] = "backbone"
+
+
+@attrs.frozen
+class GeneratorConfig(ComponentConfig):
+    kind: ClassVar[str] = "generator"
+
+
+@attrs.frozen
+class DecoderConfig(ComponentConfig):
+    kind: ClassVar[str] = "decoder"
+
+
+@attrs.frozen
+class RolloutConfig(ComponentConfig):
+    kind: ClassVar[str] = "rollout"
+
+
+@attrs.frozen
+class EvaluatorConfig(ComponentConfig):
+    kind: ClassVar[str] = "evaluator"
+
+
+@attrs.frozen
+class DatasetConfig(ComponentConfig):
+    kind: ClassVar[str] = "dataset"
+
+
+class Backbone(nn.Module, abc.ABC):
+    """Causal transformer over pixel tokens, with a KV cache for sampling.
+
+    Built as ``build(cfg, token_dim=, seq_len=, num_classes=)``.
+    """
+
+    width: int
+
+    @abc.abstractmethod
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Read ``[start(labels), tokens[:, 0], ..., tokens[:, T-1]]``; return ``h`` of shape (B, T+1, width)."""
+
+    @abc.abstractmethod
+    def start(self, labels: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """Begin cached decoding: ``h`` of the start token (B, width) and a fresh cache."""
+
+    @abc.abstractmethod
+    def step(self, token: torch.Tensor, cache: Any) -> torch.Tensor:
+        """Append one token (B, token_dim) to the cache; return its ``h`` (B, width)."""
+
+
+class StateGenerator(nn.Module, abc.ABC):
+    """Per-token model of p(z_i | h_i): the head that generates intermediate states.
+
+    Built as ``build(cfg, state_dim=, cond_dim=)``.
+    """
+
+    state_dim: int
+
+    @abc.abstractmethod
+    def loss(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Per-token training loss of shape ``h.shape[:-1]`` for targets ``z``."""
+
+    @abc.abstractmethod
+    def sample(
+        self,
+        h: torch.Tensor,
+        *,
+        temperature: float = 1.0,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Draw states of shape ``h.shape[:-1] + (state_dim,)``."""
+
+
+class PixelDecoder(nn.Module, abc.ABC):
+    """Maps pixel tokens to intermediate states (``encode``) and back (``decode``), per token.
+
+    Built as ``build(cfg, token_dim=)``.
+    """
+
+    token_dim: int
+    state_dim: int
+
+    @abc.abstractmethod
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., token_dim) -> (..., state_dim)."""
+
+    @abc.abstractmethod
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(..., state_dim) -> (..., token_dim)."""
+
+    def reconstruction_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Scalar loss that trains the encoder/decoder pair; mean squared error by default."""
+        return torch.mean((self.decode(self.encode(x)) - x) ** 2)
+
+
+class RolloutApproximator(nn.Module, abc.ABC):
+    """Builds the backbone's training inputs ``x~`` from a batch.
+
+    Built as ``build(cfg)``. ``model`` is the composed model: it exposes at least ``decoder``
+    (a :class:`PixelDecoder`); approximators that roll the model out use more of it.
+    """
+
+    @abc.abstractmethod
+    def forward(
+        self, x: torch.Tensor, z: torch.Tensor, labels: torch.Tensor, *, model: Any, step: int
+    ) -> torch.Tensor:
+        """Return ``x~`` with the shape and dtype of ``x``; ``step`` is the training step."""
+
+
+class Evaluator(abc.ABC):
+    """Turns generated images (and optionally the model) into named numbers. Built as ``build(cfg)``."""
+
+    @abc.abstractmethod
+    def evaluate(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        *,
+        model: Any = None,
+        reference: np.ndarray | None = None,
+    ) -> Mapping[str, float]:
+        """``images`` are (N, H, W, C) uint8, ``labels`` (N,) ints; ``reference`` real images if needed."""
+
+
+class Dataset(abc.ABC):
+    """A source of labelled images for ``prakit data prepare``. Built as ``build(cfg)``."""
+
+    class_names: tuple[str, ...]
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @abc.abstractmethod
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        """Image (H, W, C) uint8 and its class index."""
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
+        return (self[i] for i in range(len(self)))
+
+
+@attrs.frozen
+class Kind:
+    """A component kind: its config base, its interface and the hook that registers it."""
+
+    name: str
+    config: type[ComponentConfig]
+    interface: type
+    hook: str
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("backbone", BackboneConfig, Backbone, "register_backbones"),
+        Kind("generator", GeneratorConfig, StateGenerator, "register_generators"),
+        Kind("decoder", DecoderConfig, PixelDecoder, "register_decoders"),
+        Kind("rollout", RolloutConfig, RolloutApproximator, "register_rollouts"),
+        Kind("evaluator", EvaluatorConfig, Evaluator, "register_evaluators"),
+        Kind("dataset", DatasetConfig, Dataset, "register_datasets"),
+    )
+}

@@ -1,0 +1,143 @@
+"""Reading, overriding and writing experiment configs (TOML, also JSON and YAML)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable
+
+import tomli_w
+
+from prakit.config.converter import structure, unstructure
+from prakit.config.schema import ExperimentConfig
+from prakit.errors import ConfigError
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Read an experiment config file and apply dotted ``key=value`` overrides."""
+    return from_data(read_file(path), overrides, source=str(path))
+
+
+def from_data(
+    data: dict[str, Any], overrides: Iterable[str] = (), source: str | None = None
+) -> ExperimentConfig:
+    """Plain data (as read from a file) plus overrides -> a validated :class:`ExperimentConfig`."""
+    return structure(apply_overrides(data, overrides), ExperimentConfig, source)
+
+
+def read_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a ``.toml``, ``.json`` or ``.yaml`` file into plain data."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read the file: {exc.strerror or exc}")], str(path)) from None
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = _load_yaml(text)
+        else:
+            raise ValueError(f"unknown config format {path.suffix!r}; use .toml, .json or .yaml")
+    except (ValueError, tomllib.TOMLDecodeError) as exc:  # JSON and YAML errors are ValueErrors
+        raise ConfigError([("", str(exc))], str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError([("", "the file must hold a table of sections")], str(path))
+    return data
+
+
+def _load_yaml(text: str) -> Any:
+    try:
+        import yaml
+    except ImportError:
+        raise ValueError("YAML configs need PyYAML: pip install pyyaml") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (['a', 'b', 'c'], value); the value is read as TOML, else as a string."""
+    key, sep, raw = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ConfigError([(key.strip(), f"override {text!r} must look like section.key=value")])
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with the overrides applied.
+
+    Setting a component's ``name`` (``model.rollout.name=pra``) resets that component to the
+    new one's defaults; those name changes are applied first, the other overrides after them.
+    """
+    data = copy.deepcopy(data)
+    parsed = [parse_override(o) for o in overrides]
+    is_rename = [len(parts) > 1 and parts[-1] == "name" for parts, _ in parsed]
+    for (parts, value), rename in zip(parsed, is_rename):
+        if rename:
+            _set(data, parts[:-1], {"name": value})
+    for (parts, value), rename in zip(parsed, is_rename):
+        if not rename:
+            _set(data, parts, value)
+    return data
+
+
+def _set(data: dict[str, Any], parts: list[str], value: Any) -> None:
+    node: Any = data
+    for depth, part in enumerate(parts[:-1]):
+        here = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            node = node[_index(node, part, here)]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise ConfigError([(here, f"is {node!r}, not a table; cannot set {'.'.join(parts)}")])
+    last = parts[-1]
+    if isinstance(node, list):
+        index = _index(node, last, ".".join(parts), allow_append=True)
+        node[index:index + 1] = [value]
+    else:
+        node[last] = value
+
+
+def _index(items: list, part: str, path: str, allow_append: bool = False) -> int:
+    limit = len(items) + int(allow_append)
+    if not part.isdigit() or int(part) >= limit:
+        raise ConfigError([(path, f"list index must be an integer below {limit}")])
+    return int(part)
+
+
+def dumps(cfg: ExperimentConfig) -> str:
+    """The resolved config as TOML text."""
+    return tomli_w.dumps(unstructure(cfg))
+
+
+def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:
+    """Write the resolved config as TOML, atomically (temporary file, fsync, rename)."""
+    atomic_write_text(Path(path), dumps(cfg))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,143 @@
+"""The experiment config: model components plus data, optimisation, training, sampling,
+evaluation and launch sections. Every section is a frozen attrs class with validators."""
+
+from __future__ import annotations
+
+from attrs import field, frozen
+from attrs.validators import and_, ge, gt, in_, le, optional
+
+from prakit.components import (
+    BackboneConfig,
+    DatasetConfig,
+    DecoderConfig,
+    EvaluatorConfig,
+    GeneratorConfig,
+    RolloutConfig,
+)
+
+
+def fraction(default: float):
+    """A float field in [0, 1]."""
+    return field(default=default, validator=and_(ge(0.0), le(1.0)))
+
+
+@frozen
+class ModelConfig:
+    """The autoregressive model: four swappable components and how they are tied together."""
+
+    backbone: BackboneConfig
+    generator: GeneratorConfig
+    decoder: DecoderConfig
+    rollout: RolloutConfig
+    patch_size: int = field(default=16, validator=gt(0))
+    class_dropout: float = fraction(0.1)
+    rec_weight: float = field(default=1.0, validator=ge(0.0))
+    head_grad_to_encoder: bool = False
+
+
+@frozen
+class DataConfig:
+    """The training images: a prakit zarr store, prepared from ``source`` if it is missing."""
+
+    store: str
+    image_size: int = field(default=256, validator=gt(0))
+    channels: int = field(default=3, validator=in_((1, 3)))
+    num_classes: int = field(default=1000, validator=gt(0))
+    source: DatasetConfig | None = None
+    hflip: bool = False
+    num_workers: int = field(default=2, validator=ge(0))
+
+
+@frozen
+class OptimConfig:
+    """AdamW with warmup and a constant or cosine schedule; ``lr`` defaults to base_lr x batch/256."""
+
+    lr: float | None = field(default=None, validator=optional(gt(0.0)))
+    base_lr: float = field(default=1e-4, validator=gt(0.0))
+    betas: tuple[float, float] = field(default=(0.9, 0.95))
+    weight_decay: float = field(default=0.02, validator=ge(0.0))
+    schedule: str = field(default="constant", validator=in_(("constant", "cosine")))
+    warmup_steps: int = field(default=0, validator=ge(0))
+    min_lr: float = field(default=0.0, validator=ge(0.0))
+    grad_clip: float = field(default=3.0, validator=ge(0.0))
+    ema_decays: tuple[float, ...] = field(default=(0.9999, 0.999))
+
+    @betas.validator
+    def _check_betas(self, attribute, value):
+        if not all(0.0 <= b < 1.0 for b in value):
+            raise ValueError(f"'betas' must lie in [0, 1): {value}")
+
+    @ema_decays.validator
+    def _check_ema_decays(self, attribute, value):
+        if not all(0.0 < d < 1.0 for d in value):
+            raise ValueError(f"'ema_decays' must lie in (0, 1): {value}")
+
+
+@frozen
+class TrainConfig:
+    """Length, batch and bookkeeping of a training run."""
+
+    steps: int = field(default=400_000, validator=gt(0))
+    batch_size: int = field(default=256, validator=gt(0))
+    grad_accum: int = field(default=1, validator=gt(0))
+    seed: int = field(default=0, validator=ge(0))
+    precision: str = field(default="auto", validator=in_(("auto", "fp32", "bf16")))
+    compile: bool = False
+    activation_checkpointing: bool = False
+    log_every: int = field(default=50, validator=gt(0))
+    ckpt_every: int = field(default=5000, validator=gt(0))
+    keep_last: int = field(default=2, validator=gt(0))
+    sample_every: int = field(default=0, validator=ge(0))
+
+
+@frozen
+class SampleConfig:
+    """How images are drawn from a trained model."""
+
+    num: int = field(default=50_000, validator=gt(0))
+    batch_size: int = field(default=64, validator=gt(0))
+    cfg_scale: float = field(default=1.0, validator=ge(0.0))
+    cfg_schedule: str = field(default="linear", validator=in_(("constant", "linear")))
+    temperature: float = field(default=1.0, validator=gt(0.0))
+    steps: int = field(default=50, validator=gt(0))
+    ema: str = field(default="slow", validator=in_(("none", "slow", "fast")))
+    seed: int = field(default=0, validator=ge(0))
+
+
+@frozen
+class EvalConfig:
+    """Evaluators run on a sample store; ``reference`` is a store of real images."""
+
+    evaluators: tuple[EvaluatorConfig, ...] = ()
+    reference: str | None = None
+
+
+@frozen
+class LaunchConfig:
+    """Where the job runs: ``local`` or ``debug`` here, ``slurm`` on a cluster (submitit)."""
+
+    cluster: str = field(default="local", validator=in_(("local", "debug", "slurm")))
+    folder: str = "runs/submitit"
+    nodes: int = field(default=1, validator=gt(0))
+    gpus_per_node: int = field(default=8, validator=ge(0))
+    cpus_per_task: int = field(default=8, validator=gt(0))
+    mem_gb: int = field(default=0, validator=ge(0))
+    timeout_min: int = field(default=4320, validator=gt(0))
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+
+
+@frozen
+class ExperimentConfig:
+    """Everything one experiment needs; written beside every run and sample store."""
+
+    model: ModelConfig
+    data: DataConfig
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    sample: SampleConfig = SampleConfig()
+    eval: EvalConfig = EvalConfig()
+    launch: LaunchConfig = LaunchConfig()
+    description: str = ""

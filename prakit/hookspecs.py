@@ -1,0 +1,40 @@
+"""The hooks a prakit plugin can implement: one per component kind.
+
+Each hook receives a :class:`prakit.registry.Registrar` for its kind and calls
+``registrar.add(ConfigClass, builder)`` once per component it provides. ``builder(cfg, **deps)``
+returns the component; the dependencies each kind is built with are listed below.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("prakit")
+
+
+@hookspec
+def register_backbones(registrar):
+    """Add backbones (:class:`prakit.components.Backbone`); built with ``token_dim, seq_len, num_classes``."""
+
+
+@hookspec
+def register_generators(registrar):
+    """Add intermediate-state generators (:class:`prakit.components.StateGenerator`); built with ``state_dim, cond_dim``."""
+
+
+@hookspec
+def register_decoders(registrar):
+    """Add pixel decoders with their encoders (:class:`prakit.components.PixelDecoder`); built with ``token_dim``."""
+
+
+@hookspec
+def register_rollouts(registrar):
+    """Add rollout approximators (:class:`prakit.components.RolloutApproximator`); built from the config alone."""
+
+
+@hookspec
+def register_evaluators(registrar):
+    """Add evaluators (:class:`prakit.components.Evaluator`); built from the config alone."""
+
+
+@hookspec
+def register_datasets(registrar):
+    """Add dataset sources for ``prakit data prepare`` (:class:`prakit.components.Dataset`); built from the config alone."""

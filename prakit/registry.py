@@ -1,0 +1,185 @@
+"""One registry per component kind, filled from the plugins' hooks.
+
+The surface follows timm's ``register_model`` / ``create_model`` / ``list_models``::
+
+    from prakit import registry
+    registry.list_components("decoder", "m*")            # ['mlp']
+    cfg = registry.get("decoder").config("mlp", state_dim=32)
+    decoder = registry.build(cfg, token_dim=768)         # the kind comes from the config
+
+Registries are rebuilt from the hooks on first use after a plugin change; they are never a
+global dict that importing a module mutates.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from typing import Any, Callable, Iterator
+
+import attrs
+
+from prakit.components import KINDS, ComponentConfig, Kind
+from prakit.errors import DuplicateComponentError, PluginError, UnknownNameError
+
+_registries: dict[str, Registry] | None = None
+
+
+@attrs.frozen
+class Entry:
+    """A registered component: its config class, its builder and the plugin that provided it."""
+
+    kind: str
+    name: str
+    config_class: type[ComponentConfig]
+    builder: Callable[..., Any]
+    plugin: str
+    description: str
+
+
+class Registry:
+    """The components of one kind, by name."""
+
+    def __init__(self, kind: Kind):
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def add(self, entry: Entry) -> None:
+        if entry.name in self._entries:
+            first = self._entries[entry.name]
+            raise DuplicateComponentError(
+                f"{self.kind.name} {entry.name!r} is registered twice: by plugin {first.plugin!r} "
+                f"and by plugin {entry.plugin!r}; rename one of them or uninstall one plugin"
+            )
+        self._entries[entry.name] = entry
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted names matching a glob ``pattern``."""
+        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+
+    def entries(self, pattern: str = "*") -> list[Entry]:
+        return [self._entries[n] for n in self.names(pattern)]
+
+    def entry(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(self.kind.name, name, self._entries) from None
+
+    def config(self, name: str, **fields: Any) -> ComponentConfig:
+        """The config of ``name`` with its defaults, updated by ``fields``."""
+        return self.entry(name).config_class(**fields)
+
+    def build(self, cfg: ComponentConfig | str, **deps: Any) -> Any:
+        """Build a component from its config (or from a name, with default config)."""
+        if isinstance(cfg, str):
+            cfg = self.config(cfg)
+        entry = self.entry(cfg.name)
+        if not isinstance(cfg, entry.config_class):
+            raise TypeError(
+                f"{self.kind.name} {cfg.name!r} expects a {entry.config_class.__qualname__}, "
+                f"got a {type(cfg).__qualname__}"
+            )
+        component = entry.builder(cfg, **deps)
+        if not isinstance(component, self.kind.interface):
+            raise PluginError(
+                f"{self.kind.name} {cfg.name!r} from plugin {entry.plugin!r} built a "
+                f"{type(component).__qualname__}, which is not a {self.kind.interface.__qualname__}"
+            )
+        return component
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class Registrar:
+    """What a ``register_<kind>s`` hook receives: ``registrar.add(ConfigClass, builder)``."""
+
+    def __init__(self, registry: Registry, plugin: str):
+        self._registry = registry
+        self._plugin = plugin
+
+    @property
+    def kind(self) -> str:
+        return self._registry.kind.name
+
+    def add(
+        self,
+        config_class: type[ComponentConfig],
+        builder: Callable[..., Any],
+        *,
+        description: str | None = None,
+    ) -> None:
+        """Register ``builder(cfg, **deps)`` under ``config_class.name``.
+
+        ``builder`` is usually the component class itself. The description defaults to the
+        first line of the builder's docstring.
+        """
+        base = self._registry.kind.config
+        where = f"plugin {self._plugin!r} registering {config_class!r} as a {self.kind}"
+        if not (isinstance(config_class, type) and issubclass(config_class, base)):
+            raise PluginError(f"{where}: the config class must subclass {base.__qualname__}")
+        if "__attrs_attrs__" not in config_class.__dict__:  # subclasses of a frozen base are frozen
+            raise PluginError(f"{where}: the config class must be decorated with @attrs.frozen")
+        name = config_class.__dict__.get("name")
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{where}: the config class must set `name: ClassVar[str] = '...'`")
+        if not callable(builder):
+            raise PluginError(f"{where}: the builder must be callable")
+        doc = inspect.getdoc(builder) or inspect.getdoc(config_class) or ""
+        self._registry.add(
+            Entry(
+                kind=self.kind,
+                name=name,
+                config_class=config_class,
+                builder=builder,
+                plugin=self._plugin,
+                description=description or doc.strip().split("\n")[0],
+            )
+        )
+
+
+def registries() -> dict[str, Registry]:
+    """Every kind's registry, built from the loaded plugins on first use."""
+    global _registries
+    if _registries is None:
+        from prakit.plugins import get_plugin_manager
+
+        manager = get_plugin_manager()
+        built = {name: Registry(kind) for name, kind in KINDS.items()}
+        for name, kind in KINDS.items():
+            # Each implementation gets its own registrar so entries know their plugin.
+            for impl in getattr(manager.hook, kind.hook).get_hookimpls():
+                impl.function(**{arg: Registrar(built[name], impl.plugin_name) for arg in impl.argnames})
+        _registries = built
+    return _registries
+
+
+def get(kind: str) -> Registry:
+    """The registry of one kind."""
+    try:
+        return registries()[kind]
+    except KeyError:
+        raise UnknownNameError("component kind", kind, KINDS) from None
+
+
+def list_components(kind: str, pattern: str = "*") -> list[str]:
+    """Names of the registered components of ``kind`` matching a glob ``pattern``."""
+    return get(kind).names(pattern)
+
+
+def build(cfg: ComponentConfig, **deps: Any) -> Any:
+    """Build a component from its config; the registry is chosen by the config's kind."""
+    return get(cfg.kind).build(cfg, **deps)
+
+
+def reset() -> None:
+    """Drop the built registries (after plugins change)."""
+    global _registries
+    _registries = None

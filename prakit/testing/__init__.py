@@ -1,0 +1,27 @@
+"""Contract tests and hypothesis strategies for plugin authors.
+
+A new component is tested by subclassing the contract of its kind and setting ``config``;
+``prakit.testing.strategies`` (needs hypothesis) draws valid and broken configs.
+"""
+
+from prakit.testing.contracts import (
+    BackboneContract,
+    ComponentContract,
+    DatasetContract,
+    DecoderContract,
+    EvaluatorContract,
+    GeneratorContract,
+    LinearDecoder,
+    RolloutContract,
+)
+
+__all__ = [
+    "BackboneContract",
+    "ComponentContract",
+    "DatasetContract",
+    "DecoderContract",
+    "EvaluatorContract",
+    "GeneratorContract",
+    "LinearDecoder",
+    "RolloutContract",
+]

@@ -1,0 +1,318 @@
+"""Contract tests every component of a kind must pass. Subclass one in a test module::
+
+    from prakit.testing import DecoderContract
+
+    class TestMyDecoder(DecoderContract):
+        config = MyDecoderConfig(state_dim=8)
+
+pytest then runs every ``test_*`` method against the registered component built from
+``config``. Sizes are tiny so a whole contract runs in about a second on a CPU.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from prakit import registry
+from prakit.components import ComponentConfig, PixelDecoder
+from prakit.config import structure, unstructure
+
+
+class ComponentContract:
+    """Checks shared by every kind: registration, config round trip, seeded construction."""
+
+    kind: ClassVar[str]
+    config: ClassVar[ComponentConfig]
+    seed: ClassVar[int] = 0
+
+    def deps(self) -> dict[str, Any]:
+        """The dependencies the component is built with."""
+        return {}
+
+    def build(self, seed: int | None = None) -> Any:
+        torch.manual_seed(self.seed if seed is None else seed)
+        return registry.get(self.kind).build(self.config, **self.deps())
+
+    def test_registered_under_its_name(self):
+        entry = registry.get(self.kind).entry(self.config.name)
+        assert entry.config_class is type(self.config)
+
+    def test_config_round_trips(self):
+        data = unstructure(self.config)
+        assert data["name"] == self.config.name
+        base = registry.get(self.kind).kind.config
+        assert structure(data, base) == self.config
+
+    def test_construction_is_deterministic_under_a_seed(self):
+        a, b = self.build(), self.build()
+        if isinstance(a, torch.nn.Module):
+            _assert_same_state(a, b)
+
+
+class ModuleContract(ComponentContract):
+    """Checks for components that are ``nn.Module``s with parameters."""
+
+    def loss(self, module: Any) -> torch.Tensor:
+        """A scalar that should depend on every trainable parameter."""
+        raise NotImplementedError
+
+    def test_gradients_reach_every_parameter(self):
+        module = self.build()
+        _randomise(module)  # zero-initialised gates would hide a broken gradient path
+        loss = self.loss(module)
+        if not any(p.requires_grad for p in module.parameters()):
+            assert not loss.requires_grad  # nothing to train, nothing may pretend otherwise
+            return
+        loss.backward()
+        missing = [
+            n for n, p in module.named_parameters()
+            if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))
+        ]
+        assert not missing, f"no gradient reaches {missing}"
+
+
+class DecoderContract(ModuleContract):
+    kind = "decoder"
+    token_dim: ClassVar[int] = 12
+    per_token: ClassVar[bool] = True
+
+    def deps(self):
+        return {"token_dim": self.token_dim}
+
+    def tokens(self, seed: int = 1) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        return torch.rand(2, 5, self.token_dim, generator=g) * 2 - 1
+
+    def loss(self, decoder):
+        return decoder.reconstruction_loss(self.tokens())
+
+    def test_shapes_and_dtype(self):
+        decoder, x = self.build().eval(), self.tokens()
+        z = decoder.encode(x)
+        assert z.shape == (2, 5, decoder.state_dim) and z.dtype == x.dtype
+        assert decoder.decode(z).shape == x.shape and decoder.decode(z).dtype == x.dtype
+        assert decoder.token_dim == self.token_dim
+
+    def test_deterministic(self):
+        decoder, x = self.build().eval(), self.tokens()
+        torch.testing.assert_close(decoder.decode(decoder.encode(x)), decoder.decode(decoder.encode(x)))
+
+    def test_tokens_are_coded_independently(self):
+        if not self.per_token:
+            return
+        decoder, x = self.build().eval(), self.tokens()
+        y = x.clone()
+        y[:, 2] = -x[:, 2]
+        z, z2 = decoder.encode(x), decoder.encode(y)
+        torch.testing.assert_close(z[:, [0, 1, 3, 4]], z2[:, [0, 1, 3, 4]])
+
+    def test_reconstruction_loss_is_a_finite_scalar(self):
+        loss = self.loss(self.build())
+        assert loss.shape == () and torch.isfinite(loss)
+
+
+class BackboneContract(ModuleContract):
+    kind = "backbone"
+    token_dim: ClassVar[int] = 12
+    seq_len: ClassVar[int] = 9
+    num_classes: ClassVar[int] = 10
+
+    def deps(self):
+        return {"token_dim": self.token_dim, "seq_len": self.seq_len, "num_classes": self.num_classes}
+
+    def inputs(self, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        tokens = torch.rand(3, self.seq_len - 1, self.token_dim, generator=g) * 2 - 1
+        labels = torch.tensor([0, self.num_classes - 1, self.num_classes])  # incl. the null class
+        return tokens, labels
+
+    def loss(self, backbone):
+        return backbone(*self.inputs()).square().mean()
+
+    def test_shapes_and_dtype(self):
+        backbone = self.build().eval()
+        tokens, labels = self.inputs()
+        for length in (0, 1, self.seq_len - 1):
+            h = backbone(tokens[:, :length], labels)
+            assert h.shape == (3, length + 1, backbone.width) and h.dtype == tokens.dtype
+
+    def test_causal(self):
+        backbone = self.build().eval()
+        tokens, labels = self.inputs()
+        j = self.seq_len // 2
+        changed = tokens.clone()
+        changed[:, j] += 1.0
+        h, h2 = backbone(tokens, labels), backbone(changed, labels)
+        torch.testing.assert_close(h[:, : j + 1], h2[:, : j + 1])
+        assert not torch.allclose(h[:, j + 1], h2[:, j + 1])
+
+    def test_class_conditions_the_output(self):
+        backbone = self.build().eval()
+        _randomise(backbone)
+        tokens, labels = self.inputs()
+        assert not torch.allclose(backbone(tokens, labels), backbone(tokens, labels.roll(1)))
+
+    def test_kv_cache_matches_full_forward(self):
+        backbone = self.build().eval()
+        _randomise(backbone)
+        tokens, labels = self.inputs()
+        with torch.no_grad():
+            full = backbone(tokens, labels)
+            h, cache = backbone.start(labels)
+            stepped = [h] + [backbone.step(tokens[:, i], cache) for i in range(tokens.shape[1])]
+        torch.testing.assert_close(torch.stack(stepped, 1), full, atol=1e-5, rtol=1e-5)
+
+
+class GeneratorContract(ModuleContract):
+    kind = "generator"
+    state_dim: ClassVar[int] = 4
+    cond_dim: ClassVar[int] = 16
+
+    def deps(self):
+        return {"state_dim": self.state_dim, "cond_dim": self.cond_dim}
+
+    def inputs(self, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(2, 3, self.cond_dim, generator=g), torch.randn(2, 3, self.state_dim, generator=g)
+
+    def loss(self, generator):
+        h, z = self.inputs()
+        return generator.loss(h, z).mean()
+
+    def test_loss_is_per_token_and_finite(self):
+        h, z = self.inputs()
+        torch.manual_seed(0)
+        loss = self.build().loss(h, z)
+        assert loss.shape == h.shape[:-1] and torch.isfinite(loss).all()
+
+    def test_loss_reaches_the_condition(self):
+        generator = self.build()
+        _randomise(generator)
+        h, z = self.inputs()
+        h.requires_grad_(True)
+        generator.loss(h, z).mean().backward()
+        assert h.grad is not None and torch.any(h.grad != 0)
+
+    def test_sample_shape_and_seed(self):
+        generator = self.build().eval()
+        _randomise(generator)
+        h, _ = self.inputs()
+
+        def draw(seed):
+            with torch.no_grad():
+                return generator.sample(h, temperature=1.0, generator=torch.Generator().manual_seed(seed))
+
+        a, b, c = draw(0), draw(0), draw(1)
+        assert a.shape == (2, 3, self.state_dim) and a.dtype == h.dtype
+        torch.testing.assert_close(a, b)
+        assert not torch.allclose(a, c)
+
+
+class RolloutContract(ComponentContract):
+    kind = "rollout"
+    token_dim: ClassVar[int] = 12
+    stops_gradient: ClassVar[bool] = True
+
+    def model(self) -> Any:
+        """The model the approximator reads: here a decoder of random linear maps."""
+        torch.manual_seed(123)
+        return SimpleNamespace(decoder=LinearDecoder(self.token_dim, 4))
+
+    def inputs(self, model: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(1)
+        x = torch.rand(2, 6, self.token_dim, generator=g) * 2 - 1
+        return x, model.decoder.encode(x), torch.tensor([0, 1])
+
+    def run(self, seed: int = 0, step: int = 0) -> torch.Tensor:
+        model = self.model()
+        rollout = self.build()
+        x, z, labels = self.inputs(model)
+        torch.manual_seed(seed)
+        return rollout(x, z, labels, model=model, step=step)
+
+    def test_shape_and_dtype(self):
+        model = self.model()
+        x, z, labels = self.inputs(model)
+        out = self.build()(x, z, labels, model=model, step=0)
+        assert out.shape == x.shape and out.dtype == x.dtype and torch.isfinite(out).all()
+
+    def test_deterministic_under_a_seed(self):
+        torch.testing.assert_close(self.run(seed=3), self.run(seed=3))
+
+    def test_inputs_carry_no_gradient_into_the_model(self):
+        if not self.stops_gradient:
+            return
+        assert not self.run().requires_grad
+
+
+class EvaluatorContract(ComponentContract):
+    kind = "evaluator"
+
+    def images(self) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8), np.arange(8) % 2
+
+    def test_returns_finite_named_numbers(self):
+        images, labels = self.images()
+        result = self.build().evaluate(images, labels, reference=self.images()[0])
+        assert result and all(isinstance(k, str) and np.isfinite(float(v)) for k, v in result.items())
+
+    def test_deterministic(self):
+        images, labels = self.images()
+        a = self.build().evaluate(images, labels, reference=self.images()[0])
+        b = self.build().evaluate(images, labels, reference=self.images()[0])
+        assert dict(a) == dict(b)
+
+
+class DatasetContract(ComponentContract):
+    kind = "dataset"
+
+    def test_items_are_uint8_images_with_valid_labels(self):
+        dataset = self.build()
+        assert len(dataset) > 0 and len(dataset.class_names) > 0
+        for index in sorted({0, len(dataset) // 2, len(dataset) - 1}):
+            image, label = dataset[index]
+            assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] in (1, 3)
+            assert 0 <= int(label) < len(dataset.class_names)
+
+    def test_deterministic(self):
+        a, b = self.build(), self.build()
+        assert len(a) == len(b)
+        for index in (0, len(a) - 1):
+            np.testing.assert_array_equal(a[index][0], b[index][0])
+            assert a[index][1] == b[index][1]
+
+
+class LinearDecoder(PixelDecoder):
+    """A random linear encoder/decoder pair: the stand-in model for rollout contracts."""
+
+    def __init__(self, token_dim: int, state_dim: int):
+        super().__init__()
+        self.token_dim, self.state_dim = token_dim, state_dim
+        self.encoder = torch.nn.Linear(token_dim, state_dim)
+        self.decoder = torch.nn.Linear(state_dim, token_dim)
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+
+def _randomise(module: torch.nn.Module) -> None:
+    """Move every parameter off its initial value (zero-initialised layers included)."""
+    g = torch.Generator().manual_seed(99)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device) * 0.05)
+
+
+def _assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        torch.testing.assert_close(sa[key], sb[key], msg=f"{key} differs between two seeded builds")

@@ -1,0 +1,180 @@
+"""Hypothesis strategies for configs, derived from the attrs fields and their validators.
+
+    from prakit.testing.strategies import configs
+    @given(configs(MyDecoderConfig))
+    def test_round_trip(cfg): ...
+
+``configs(cls)`` draws valid instances: numbers within the ``gt/ge/lt/le`` bounds, strings
+from ``in_`` options, component fields from the registered components of their kind.
+``mutations(data)`` breaks valid plain data (extra keys, wrong types, out-of-range numbers).
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+import typing
+from typing import Any
+
+import attrs
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from prakit import registry
+from prakit.components import ComponentConfig
+
+_BIG = 10**6
+
+
+def configs(cls: type, **fields: st.SearchStrategy) -> st.SearchStrategy:
+    """Valid instances of the attrs class ``cls``; ``fields`` override per-field strategies."""
+    if _is_component_base(cls):
+        return registered_configs(cls.kind)
+    attrs.resolve_types(cls)
+    strategies = {
+        f.name: fields[f.name] if f.name in fields else _field_strategy(f)
+        for f in attrs.fields(cls)
+        if f.init
+    }
+
+    @st.composite
+    def build(draw):
+        kwargs = {name: draw(strategy) for name, strategy in strategies.items()}
+        try:
+            return cls(**kwargs)
+        except (ValueError, TypeError):  # a cross-field validator refused the draw
+            assume(False)
+
+    return build()
+
+
+def registered_configs(kind: str) -> st.SearchStrategy:
+    """Valid configs of every registered component of ``kind``."""
+    entries = registry.get(kind).entries()
+    if not entries:
+        return st.nothing()
+    return st.one_of([configs(e.config_class) for e in entries])
+
+
+def mutations(data: dict[str, Any]) -> st.SearchStrategy:
+    """Plain config data with one random change: an extra key, a wrong-typed, out-of-range or
+    removed value, or a scalar where a table belongs."""
+    leaves = list(_leaf_paths(data))
+    tables = list(_table_paths(data))
+
+    @st.composite
+    def mutate(draw):
+        out = copy.deepcopy(data)
+        action = draw(st.sampled_from(["extra", "wrong", "number", "remove", "table"]))
+        if action == "extra" or not leaves:
+            key = draw(st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12))
+            _get(out, draw(st.sampled_from(tables)))[key] = draw(_any_value())
+            return out
+        path = draw(st.sampled_from(tables[1:] if action == "table" and len(tables) > 1 else leaves))
+        parent, key = _get(out, path[:-1]), path[-1]
+        if action == "remove":
+            del parent[key]
+        elif action == "number":
+            parent[key] = draw(st.one_of(st.integers(-(2**40), 2**40), st.floats()))
+        else:
+            parent[key] = draw(_any_value())
+        return out
+
+    return mutate()
+
+
+def _any_value() -> st.SearchStrategy:
+    scalars = st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)
+    )
+    return st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=5), scalars, max_size=2))
+
+
+def _is_component_base(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, ComponentConfig) and "name" not in tp.__dict__
+
+
+def _field_strategy(field: attrs.Attribute) -> st.SearchStrategy:
+    tp = field.type
+    validators = list(_flatten_validators(field.validator))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner = _type_strategy(args[0], validators)
+        return st.one_of(st.none(), inner) if type(None) in typing.get_args(tp) else inner
+    return _type_strategy(tp, validators)
+
+
+def _type_strategy(tp: Any, validators: list) -> st.SearchStrategy:
+    options = next((v.options for v in validators if hasattr(v, "options")), None)
+    if options is not None:
+        return st.sampled_from(sorted(options, key=repr))
+    if typing.get_origin(tp) is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return st.lists(_type_strategy(args[0], []), max_size=3).map(tuple)
+        return st.tuples(*(_type_strategy(a, []) for a in args))
+    if attrs.has(tp) or _is_component_base(tp):
+        return configs(tp)
+    lo, hi, lo_open, hi_open = _bounds(validators)
+    if tp is bool:
+        return st.booleans()
+    if tp is int:
+        return st.integers(
+            min_value=-_BIG if lo is None else int(lo) + int(lo_open),
+            max_value=_BIG if hi is None else int(hi) - int(hi_open),
+        )
+    if tp is float:
+        return st.floats(
+            min_value=-_BIG if lo is None else lo,
+            max_value=_BIG if hi is None else hi,
+            exclude_min=lo_open,
+            exclude_max=hi_open,
+            allow_nan=False,
+            allow_infinity=False,
+        )
+    if tp is str:
+        return st.text("abcdefghijklmnopqrstuvwxyz0123456789_-./", max_size=16)
+    raise TypeError(f"no strategy for field type {tp!r}; pass one with configs(cls, field=strategy)")
+
+
+def _flatten_validators(validator: Any):
+    if validator is None:
+        return
+    if hasattr(validator, "_validators"):  # and_ / a list of validators
+        for v in validator._validators:
+            yield from _flatten_validators(v)
+    elif hasattr(validator, "validator"):  # optional(...)
+        yield from _flatten_validators(validator.validator)
+    else:
+        yield validator
+
+
+def _bounds(validators: list) -> tuple[float | None, float | None, bool, bool]:
+    lo = hi = None
+    lo_open = hi_open = False
+    for v in validators:
+        op = getattr(v, "compare_op", None)
+        if op in (">", ">="):
+            lo, lo_open = v.bound, op == ">"
+        elif op in ("<", "<="):
+            hi, hi_open = v.bound, op == "<"
+    return lo, hi, lo_open, hi_open
+
+
+def _leaf_paths(data: Any, prefix: tuple = ()):
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _leaf_paths(value, prefix + (key,)) if isinstance(value, dict) else [prefix + (key,)]
+
+
+def _table_paths(data: Any, prefix: tuple = ()):
+    if isinstance(data, dict):
+        yield prefix
+        for key, value in data.items():
+            yield from _table_paths(value, prefix + (key,))
+
+
+def _get(data: dict, path: tuple) -> Any:
+    for key in path:
+        data = data[key]
+    return data
