@@ -101,7 +101,7 @@ def _check_hook_names(manager: pluggy.PluginManager) -> None:
         manager.check_pending()
     except pluggy.PluginValidationError as exc:
         name = manager.get_name(exc.plugin)
-        specs = sorted(n for n in dir(manager.hook) if n.startswith("register_"))
+        specs = sorted(n for n, caller in vars(manager.hook).items() if caller.has_spec())
         unknown = [
             caller.name
             for caller in manager.get_hookcallers(exc.plugin) or []

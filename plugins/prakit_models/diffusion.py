@@ -152,8 +152,8 @@ class DiffusionHead(StateGenerator):
             raise ValueError(f"at most num_timesteps = {cfg.num_timesteps} sampling steps, got {steps}")
         h_flat = h.reshape(-1, self.cond_dim)
         device = generator.device if generator is not None else h.device
-        x = torch.randn(h_flat.shape[0], self.state_dim, generator=generator, device=device).to(h.device)
-        x = temperature * x
+        noise = torch.randn(h_flat.shape[0], self.state_dim, generator=generator, device=device)
+        x = temperature * noise.to(h.device)
         timesteps = respaced_timesteps(cfg.num_timesteps, steps)
         alpha_bar = self.alpha_bar.tolist()
         for i, t in enumerate(timesteps):

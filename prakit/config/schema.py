@@ -4,7 +4,7 @@ evaluation and launch sections. Every section is a frozen attrs class with valid
 from __future__ import annotations
 
 from attrs import field, frozen
-from attrs.validators import and_, ge, gt, in_, le, optional
+from attrs.validators import and_, deep_iterable, ge, gt, in_, le, lt, optional
 
 from prakit.components import (
     BackboneConfig,
@@ -19,6 +19,11 @@ from prakit.components import (
 def fraction(default: float):
     """A float field in [0, 1]."""
     return field(default=default, validator=and_(ge(0.0), le(1.0)))
+
+
+def members(validator):
+    """Validate every item of a tuple field."""
+    return deep_iterable(member_validator=validator)
 
 
 @frozen
@@ -54,23 +59,13 @@ class OptimConfig:
 
     lr: float | None = field(default=None, validator=optional(gt(0.0)))
     base_lr: float = field(default=1e-4, validator=gt(0.0))
-    betas: tuple[float, float] = field(default=(0.9, 0.95))
+    betas: tuple[float, float] = field(default=(0.9, 0.95), validator=members(and_(ge(0.0), lt(1.0))))
     weight_decay: float = field(default=0.02, validator=ge(0.0))
     schedule: str = field(default="constant", validator=in_(("constant", "cosine")))
     warmup_steps: int = field(default=0, validator=ge(0))
     min_lr: float = field(default=0.0, validator=ge(0.0))
     grad_clip: float = field(default=3.0, validator=ge(0.0))
-    ema_decays: tuple[float, ...] = field(default=(0.9999, 0.999))
-
-    @betas.validator
-    def _check_betas(self, attribute, value):
-        if not all(0.0 <= b < 1.0 for b in value):
-            raise ValueError(f"'betas' must lie in [0, 1): {value}")
-
-    @ema_decays.validator
-    def _check_ema_decays(self, attribute, value):
-        if not all(0.0 < d < 1.0 for d in value):
-            raise ValueError(f"'ema_decays' must lie in (0, 1): {value}")
+    ema_decays: tuple[float, ...] = field(default=(0.9999, 0.999), validator=members(and_(gt(0.0), lt(1.0))))
 
 
 @frozen

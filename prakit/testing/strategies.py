@@ -17,7 +17,6 @@ import typing
 from typing import Any
 
 import attrs
-from hypothesis import assume
 from hypothesis import strategies as st
 
 from prakit import registry
@@ -37,15 +36,13 @@ def configs(cls: type, **fields: st.SearchStrategy) -> st.SearchStrategy:
         if f.init
     }
 
-    @st.composite
-    def build(draw):
-        kwargs = {name: draw(strategy) for name, strategy in strategies.items()}
+    def build(kwargs: dict[str, Any]) -> Any:
         try:
             return cls(**kwargs)
         except (ValueError, TypeError):  # a cross-field validator refused the draw
-            assume(False)
+            return None
 
-    return build()
+    return st.fixed_dictionaries(strategies).map(build).filter(lambda cfg: cfg is not None)
 
 
 def registered_configs(kind: str) -> st.SearchStrategy:
@@ -110,19 +107,21 @@ def _type_strategy(tp: Any, validators: list) -> st.SearchStrategy:
         return st.sampled_from(sorted(options, key=repr))
     if typing.get_origin(tp) is tuple:
         args = typing.get_args(tp)
+        members = [m for v in validators if hasattr(v, "member_validator") for m in _flatten_validators(v.member_validator)]
         if len(args) == 2 and args[1] is Ellipsis:
-            return st.lists(_type_strategy(args[0], []), max_size=3).map(tuple)
-        return st.tuples(*(_type_strategy(a, []) for a in args))
+            items = _type_strategy(args[0], members)
+            return st.just(()) if items.is_empty else st.lists(items, max_size=3).map(tuple)
+        return st.tuples(*(_type_strategy(a, members) for a in args))
     if attrs.has(tp) or _is_component_base(tp):
         return configs(tp)
     lo, hi, lo_open, hi_open = _bounds(validators)
     if tp is bool:
         return st.booleans()
     if tp is int:
-        return st.integers(
-            min_value=-_BIG if lo is None else int(lo) + int(lo_open),
-            max_value=_BIG if hi is None else int(hi) - int(hi_open),
-        )
+        low = -_BIG if lo is None else int(lo) + int(lo_open)
+        high = _BIG if hi is None else int(hi) - int(hi_open)
+        small = st.integers(max(low, min(0, high)), min(high, max(low, 0) + 16))  # meets cross-field checks
+        return st.one_of(small, st.integers(low, high))
     if tp is float:
         return st.floats(
             min_value=-_BIG if lo is None else lo,

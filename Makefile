@@ -1,0 +1,23 @@
+# `make quickstart` runs the main job on the built-in dataset; `make test` runs the tests.
+# Both create the virtual environment in .venv when it is missing or out of date.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: quickstart test clean-venv
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+quickstart: $(VENV)/.installed
+	$(BIN)/prakit plugins list
+	$(BIN)/prakit config validate experiments/quickstart.toml
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+clean-venv:
+	rm -rf $(VENV)

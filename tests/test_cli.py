@@ -1,0 +1,82 @@
+"""The ``prakit`` command line, run as a real subprocess."""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prakit.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = str(ROOT / "experiments" / "quickstart.toml")
+
+
+def prakit(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "prakit", *args], capture_output=True, text=True)
+
+
+def command_paths(parser: argparse.ArgumentParser, prefix=()):
+    """Every command and subcommand of the parser, e.g. ('config', 'show')."""
+    yield prefix
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from command_paths(sub, prefix + (name,))
+
+
+COMMANDS = list(command_paths(build_parser()))
+
+
+def test_the_command_tree_has_the_documented_commands():
+    assert {("plugins", "list"), ("config", "show"), ("config", "validate")} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "prakit")
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit:
+        build_parser().parse_args([*command, "--help"])
+    assert exit.value.code == 0
+    assert "usage: prakit" in capsys.readouterr().out
+
+
+def test_plugins_list_shows_kind_name_plugin_and_description():
+    out = prakit("plugins", "list")
+    assert out.returncode == 0, out.stderr
+    header, *rows = out.stdout.splitlines()
+    assert header.split() == ["KIND", "NAME", "PLUGIN", "DESCRIPTION"]
+    assert any(r.split()[:3] == ["decoder", "mlp", "pra"] for r in rows)
+    assert any(r.split()[:3] == ["backbone", "transformer", "models"] for r in rows)
+
+
+def test_plugins_list_json_filters_by_kind():
+    out = prakit("plugins", "list", "--kind", "rollout", "--json")
+    rows = json.loads(out.stdout)
+    assert {r["kind"] for r in rows} == {"rollout"}
+    assert {"teacher_forcing", "noise_injection", "pra"} <= {r["name"] for r in rows}
+    assert all(r["plugin"] and r["description"] for r in rows)
+
+
+def test_config_show_prints_the_resolved_config():
+    out = prakit("config", "show", QUICKSTART, "model.rollout.sigma_max=0.3")
+    assert out.returncode == 0, out.stderr
+    assert "sigma_max = 0.3" in out.stdout
+    assert "[launch]" in out.stdout  # defaults are filled in
+
+
+def test_config_validate_reports_success_and_every_problem():
+    ok = prakit("config", "validate", QUICKSTART)
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: ")
+    bad = prakit("config", "validate", QUICKSTART, "model.decoder.stat_dim=3", "model.rollout.name=pr")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert "model.decoder.stat_dim: extra key" in bad.stderr
+    assert "model.rollout.name: unknown rollout 'pr'; did you mean 'pra'?" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_the_console_script_is_installed():
+    script = Path(sys.executable).with_name("prakit")
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("prakit ")

@@ -1,0 +1,176 @@
+"""Experiment configs: files, overrides, errors by path, round trips, fuzzing."""
+
+import json
+from pathlib import Path
+
+import attrs
+import pytest
+import tomllib
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from prakit import registry
+from prakit.components import KINDS
+from prakit.config import ExperimentConfig, dumps, from_data, load_config, read_file, structure, unstructure
+from prakit.errors import ConfigError
+from prakit.testing.strategies import configs, mutations
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted((ROOT / "experiments").rglob("*.toml"))
+QUICKSTART = ROOT / "experiments" / "quickstart.toml"
+
+
+def problems(excinfo) -> dict[str, str]:
+    return dict(excinfo.value.problems)
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_experiment_file_round_trips(path, tmp_path):
+    cfg = load_config(path)
+    out = tmp_path / "resolved.toml"
+    out.write_text(dumps(cfg))
+    again = load_config(out)
+    assert again == cfg
+    assert dumps(again) == dumps(cfg)
+
+
+def test_json_and_yaml_files_load_the_same_config(tmp_path):
+    data = read_file(QUICKSTART)
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    yaml = pytest.importorskip("yaml", reason="PyYAML is in the test extra")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    cfg = load_config(QUICKSTART)
+    assert load_config(tmp_path / "c.json") == cfg == load_config(tmp_path / "c.yaml")
+
+
+def test_overrides_use_dotted_keys_and_toml_values():
+    cfg = load_config(QUICKSTART, ["model.rollout.sigma_max=0.3", "optim.betas=[0.9, 0.99]", "train.compile=true"])
+    assert cfg.model.rollout.sigma_max == 0.3
+    assert cfg.optim.betas == (0.9, 0.99)
+    assert cfg.train.compile is True
+
+
+def test_changing_a_component_name_resets_it_to_the_new_defaults():
+    base = load_config(QUICKSTART)
+    assert base.model.decoder.name == "mlp" and base.model.decoder.width == 256
+    cfg = load_config(QUICKSTART, ["model.decoder.state_dim=8", "model.decoder.name=mlp"])
+    assert cfg.model.decoder == registry.get("decoder").config("mlp", state_dim=8)
+    swapped = load_config(QUICKSTART, ["model.rollout.name=noise_injection", "model.rollout.sigma_max=0.2"])
+    assert swapped.model.rollout == registry.get("rollout").config("noise_injection", sigma_max=0.2)
+    assert swapped.model.decoder == base.model.decoder  # nothing else moved
+
+
+@pytest.mark.parametrize(
+    "overrides, path, message",
+    [
+        (["model.decoder.stat_dim=3"], "model.decoder.stat_dim", "extra key"),
+        (["trian.steps=3"], "trian", "extra key"),
+        (["train.steps=abc"], "train.steps", "expected an integer, got 'abc'"),
+        (["train.steps=0"], "train.steps", "must be > 0"),
+        (["train.compile=1"], "train.compile", "expected true or false"),
+        (["optim.lr=-1.0"], "optim.lr", "must be > 0.0"),
+        (["optim.betas=[0.9]"], "optim.betas", "Not enough values"),
+        (["optim.ema_decays=0.99"], "optim.ema_decays", "expected a list"),
+        (["launch.cluster=aws"], "launch.cluster", "must be in ('local', 'debug', 'slurm')"),
+        (["model.rollout.name=pr"], "model.rollout.name", "unknown rollout 'pr'; did you mean 'pra'?"),
+        (["model.decoder=3"], "model.decoder", "expected a table with a 'name' key"),
+        (["train=3"], "train", "expected a table"),
+        (["model.rollout.sigma_min=0.6"], "model.rollout.sigma_max", "must be >= sigma_min"),
+    ],
+)
+def test_errors_name_their_path(overrides, path, message):
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(QUICKSTART, overrides)
+    found = problems(excinfo)
+    assert path in found, found
+    assert message in found[path]
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(QUICKSTART, ["train.steps=-1", "data.colour=1", "model.decoder.name=mpl"])
+    assert set(problems(excinfo)) == {"train.steps", "data.colour", "model.decoder.name"}
+    assert str(QUICKSTART) in str(excinfo.value)
+
+
+def test_missing_sections_and_names_are_reported():
+    with pytest.raises(ConfigError) as excinfo:
+        from_data({"model": {"backbone": {"width": 3}}})
+    found = problems(excinfo)
+    assert found["data"] == "missing required key"
+    assert found["model.generator"] == "missing required key"
+    assert found["model.backbone"].startswith("missing 'name' (one of: ")
+
+
+def test_bad_files_are_config_errors(tmp_path):
+    (tmp_path / "bad.toml").write_text("[model\n")
+    (tmp_path / "c.ini").write_text("")
+    for path in (tmp_path / "bad.toml", tmp_path / "c.ini", tmp_path / "absent.toml"):
+        with pytest.raises(ConfigError, match=str(path.name)):
+            load_config(path)
+
+
+def test_malformed_overrides_are_config_errors():
+    for override in ("train.steps", "=3", "train..steps=3", "train.steps.x=1"):
+        with pytest.raises(ConfigError):
+            load_config(QUICKSTART, [override])
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_registered_config_round_trips(kind):
+    base = KINDS[kind].config
+    for entry in registry.get(kind).entries():
+
+        @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(configs(entry.config_class))
+        def round_trip(cfg):
+            data = unstructure(cfg)
+            assert data["name"] == entry.name
+            assert structure(data, base) == cfg
+            assert structure(tomllib.loads(_toml(data)), base) == cfg
+
+        round_trip()
+
+
+def _toml(data) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(data)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs(ExperimentConfig))
+def test_random_experiment_configs_round_trip_through_toml(cfg):
+    assert load_text(dumps(cfg)) == cfg
+
+
+def load_text(text: str) -> ExperimentConfig:
+    return from_data(tomllib.loads(text))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations(read_file(QUICKSTART)))
+def test_fuzzed_config_files_fail_cleanly(data):
+    try:
+        cfg = from_data(data)
+    except ConfigError as exc:
+        assert exc.problems and all(isinstance(p, str) and m for p, m in exc.problems)
+    else:
+        assert isinstance(cfg, ExperimentConfig)
+
+
+def test_configs_are_frozen():
+    cfg = load_config(QUICKSTART)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        cfg.train.steps = 3  # type: ignore[misc]
+
+
+@given(st.data())
+@settings(max_examples=20, deadline=None)
+def test_fuzzed_overrides_fail_cleanly(data):
+    key = data.draw(st.sampled_from(["train.steps", "model.decoder.state_dim", "optim.betas", "launch", "model.rollout.name"]))
+    value = data.draw(st.text(max_size=10))
+    try:
+        load_config(QUICKSTART, [f"{key}={value}"])
+    except ConfigError:
+        pass

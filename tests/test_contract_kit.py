@@ -1,0 +1,119 @@
+"""The contract kit itself: conforming components pass, broken ones fail the right check."""
+
+import attrs
+import pytest
+from toys import (
+    ToyBackbone,
+    ToyBackboneConfig,
+    ToyDatasetConfig,
+    ToyDecoderConfig,
+    ToyEvaluatorConfig,
+    ToyGenerator,
+    ToyGeneratorConfig,
+    ToyRollout,
+    ToyRolloutConfig,
+)
+
+from prakit import plugins
+from prakit.testing import (
+    BackboneContract,
+    DatasetContract,
+    DecoderContract,
+    EvaluatorContract,
+    GeneratorContract,
+    RolloutContract,
+)
+
+
+@pytest.fixture(autouse=True)
+def _toys(toy_plugin):
+    return toy_plugin
+
+
+class TestToyBackbone(BackboneContract):
+    config = ToyBackboneConfig()
+
+
+class TestToyGenerator(GeneratorContract):
+    config = ToyGeneratorConfig()
+
+
+class TestToyDecoder(DecoderContract):
+    config = ToyDecoderConfig()
+
+
+class TestToyRollout(RolloutContract):
+    config = ToyRolloutConfig()
+
+
+class TestToyEvaluator(EvaluatorContract):
+    config = ToyEvaluatorConfig()
+
+
+class TestToyDataset(DatasetContract):
+    config = ToyDatasetConfig(size=5)
+
+
+class PeekingBackbone(ToyBackbone):
+    """Broken: every position sees the whole sequence."""
+
+    def forward(self, tokens, labels):
+        h = super().forward(tokens, labels)
+        return h + h.mean(1, keepdim=True)
+
+
+class StaleCacheBackbone(ToyBackbone):
+    """Broken: the cache forgets every token."""
+
+    def step(self, token, cache):
+        return self.out(cache["sum"])
+
+
+class SeedlessGenerator(ToyGenerator):
+    """Broken: ignores the generator it is given."""
+
+    def sample(self, h, *, temperature=1.0, steps=None, generator=None):
+        return super().sample(h, temperature=temperature, generator=None)
+
+
+class DetachedGenerator(ToyGenerator):
+    """Broken: the loss never reaches the condition."""
+
+    def loss(self, h, z):
+        return super().loss(h.detach(), z)
+
+
+class LeakyRollout(ToyRollout):
+    """Broken: decodes the states without stopping the gradient."""
+
+    def forward(self, x, z, labels, *, model, step):
+        return model.decoder.decode(z)
+
+
+def broken_config(base):
+    """A config class registered as 'broken' for the kind of ``base``."""
+    return attrs.frozen(type("BrokenConfig", (base,), {"name": "broken", "__annotations__": {}}))
+
+
+@pytest.mark.parametrize(
+    "contract, base, component, check",
+    [
+        (BackboneContract, ToyBackboneConfig, PeekingBackbone, "test_causal"),
+        (BackboneContract, ToyBackboneConfig, StaleCacheBackbone, "test_kv_cache_matches_full_forward"),
+        (GeneratorContract, ToyGeneratorConfig, SeedlessGenerator, "test_sample_shape_and_seed"),
+        (GeneratorContract, ToyGeneratorConfig, DetachedGenerator, "test_loss_reaches_the_condition"),
+        (RolloutContract, ToyRolloutConfig, LeakyRollout, "test_inputs_carry_no_gradient_into_the_model"),
+    ],
+)
+def test_a_broken_component_fails_its_contract(contract, base, component, check):
+    config_class = broken_config(base)
+
+    class Broken:
+        @plugins.hookimpl(specname=f"register_{contract.kind}s")
+        def register(self, registrar):
+            registrar.add(config_class, component)
+
+    plugins.register_plugin(Broken(), name="broken")
+    case = type("Case", (contract,), {"config": config_class()})()
+    with pytest.raises(AssertionError):
+        getattr(case, check)()

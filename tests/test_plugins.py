@@ -1,0 +1,125 @@
+"""Plugin discovery through real entry points: loading, failures, environment switches."""
+
+import inspect
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from prakit import hookspecs, plugins, registry
+from prakit.errors import DuplicateComponentError, PluginError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_builtins_are_registered_by_their_plugin(fresh_plugins):
+    assert registry.get("decoder").entry("identity").plugin == "baselines"
+    assert registry.get("decoder").entry("mlp").plugin == "pra"
+    assert registry.get("rollout").entry("pra").plugin == "pra"
+    assert registry.get("backbone").entry("transformer").plugin == "models"
+    assert registry.get("generator").entry("diffusion").plugin == "models"
+
+
+def test_importing_prakit_loads_no_plugin():
+    code = "import prakit, sys; print(sorted(m for m in sys.modules if m.startswith('prakit_')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_entry_points_load_once(fresh_plugins):
+    manager = plugins.get_plugin_manager()
+    assert plugins.get_plugin_manager() is manager
+    assert registry.registries() is registry.registries()
+
+
+BROKEN_IMPORT = "raise RuntimeError('boom at import')\n"
+MISSPELLED = """
+from prakit import hookimpl
+
+@hookimpl
+def register_decoder(registrar):
+    pass
+"""
+
+
+def test_a_plugin_failing_to_import_is_one_warning_and_the_rest_load(install_distribution):
+    install_distribution(
+        "prakit-broken",
+        {"broken": "prakit_broken_boom", "missing": "prakit_no_such_module"},
+        {"prakit_broken_boom": BROKEN_IMPORT},
+    )
+    with pytest.warns(plugins.PluginLoadWarning) as caught:
+        names = registry.list_components("decoder")
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    assert "'broken' (prakit_broken_boom)" in messages[0] and "RuntimeError: boom at import" in messages[0]
+    assert "'missing' (prakit_no_such_module)" in messages[1] and "ModuleNotFoundError" in messages[1]
+    assert {"identity", "mlp"} <= set(names)
+
+
+def test_a_misspelled_hook_is_an_error_naming_it(install_distribution):
+    install_distribution("prakit-typo", {"typo": "prakit_typo_plugin"}, {"prakit_typo_plugin": MISSPELLED})
+    with pytest.raises(PluginError, match=r"'typo' implements unknown hook 'register_decoder' \(did you mean 'register_decoders'"):
+        registry.registries()
+
+
+def test_autoload_can_be_disabled(fresh_plugins, toy_plugin):
+    fresh_plugins.setenv(plugins.DISABLE_AUTOLOAD_ENV, "1")
+    plugins.reset()
+    assert all(len(r) == 0 for r in registry.registries().values())
+    plugins.register_plugin(__import__("toys").ToyPlugin(), name="toys")
+    assert registry.list_components("decoder") == ["toy"]
+
+
+def test_only_the_named_plugins_load(fresh_plugins):
+    fresh_plugins.setenv(plugins.ONLY_ENV, "baselines")
+    plugins.reset()
+    assert registry.list_components("decoder") == ["identity"]
+    assert registry.list_components("backbone") == []
+
+
+def test_a_duplicate_name_is_an_error_naming_both_plugins(fresh_plugins):
+    from prakit_pra.mlp_decoder import MLPDecoder, MLPDecoderConfig
+
+    class Copycat:
+        @plugins.hookimpl
+        def register_decoders(self, registrar):
+            registrar.add(MLPDecoderConfig, MLPDecoder)
+
+    plugins.register_plugin(Copycat(), name="copycat")
+    with pytest.raises(DuplicateComponentError, match="'mlp' is registered twice: by plugin 'pra' and by plugin 'copycat'"):
+        registry.registries()
+
+
+def test_every_hook_is_documented_and_implemented_by_the_toy_plugin(toy_plugin):
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    specs = [name for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "prakit_spec")]
+    assert len(specs) == 6
+    for name in specs:
+        assert inspect.getdoc(getattr(hookspecs, name)), f"{name} has no docstring"
+        assert f"`{name}`" in docs, f"{name} is not documented in docs/plugins.md"
+    manager = plugins.get_plugin_manager()
+    for kind, reg in registry.registries().items():
+        assert "toy" in reg, f"the toy plugin registered no {kind}"
+        assert reg.entry("toy").plugin == "toys"
+        assert any(impl.plugin_name == "toys" for impl in getattr(manager.hook, reg.kind.hook).get_hookimpls())
+
+
+def test_plugin_load_warnings_reach_the_cli_as_one_line(tmp_path):
+    site = tmp_path / "site"
+    info = site / "prakit_gone-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: prakit-gone\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[prakit]\ngone = prakit_gone_module\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
+    out = subprocess.run(
+        [sys.executable, "-m", "prakit", "plugins", "list", "--kind", "decoder"],
+        capture_output=True, text=True, env=env,
+    )
+    assert out.returncode == 0
+    assert out.stderr.startswith("prakit: warning: prakit plugin 'gone' (prakit_gone_module) failed to load")
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "mlp" in out.stdout
+    warnings.resetwarnings()

@@ -1,0 +1,176 @@
+"""The built-in transformer backbone and diffusion head (plugin ``prakit_models``), at tiny sizes."""
+
+import pytest
+import torch
+
+from prakit import registry
+
+TOKEN_DIM, SEQ_LEN, NUM_CLASSES = 12, 9, 10
+STATE_DIM, COND_DIM = 4, 16
+
+
+def build_backbone(**fields):
+    cfg = registry.get("backbone").config("transformer", width=32, depth=2, heads=2, **fields)
+    return registry.get("backbone").build(cfg, token_dim=TOKEN_DIM, seq_len=SEQ_LEN, num_classes=NUM_CLASSES)
+
+
+def build_head(**fields):
+    cfg = registry.get("generator").config("diffusion", **{"width": 32, "depth": 2, **fields})
+    return registry.get("generator").build(cfg, state_dim=STATE_DIM, cond_dim=COND_DIM)
+
+
+def tokens_and_labels(batch=3, length=SEQ_LEN - 1):
+    return torch.randn(batch, length, TOKEN_DIM), torch.tensor([0, 4, NUM_CLASSES])[:batch]
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    torch.manual_seed(0)
+
+
+def test_registered_with_one_line_descriptions():
+    for kind, name in [("backbone", "transformer"), ("generator", "diffusion")]:
+        entry = registry.get(kind).entry(name)
+        assert entry.plugin == "models"
+        assert entry.description and "\n" not in entry.description
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        registry.get("backbone").config("transformer", width=30, heads=4)
+    with pytest.raises(ValueError):
+        registry.get("backbone").config("transformer", positions="rope")
+    with pytest.raises(ValueError):
+        registry.get("generator").config("diffusion", prediction="x")
+
+
+@pytest.mark.parametrize("length", [0, 1, SEQ_LEN - 1])
+def test_backbone_output_shape(length):
+    model = build_backbone()
+    tokens, labels = tokens_and_labels(length=length)
+    h = model(tokens, labels)
+    assert model.width == 32
+    assert h.shape == (3, length + 1, 32)
+    assert torch.isfinite(h).all()
+
+
+def test_backbone_rejects_too_many_tokens():
+    with pytest.raises(ValueError, match="seq_len"):
+        build_backbone()(*tokens_and_labels(length=SEQ_LEN))
+
+
+@pytest.mark.parametrize("j", [0, 3, SEQ_LEN - 2])
+def test_backbone_is_causal(j):
+    model = build_backbone()
+    tokens, labels = tokens_and_labels()
+    perturbed = tokens.clone()
+    perturbed[:, j] += 1.0
+    with torch.no_grad():
+        h, h_perturbed = model(tokens, labels), model(perturbed, labels)
+    # Token j is read at position j + 1: everything before is untouched, position j + 1 moves.
+    torch.testing.assert_close(h_perturbed[:, : j + 1], h[:, : j + 1], rtol=0, atol=1e-6)
+    assert (h_perturbed[:, j + 1] - h[:, j + 1]).abs().max() > 1e-3
+
+
+def test_backbone_labels_matter():
+    model = build_backbone()
+    tokens, labels = tokens_and_labels()
+    with torch.no_grad():
+        h, h_other = model(tokens, labels), model(tokens, (labels + 1) % (NUM_CLASSES + 1))
+    assert ((h_other - h).abs().amax(dim=-1) > 1e-3).all()  # at every position of every row
+
+
+def test_kv_cache_matches_full_forward():
+    model = build_backbone()
+    tokens, labels = tokens_and_labels()
+    with torch.no_grad():
+        full = model(tokens, labels)
+        h0, cache = model.start(labels)
+        stepped = [h0] + [model.step(tokens[:, i], cache) for i in range(SEQ_LEN - 1)]
+    assert cache.pos == SEQ_LEN
+    torch.testing.assert_close(torch.stack(stepped, dim=1), full, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="full"):
+        model.step(tokens[:, 0], cache)
+
+
+def test_diffusion_loss_shape_and_gradients():
+    head = build_head()
+    h = torch.randn(2, 5, COND_DIM, requires_grad=True)
+    z = torch.randn(2, 5, STATE_DIM)
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
+    for _ in range(3):  # the adaLN and output layers start at zero: let them move first
+        optimizer.zero_grad()
+        loss = head.loss(h, z)
+        loss.mean().backward()
+        optimizer.step()
+    assert loss.shape == (2, 5)
+    assert torch.isfinite(loss).all() and (loss > 0).all()
+    assert h.grad is not None and h.grad.abs().sum() > 0
+    grads = [p.grad for p in head.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_sample_shape_and_determinism(prediction):
+    head = build_head(prediction=prediction, sample_steps=5)
+    h = torch.randn(2, 3, COND_DIM)
+
+    def sample(seed, **kwargs):
+        return head.sample(h, generator=torch.Generator().manual_seed(seed), **kwargs)
+
+    a, b, c = sample(0), sample(0), sample(1)
+    assert a.shape == (2, 3, STATE_DIM)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    assert sample(0, steps=2, temperature=0.5).shape == (2, 3, STATE_DIM)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_exact_denoiser_has_zero_loss_and_samples_its_target(prediction, monkeypatch):
+    head = build_head(prediction=prediction)
+    h, z = torch.randn(6, COND_DIM), torch.randn(6, STATE_DIM).clamp(-2, 2)
+
+    def exact(x_t, t, h_rows):  # the true eps (or v = sqrt(ab) eps - sqrt(1 - ab) z) of rows of z
+        target = z.repeat(len(x_t) // len(z), 1)
+        a, b = head.alpha_bar[t, None].sqrt(), (1 - head.alpha_bar[t, None]).sqrt()
+        eps = (x_t - a * target) / b
+        return eps if prediction == "eps" else a * eps - b * target
+
+    monkeypatch.setattr(head, "denoise", exact)
+    assert head.loss(h, z).max() < 1e-6
+    sample = head.sample(h, steps=7, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(sample, z, rtol=0, atol=1e-4)
+
+def test_sample_clips_the_clean_estimate():
+    # At init the head predicts eps = 0, so the clean estimate x_t / sqrt(alpha_bar) explodes.
+    h = torch.randn(64, COND_DIM)
+    clipped = build_head(clip_range=2.0).sample(h, steps=10, generator=torch.Generator().manual_seed(0))
+    assert clipped.abs().max() <= 2.0
+    unclipped = build_head(clip_first_step=False).sample(h, steps=10, generator=torch.Generator().manual_seed(0))
+    assert unclipped.abs().max() > 10.0
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_diffusion_head_memorises_and_samples_a_batch(prediction):
+    head = build_head(prediction=prediction, width=64)
+    h = torch.randn(8, COND_DIM)
+    z = 1.5 * torch.cat([torch.eye(STATE_DIM), -torch.eye(STATE_DIM)])  # 8 states, >= 2.1 apart
+
+    def fixed_noise_loss():
+        torch.manual_seed(1)
+        with torch.no_grad():
+            return head.loss(h.repeat(16, 1), z.repeat(16, 1)).mean().item()
+
+    before = fixed_noise_loss()
+    optimizer = torch.optim.Adam(head.parameters(), lr=2e-3)
+    for _ in range(300):
+        optimizer.zero_grad()
+        head.loss(h, z).mean().backward()
+        optimizer.step()
+    assert fixed_noise_loss() < 0.5 * before
+    # DDIM from noise lands on each condition's own memorised state.
+    samples = head.sample(h, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.cdist(samples, z).argmin(dim=1), torch.arange(8))
+    assert (samples - z).norm(dim=-1).mean() < 0.5
+

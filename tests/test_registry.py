@@ -1,0 +1,78 @@
+"""Registries: timm-style listing and building, and their errors."""
+
+import attrs
+import pytest
+from prakit_pra.mlp_decoder import MLPDecoder, MLPDecoderConfig
+
+from prakit import plugins, registry
+from prakit.components import DecoderConfig
+from prakit.errors import PluginError, UnknownNameError
+
+
+def test_list_with_a_glob_pattern():
+    assert registry.list_components("rollout", "*_*") == ["noise_injection", "teacher_forcing"]
+    assert registry.list_components("decoder") == sorted(registry.list_components("decoder"))
+    assert registry.list_components("decoder", "nothing*") == []
+
+
+def test_build_by_name_and_by_config():
+    reg = registry.get("decoder")
+    by_name = reg.build("mlp", token_dim=48)
+    assert isinstance(by_name, MLPDecoder) and by_name.state_dim == 16
+    cfg = reg.config("mlp", state_dim=8, width=32)
+    assert cfg == MLPDecoderConfig(state_dim=8, width=32)
+    built = registry.build(cfg, token_dim=48)
+    assert built.state_dim == 8 and built.encoder[0].out_features == 32
+
+
+def test_an_unknown_name_lists_close_matches_and_the_installed_names():
+    with pytest.raises(UnknownNameError) as excinfo:
+        registry.get("decoder").build("mpl", token_dim=4)
+    message = str(excinfo.value)
+    assert message.startswith("unknown decoder 'mpl'; did you mean 'mlp'?")
+    assert "known: identity, mlp" in message
+    with pytest.raises(UnknownNameError, match="did you mean 'decoder'"):
+        registry.get("decodr")
+
+
+def test_a_config_of_another_class_is_refused():
+    @attrs.frozen
+    class Impostor(DecoderConfig):
+        name = "mlp"
+
+    with pytest.raises(TypeError, match="expects a MLPDecoderConfig"):
+        registry.build(Impostor(), token_dim=4)
+
+
+@pytest.mark.parametrize(
+    "config_class, message",
+    [
+        (dict, "must subclass DecoderConfig"),
+        (type("Plain", (DecoderConfig,), {"name": "plain"}), "must be decorated with @attrs.frozen"),
+        (attrs.frozen(type("Nameless", (DecoderConfig,), {})), "must set `name: ClassVar"),
+    ],
+)
+def test_bad_registrations_are_plugin_errors(fresh_plugins, config_class, message):
+    class Bad:
+        @plugins.hookimpl
+        def register_decoders(self, registrar):
+            registrar.add(config_class, MLPDecoder)
+
+    plugins.register_plugin(Bad(), name="bad")
+    with pytest.raises(PluginError, match=message):
+        registry.registries()
+
+
+def test_a_builder_must_return_the_kind_interface(fresh_plugins):
+    @attrs.frozen
+    class NotADecoderConfig(DecoderConfig):
+        name = "not_a_decoder"
+
+    class Bad:
+        @plugins.hookimpl
+        def register_decoders(self, registrar):
+            registrar.add(NotADecoderConfig, lambda cfg, **deps: object())
+
+    plugins.register_plugin(Bad(), name="bad")
+    with pytest.raises(PluginError, match="built a object, which is not a PixelDecoder"):
+        registry.build(NotADecoderConfig())

@@ -1,0 +1,167 @@
+"""Small components of every kind, registered by tests through a real plugin object."""
+
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+import torch
+from torch import nn
+
+from prakit import hookimpl
+from prakit.components import (
+    Backbone,
+    BackboneConfig,
+    Dataset,
+    DatasetConfig,
+    DecoderConfig,
+    Evaluator,
+    EvaluatorConfig,
+    GeneratorConfig,
+    RolloutApproximator,
+    RolloutConfig,
+    StateGenerator,
+)
+from prakit.testing import LinearDecoder
+
+
+@attrs.frozen
+class ToyBackboneConfig(BackboneConfig):
+    name: ClassVar[str] = "toy"
+    width: int = 8
+
+
+class ToyBackbone(Backbone):
+    """h_i = running mean of the embedded start and input tokens up to i (causal)."""
+
+    def __init__(self, cfg, *, token_dim, seq_len, num_classes):
+        super().__init__()
+        self.width = cfg.width
+        self.embed = nn.Linear(token_dim, cfg.width)
+        self.classes = nn.Embedding(num_classes + 1, cfg.width)
+        self.out = nn.Linear(cfg.width, cfg.width)
+
+    def forward(self, tokens, labels):
+        seq = torch.cat([self.classes(labels)[:, None], self.embed(tokens)], 1)
+        counts = torch.arange(1, seq.shape[1] + 1, dtype=seq.dtype)[None, :, None]
+        return self.out(seq.cumsum(1) / counts)
+
+    def start(self, labels):
+        cache = {"sum": self.classes(labels), "count": 1}
+        return self.out(cache["sum"]), cache
+
+    def step(self, token, cache):
+        cache["sum"] = cache["sum"] + self.embed(token)
+        cache["count"] += 1
+        return self.out(cache["sum"] / cache["count"])
+
+
+@attrs.frozen
+class ToyGeneratorConfig(GeneratorConfig):
+    name: ClassVar[str] = "toy"
+
+
+class ToyGenerator(StateGenerator):
+    """A Gaussian with a learned mean: z ~ N(W h, temperature^2)."""
+
+    def __init__(self, cfg, *, state_dim, cond_dim):
+        super().__init__()
+        self.state_dim = state_dim
+        self.mean = nn.Linear(cond_dim, state_dim)
+
+    def loss(self, h, z):
+        return (self.mean(h) - z).square().mean(-1)
+
+    def sample(self, h, *, temperature=1.0, steps=None, generator=None):
+        noise = torch.randn(h.shape[:-1] + (self.state_dim,), generator=generator)
+        return self.mean(h) + temperature * noise
+
+
+@attrs.frozen
+class ToyEvaluatorConfig(EvaluatorConfig):
+    name: ClassVar[str] = "toy"
+
+
+class ToyEvaluator(Evaluator):
+    """Mean pixel value of the images and of the reference."""
+
+    def __init__(self, cfg):
+        pass
+
+    def evaluate(self, images, labels, *, model=None, reference=None):
+        return {"mean": float(images.mean()), "reference_mean": float(np.mean(reference))}
+
+
+@attrs.frozen
+class ToyDatasetConfig(DatasetConfig):
+    name: ClassVar[str] = "toy"
+    size: int = 4
+    seed: int = 0
+
+
+class ToyDataset(Dataset):
+    """Random 4x4 RGB images in two classes."""
+
+    class_names = ("a", "b")
+
+    def __init__(self, cfg):
+        rng = np.random.default_rng(cfg.seed)
+        self.images = rng.integers(0, 256, (cfg.size, 4, 4, 3), dtype=np.uint8)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.images[index], index % 2
+
+
+@attrs.frozen
+class ToyDecoderConfig(DecoderConfig):
+    name: ClassVar[str] = "toy"
+
+
+def toy_decoder(cfg, *, token_dim):
+    """A random linear map to a 3-dim state and back."""
+    return LinearDecoder(token_dim, 3)
+
+
+@attrs.frozen
+class ToyRolloutConfig(RolloutConfig):
+    name: ClassVar[str] = "toy"
+
+
+class ToyRollout(RolloutApproximator):
+    """x~ = x with its sign flipped."""
+
+    def __init__(self, cfg):
+        super().__init__()
+
+    def forward(self, x, z, labels, *, model: Any, step: int):
+        return -x
+
+
+class ToyPlugin:
+    """A plugin object implementing every hook."""
+
+    @hookimpl
+    def register_backbones(self, registrar):
+        registrar.add(ToyBackboneConfig, ToyBackbone)
+
+    @hookimpl
+    def register_generators(self, registrar):
+        registrar.add(ToyGeneratorConfig, ToyGenerator)
+
+    @hookimpl
+    def register_evaluators(self, registrar):
+        registrar.add(ToyEvaluatorConfig, ToyEvaluator)
+
+    @hookimpl
+    def register_datasets(self, registrar):
+        registrar.add(ToyDatasetConfig, ToyDataset)
+
+    @hookimpl
+    def register_decoders(self, registrar):
+        registrar.add(ToyDecoderConfig, toy_decoder)
+
+    @hookimpl
+    def register_rollouts(self, registrar):
+        registrar.add(ToyRolloutConfig, ToyRollout)
