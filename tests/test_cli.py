@@ -59,6 +59,21 @@ def test_plugins_list_json_filters_by_kind():
     assert all(r["plugin"] and r["description"] for r in rows)
 
 
+def test_an_unknown_kind_is_a_clean_error():
+    out = prakit("plugins", "list", "--kind", "decodr")
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "prakit: error: unknown component kind 'decodr'; did you mean 'decoder'? "
+        "known: backbone, dataset, decoder, evaluator, generator, rollout"
+    )
+
+
+def test_building_the_command_line_does_not_import_torch():
+    check = "import sys; from prakit.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # --help stays instant
+
+
 def test_config_show_prints_the_resolved_config():
     out = prakit("config", "show", QUICKSTART, "model.rollout.sigma_max=0.3")
     assert out.returncode == 0, out.stderr

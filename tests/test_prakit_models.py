@@ -28,11 +28,11 @@ def seed():
     torch.manual_seed(0)
 
 
-def test_registered_with_one_line_descriptions():
+def test_registered_by_the_models_plugin():
     for kind, name in [("backbone", "transformer"), ("generator", "diffusion")]:
         entry = registry.get(kind).entry(name)
         assert entry.plugin == "models"
-        assert entry.description and "\n" not in entry.description
+        assert entry.description.startswith(("Pre-norm", "MAR-style"))
 
 
 def test_config_validation():

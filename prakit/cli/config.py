@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from prakit.config import dumps, load_config
-
 OVERRIDES_HELP = "dotted overrides, e.g. model.rollout.name=pra model.rollout.sigma_max=0.3"
 
 
@@ -23,11 +21,15 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from prakit.config import dumps, load_config
+
     print(dumps(load_config(args.file, args.overrides)), end="")
     return 0
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    from prakit.config import load_config
+
     model = load_config(args.file, args.overrides).model
     parts = ", ".join(f"{kind}={getattr(model, kind).name}" for kind in ("backbone", "generator", "decoder", "rollout"))
     print(f"ok: {args.file} ({parts})")

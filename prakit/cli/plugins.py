@@ -5,22 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from prakit import registry
-from prakit.components import KINDS
-
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
     parser = groups.add_parser("plugins", help="inspect installed plugins and their components")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     listing = commands.add_parser("list", help="list registered components by kind")
-    listing.add_argument("--kind", choices=sorted(KINDS), help="only this component kind")
+    listing.add_argument("--kind", help="only this component kind, e.g. decoder")
     listing.add_argument("--pattern", default="*", help="glob on component names (default: *)")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(run=run_list)
 
 
 def run_list(args: argparse.Namespace) -> int:
-    kinds = [args.kind] if args.kind else list(KINDS)
+    from prakit import registry
+
+    kinds = [args.kind] if args.kind else list(registry.registries())
     rows = [
         {"name": e.name, "kind": e.kind, "plugin": e.plugin, "description": e.description}
         for kind in kinds
