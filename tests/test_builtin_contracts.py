@@ -2,10 +2,12 @@
 
 from prakit_baselines.identity import IdentityDecoderConfig
 from prakit_baselines.rollouts import NoiseInjectionConfig, TeacherForcingConfig
+from prakit_models.diffusion import DiffusionHeadConfig
+from prakit_models.transformer import TransformerConfig
 from prakit_pra.mlp_decoder import MLPDecoderConfig
 from prakit_pra.rollout import PRARolloutConfig
 
-from prakit.testing import DecoderContract, RolloutContract
+from prakit.testing import BackboneContract, DecoderContract, GeneratorContract, RolloutContract
 
 
 class TestIdentityDecoder(DecoderContract):
@@ -38,3 +40,15 @@ class TestPRARollout(RolloutContract):
 
 class TestPRARolloutFixed(RolloutContract):
     config = PRARolloutConfig(sigma="fixed", sigma_max=0.2)
+
+
+class TestTransformer(BackboneContract):
+    config = TransformerConfig(width=32, depth=2, heads=2)
+
+
+class TestDiffusionHeadEps(GeneratorContract):
+    config = DiffusionHeadConfig(width=32, depth=2, sample_steps=5)
+
+
+class TestDiffusionHeadV(GeneratorContract):
+    config = DiffusionHeadConfig(width=32, depth=2, sample_steps=5, prediction="v", batch_mul=1)

@@ -1,4 +1,5 @@
-"""The built-in transformer backbone and diffusion head (plugin ``prakit_models``), at tiny sizes."""
+"""The built-in transformer backbone and diffusion head beyond their contracts (see
+test_builtin_contracts.py): limits, the diffusion maths, and fitting a batch."""
 
 import pytest
 import torch
@@ -44,86 +45,21 @@ def test_config_validation():
         registry.get("generator").config("diffusion", prediction="x")
 
 
-@pytest.mark.parametrize("length", [0, 1, SEQ_LEN - 1])
-def test_backbone_output_shape(length):
-    model = build_backbone()
-    tokens, labels = tokens_and_labels(length=length)
-    h = model(tokens, labels)
-    assert model.width == 32
-    assert h.shape == (3, length + 1, 32)
-    assert torch.isfinite(h).all()
-
-
 def test_backbone_rejects_too_many_tokens():
     with pytest.raises(ValueError, match="seq_len"):
         build_backbone()(*tokens_and_labels(length=SEQ_LEN))
 
 
-@pytest.mark.parametrize("j", [0, 3, SEQ_LEN - 2])
-def test_backbone_is_causal(j):
-    model = build_backbone()
-    tokens, labels = tokens_and_labels()
-    perturbed = tokens.clone()
-    perturbed[:, j] += 1.0
-    with torch.no_grad():
-        h, h_perturbed = model(tokens, labels), model(perturbed, labels)
-    # Token j is read at position j + 1: everything before is untouched, position j + 1 moves.
-    torch.testing.assert_close(h_perturbed[:, : j + 1], h[:, : j + 1], rtol=0, atol=1e-6)
-    assert (h_perturbed[:, j + 1] - h[:, j + 1]).abs().max() > 1e-3
-
-
-def test_backbone_labels_matter():
+def test_kv_cache_refuses_a_token_past_the_sequence():
     model = build_backbone()
     tokens, labels = tokens_and_labels()
     with torch.no_grad():
-        h, h_other = model(tokens, labels), model(tokens, (labels + 1) % (NUM_CLASSES + 1))
-    assert ((h_other - h).abs().amax(dim=-1) > 1e-3).all()  # at every position of every row
-
-
-def test_kv_cache_matches_full_forward():
-    model = build_backbone()
-    tokens, labels = tokens_and_labels()
-    with torch.no_grad():
-        full = model(tokens, labels)
-        h0, cache = model.start(labels)
-        stepped = [h0] + [model.step(tokens[:, i], cache) for i in range(SEQ_LEN - 1)]
+        _, cache = model.start(labels)
+        for i in range(SEQ_LEN - 1):
+            model.step(tokens[:, i], cache)
     assert cache.pos == SEQ_LEN
-    torch.testing.assert_close(torch.stack(stepped, dim=1), full, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="full"):
         model.step(tokens[:, 0], cache)
-
-
-def test_diffusion_loss_shape_and_gradients():
-    head = build_head()
-    h = torch.randn(2, 5, COND_DIM, requires_grad=True)
-    z = torch.randn(2, 5, STATE_DIM)
-    optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
-    for _ in range(3):  # the adaLN and output layers start at zero: let them move first
-        optimizer.zero_grad()
-        loss = head.loss(h, z)
-        loss.mean().backward()
-        optimizer.step()
-    assert loss.shape == (2, 5)
-    assert torch.isfinite(loss).all() and (loss > 0).all()
-    assert h.grad is not None and h.grad.abs().sum() > 0
-    grads = [p.grad for p in head.parameters()]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert sum(g.abs().sum() for g in grads) > 0
-
-
-@pytest.mark.parametrize("prediction", ["eps", "v"])
-def test_sample_shape_and_determinism(prediction):
-    head = build_head(prediction=prediction, sample_steps=5)
-    h = torch.randn(2, 3, COND_DIM)
-
-    def sample(seed, **kwargs):
-        return head.sample(h, generator=torch.Generator().manual_seed(seed), **kwargs)
-
-    a, b, c = sample(0), sample(0), sample(1)
-    assert a.shape == (2, 3, STATE_DIM)
-    assert torch.equal(a, b)
-    assert not torch.allclose(a, c)
-    assert sample(0, steps=2, temperature=0.5).shape == (2, 3, STATE_DIM)
 
 
 @pytest.mark.parametrize("prediction", ["eps", "v"])
@@ -147,7 +83,7 @@ def test_sample_clips_the_clean_estimate():
     h = torch.randn(64, COND_DIM)
     clipped = build_head(clip_range=2.0).sample(h, steps=10, generator=torch.Generator().manual_seed(0))
     assert clipped.abs().max() <= 2.0
-    unclipped = build_head(clip_first_step=False).sample(h, steps=10, generator=torch.Generator().manual_seed(0))
+    unclipped = build_head(clip_x0=False).sample(h, steps=10, generator=torch.Generator().manual_seed(0))
     assert unclipped.abs().max() > 10.0
 
 

@@ -15,7 +15,8 @@ from prakit.components import GeneratorConfig, StateGenerator
 
 @attrs.frozen
 class DiffusionHeadConfig(GeneratorConfig):
-    """``clip_first_step`` clips the clean-state estimate to +-``clip_range`` at every DDIM step."""
+    """``clip_x0`` clips the clean-state estimate to +-``clip_range`` at every DDIM step and
+    recomputes eps from it (the first steps of a cosine schedule otherwise blow up)."""
 
     name: ClassVar[str] = "diffusion"
     width: int = attrs.field(default=1024, validator=gt(0))
@@ -24,7 +25,7 @@ class DiffusionHeadConfig(GeneratorConfig):
     prediction: str = attrs.field(default="eps", validator=in_(("eps", "v")))
     sample_steps: int = attrs.field(default=50, validator=gt(0))
     batch_mul: int = attrs.field(default=4, validator=gt(0))
-    clip_first_step: bool = True
+    clip_x0: bool = True
     clip_range: float = attrs.field(default=3.0, validator=gt(0.0))
 
 
@@ -160,7 +161,7 @@ class DiffusionHead(StateGenerator):
             t_batch = torch.full((x.shape[0],), t, device=h.device)
             pred = self.denoise(x.to(h.dtype), t_batch, h_flat).float()
             eps, x0 = eps_and_x0(pred, x, alpha_bar[t], cfg.prediction)
-            if cfg.clip_first_step:
+            if cfg.clip_x0:
                 x0 = x0.clamp(-cfg.clip_range, cfg.clip_range)
                 eps = (x - math.sqrt(alpha_bar[t]) * x0) / math.sqrt(1 - alpha_bar[t])
             prev = alpha_bar[timesteps[i + 1]] if i + 1 < len(timesteps) else 1.0
