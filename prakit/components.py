@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "CONFIG_BASES",
     "KINDS",
     "Kind",
     "ComponentConfig",
@@ -210,3 +211,6 @@ KINDS: dict[str, Kind] = {
         Kind("dataset", DatasetConfig, Dataset, "register_datasets"),
     )
 }
+
+#: The config base class of each kind -> its kind; component fields are typed with these.
+CONFIG_BASES: dict[type[ComponentConfig], Kind] = {kind.config: kind for kind in KINDS.values()}

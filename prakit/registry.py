@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import attrs
 
 from prakit.components import KINDS, ComponentConfig, Kind
-from prakit.errors import DuplicateComponentError, PluginError, UnknownNameError
+from prakit.errors import DuplicateComponentError, PluginError, PrakitError, UnknownNameError
 
 _registries: dict[str, Registry] | None = None
 
@@ -156,7 +156,15 @@ def registries() -> dict[str, Registry]:
         for name, kind in KINDS.items():
             # Each implementation gets its own registrar so entries know their plugin.
             for impl in getattr(manager.hook, kind.hook).get_hookimpls():
-                impl.function(**{arg: Registrar(built[name], impl.plugin_name) for arg in impl.argnames})
+                registrar = Registrar(built[name], impl.plugin_name)
+                try:
+                    impl.function(**{arg: registrar for arg in impl.argnames})
+                except PrakitError:
+                    raise
+                except Exception as exc:
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} failed in {kind.hook}: {type(exc).__name__}: {exc}"
+                    ) from exc
         _registries = built
     return _registries
 

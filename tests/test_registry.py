@@ -76,3 +76,14 @@ def test_a_builder_must_return_the_kind_interface(fresh_plugins):
     plugins.register_plugin(Bad(), name="bad")
     with pytest.raises(PluginError, match="built a object, which is not a PixelDecoder"):
         registry.build(NotADecoderConfig())
+
+
+def test_a_hook_that_raises_is_a_plugin_error_naming_the_plugin(fresh_plugins):
+    class Crashing:
+        @plugins.hookimpl
+        def register_rollouts(self, registrar):
+            raise RuntimeError("oops")
+
+    plugins.register_plugin(Crashing(), name="crashing")
+    with pytest.raises(PluginError, match="plugin 'crashing' failed in register_rollouts: RuntimeError: oops"):
+        registry.registries()

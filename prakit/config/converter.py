@@ -19,7 +19,7 @@ from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
 from prakit import registry
-from prakit.components import ComponentConfig
+from prakit.components import CONFIG_BASES, ComponentConfig
 from prakit.errors import ConfigError, UnknownNameError
 
 _converter: tuple[object, cattrs.Converter] | None = None
@@ -59,7 +59,7 @@ def _make_converter() -> cattrs.Converter:
         conv.register_structure_hook(tp, functools.partial(_strict, check=check, what=what))
 
     def is_component_base(tp: Any) -> bool:
-        return isinstance(tp, type) and tp.__dict__.get("kind") is not None and "name" not in tp.__dict__
+        return tp in CONFIG_BASES
 
     def structure_component(value: Any, base: type) -> ComponentConfig:
         if not isinstance(value, dict):

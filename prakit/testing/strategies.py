@@ -20,14 +20,14 @@ import attrs
 from hypothesis import strategies as st
 
 from prakit import registry
-from prakit.components import ComponentConfig
+from prakit.components import CONFIG_BASES
 
 _BIG = 10**6
 
 
 def configs(cls: type, **fields: st.SearchStrategy) -> st.SearchStrategy:
     """Valid instances of the attrs class ``cls``; ``fields`` override per-field strategies."""
-    if _is_component_base(cls):
+    if cls in CONFIG_BASES:
         return registered_configs(cls.kind)
     attrs.resolve_types(cls)
     strategies = {
@@ -87,10 +87,6 @@ def _any_value() -> st.SearchStrategy:
     return st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=5), scalars, max_size=2))
 
 
-def _is_component_base(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, ComponentConfig) and "name" not in tp.__dict__
-
-
 def _field_strategy(field: attrs.Attribute) -> st.SearchStrategy:
     tp = field.type
     validators = list(_flatten_validators(field.validator))
@@ -112,7 +108,7 @@ def _type_strategy(tp: Any, validators: list) -> st.SearchStrategy:
             items = _type_strategy(args[0], members)
             return st.just(()) if items.is_empty else st.lists(items, max_size=3).map(tuple)
         return st.tuples(*(_type_strategy(a, members) for a in args))
-    if attrs.has(tp) or _is_component_base(tp):
+    if attrs.has(tp) or tp in CONFIG_BASES:
         return configs(tp)
     lo, hi, lo_open, hi_open = _bounds(validators)
     if tp is bool:
