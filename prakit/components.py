@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from prakit.random import Generators
+
 __all__ = [
     "CONFIG_BASES",
     "KINDS",
@@ -81,7 +83,8 @@ class DatasetConfig(ComponentConfig):
 class Backbone(nn.Module, abc.ABC):
     """Causal transformer over pixel tokens, with a KV cache for sampling.
 
-    Built as ``build(cfg, token_dim=, seq_len=, num_classes=)``.
+    Built as ``build(cfg, token_dim=, seq_len=, num_classes=, grid=)``; ``grid`` is the
+    (rows, columns) layout of the ``seq_len`` raster-order tokens.
     """
 
     width: int
@@ -118,9 +121,17 @@ class StateGenerator(nn.Module, abc.ABC):
         *,
         temperature: float = 1.0,
         steps: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
+        cfg_scale: float = 1.0,
+        h_uncond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Draw states of shape ``h.shape[:-1] + (state_dim,)``."""
+        """Draw states of shape ``h.shape[:-1] + (state_dim,)``.
+
+        ``generator`` is one torch generator or one per row of ``h`` (draw noise with
+        :func:`prakit.random.randn`). With ``h_uncond`` (the null-class condition, same shape as
+        ``h``) the prediction is guided: ``uncond + cfg_scale * (cond - uncond)``; at
+        ``cfg_scale == 1`` the result equals unguided sampling with the same noise.
+        """
 
 
 class PixelDecoder(nn.Module, abc.ABC):

@@ -12,7 +12,7 @@ hookspec = pluggy.HookspecMarker("prakit")
 
 @hookspec
 def register_backbones(registrar):
-    """Add backbones (:class:`prakit.components.Backbone`); built with ``token_dim, seq_len, num_classes``."""
+    """Add backbones (:class:`prakit.components.Backbone`); built with ``token_dim, seq_len, num_classes, grid``."""
 
 
 @hookspec

@@ -1,12 +1,14 @@
 """Every built-in component passes the contract of its kind."""
 
 from prakit_baselines.identity import IdentityDecoderConfig
-from prakit_baselines.rollouts import NoiseInjectionConfig, TeacherForcingConfig
+from prakit_baselines.rollouts import ExactRolloutConfig, NoiseInjectionConfig, TeacherForcingConfig
 from prakit_models.diffusion import DiffusionHeadConfig
+from prakit_models.flow import FlowHeadConfig
 from prakit_models.transformer import TransformerConfig
 from prakit_pra.mlp_decoder import MLPDecoderConfig
-from prakit_pra.rollout import PRARolloutConfig
+from prakit_pra.rollout import PRARolloutConfig, SelfSampleRolloutConfig
 
+from prakit.config import ModelConfig
 from prakit.testing import BackboneContract, DecoderContract, GeneratorContract, RolloutContract
 
 
@@ -46,9 +48,22 @@ class TestTransformer(BackboneContract):
     config = TransformerConfig(width=32, depth=2, heads=2)
 
 
+class TestTransformerRope2d(BackboneContract):
+    config = TransformerConfig(width=32, depth=2, heads=2, positions="rope2d")
+    grid = (2, 5)  # not square, so rows and columns cannot be mixed up
+
+
 class TestDiffusionHeadEps(GeneratorContract):
     config = DiffusionHeadConfig(width=32, depth=2, sample_steps=5)
 
 
 class TestDiffusionHeadV(GeneratorContract):
     config = DiffusionHeadConfig(width=32, depth=2, sample_steps=5, prediction="v", batch_mul=1)
+
+
+class TestFlowHeadX(GeneratorContract):
+    config = FlowHeadConfig(width=32, depth=2, sample_steps=5)
+
+
+class TestFlowHeadV(GeneratorContract):
+    config = FlowHeadConfig(width=32, depth=2, sample_steps=5, prediction="v", sampler="euler", batch_mul=1)

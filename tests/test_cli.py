@@ -31,7 +31,7 @@ COMMANDS = list(command_paths(build_parser()))
 
 
 def test_the_command_tree_has_the_documented_commands():
-    assert {("plugins", "list"), ("config", "show"), ("config", "validate")} <= set(COMMANDS)
+    assert {("plugins", "list"), ("config", "show"), ("config", "validate"), ("model", "summary")} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "prakit")
@@ -95,3 +95,19 @@ def test_the_console_script_is_installed():
     script = Path(sys.executable).with_name("prakit")
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("prakit ")
+
+
+def test_model_summary_counts_parameters_and_flops():
+    out = prakit("model", "summary", QUICKSTART, "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    params = summary["parameters"]
+    assert params["total"] == sum(params[k] for k in ("backbone", "generator", "decoder", "rollout"))
+    assert 3e6 < params["total"] < 8e6
+    assert (summary["seq_len"], summary["token_dim"], summary["state_dim"]) == (16, 48, 16)
+    flops = summary["flops"]
+    assert flops["train_per_step"] == 64 * flops["train_per_image"] > 0
+    # 50 head steps, guided: the head dominates sampling
+    assert flops["sample_per_image"] > 50 * 2 * 16 * 2 * 3 * 256 * 256
+    table = prakit("model", "summary", QUICKSTART, "--no-flops")
+    assert "backbone   transformer" in table.stdout and "FLOPs" not in table.stdout

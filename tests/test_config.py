@@ -174,3 +174,21 @@ def test_fuzzed_overrides_fail_cleanly(data):
         load_config(QUICKSTART, [f"{key}={value}"])
     except ConfigError:
         pass
+
+
+def test_extends_merges_tables_and_replaces_a_renamed_component(tmp_path):
+    (tmp_path / "child.toml").write_text(
+        f'extends = "{QUICKSTART}"\n[train]\nsteps = 7\n[model]\n'
+        'decoder = { name = "identity" }\nrollout = { sigma_max = 0.25 }\n'
+    )
+    base, child = load_config(QUICKSTART), load_config(tmp_path / "child.toml")
+    assert child.train.steps == 7 and child.train.batch_size == base.train.batch_size
+    assert child.model.decoder == registry.get("decoder").config("identity")
+    assert child.model.rollout == attrs.evolve(base.model.rollout, sigma_max=0.25)
+
+
+def test_circular_extends_is_a_config_error(tmp_path):
+    (tmp_path / "a.toml").write_text('extends = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('extends = "a.toml"\n')
+    with pytest.raises(ConfigError, match="circular"):
+        load_config(tmp_path / "a.toml")

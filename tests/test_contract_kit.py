@@ -72,8 +72,25 @@ class StaleCacheBackbone(ToyBackbone):
 class SeedlessGenerator(ToyGenerator):
     """Broken: ignores the generator it is given."""
 
-    def sample(self, h, *, temperature=1.0, steps=None, generator=None):
-        return super().sample(h, temperature=temperature, generator=None)
+    def sample(self, h, **kwargs):
+        return super().sample(h, **{**kwargs, "generator": None})
+
+
+class BatchNoiseGenerator(ToyGenerator):
+    """Broken: draws the whole batch from the first row's generator."""
+
+    def sample(self, h, **kwargs):
+        gens = kwargs.get("generator")
+        if isinstance(gens, list):
+            kwargs["generator"] = gens[0]
+        return super().sample(h, **kwargs)
+
+
+class UnguidedGenerator(ToyGenerator):
+    """Broken: ignores guidance."""
+
+    def sample(self, h, **kwargs):
+        return super().sample(h, **{**kwargs, "h_uncond": None})
 
 
 class DetachedGenerator(ToyGenerator):
@@ -102,6 +119,8 @@ def broken_config(base):
         (BackboneContract, ToyBackboneConfig, StaleCacheBackbone, "test_kv_cache_matches_full_forward"),
         (GeneratorContract, ToyGeneratorConfig, SeedlessGenerator, "test_sample_shape_and_seed"),
         (GeneratorContract, ToyGeneratorConfig, DetachedGenerator, "test_loss_reaches_the_condition"),
+        (GeneratorContract, ToyGeneratorConfig, BatchNoiseGenerator, "test_rows_drawn_with_their_own_generators_do_not_depend_on_the_batch"),
+        (GeneratorContract, ToyGeneratorConfig, UnguidedGenerator, "test_guidance_at_scale_one_changes_nothing"),
         (RolloutContract, ToyRolloutConfig, LeakyRollout, "test_inputs_carry_no_gradient_into_the_model"),
     ],
 )

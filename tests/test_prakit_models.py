@@ -1,27 +1,55 @@
-"""The built-in transformer backbone and diffusion head beyond their contracts (see
-test_builtin_contracts.py): limits, the diffusion maths, and fitting a batch."""
+"""The built-in transformer backbone and the diffusion and flow heads beyond their contracts (see
+test_builtin_contracts.py): limits, 2D RoPE, the heads' maths with exact networks, guidance,
+meta-device sampling, and fitting a batch."""
 
+import attrs
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from prakit import registry
 
-TOKEN_DIM, SEQ_LEN, NUM_CLASSES = 12, 9, 10
+TOKEN_DIM, GRID, NUM_CLASSES = 12, (3, 3), 10
+SEQ_LEN = GRID[0] * GRID[1]
 STATE_DIM, COND_DIM = 4, 16
+HEADS = [  # (name, config fields) of each head variant
+    ("diffusion", {"prediction": "eps"}),
+    ("diffusion", {"prediction": "v"}),
+    ("flow", {"prediction": "x", "sampler": "heun"}),
+    ("flow", {"prediction": "x", "sampler": "euler"}),
+    ("flow", {"prediction": "v", "sampler": "heun"}),
+]
+HEAD_IDS = [f"{name}-{'-'.join(fields.values())}" for name, fields in HEADS]
 
 
-def build_backbone(**fields):
+def build_backbone(grid=GRID, seq_len=SEQ_LEN, **fields):
     cfg = registry.get("backbone").config("transformer", width=32, depth=2, heads=2, **fields)
-    return registry.get("backbone").build(cfg, token_dim=TOKEN_DIM, seq_len=SEQ_LEN, num_classes=NUM_CLASSES)
+    return registry.get("backbone").build(
+        cfg, token_dim=TOKEN_DIM, seq_len=seq_len, num_classes=NUM_CLASSES, grid=grid
+    )
 
 
-def build_head(**fields):
-    cfg = registry.get("generator").config("diffusion", **{"width": 32, "depth": 2, **fields})
+def build_head(name="diffusion", **fields):
+    cfg = registry.get("generator").config(name, **{"width": 32, "depth": 2, **fields})
     return registry.get("generator").build(cfg, state_dim=STATE_DIM, cond_dim=COND_DIM)
 
 
 def tokens_and_labels(batch=3, length=SEQ_LEN - 1):
     return torch.randn(batch, length, TOKEN_DIM), torch.tensor([0, 4, NUM_CLASSES])[:batch]
+
+
+def exact_network(head):
+    """A stand-in for ``head.net`` whose clean-state prediction is ``h[:, :STATE_DIM]``, exactly."""
+
+    def forward(x_t, t, h):
+        target = h[:, :STATE_DIM]
+        if head.cfg.name == "flow":  # t is 1000 * flow time
+            return target if head.cfg.prediction == "x" else (target - x_t) / (1 - t[:, None] / 1000)
+        a, b = head.alpha_bar[t, None].sqrt(), (1 - head.alpha_bar[t, None]).sqrt()
+        eps = (x_t - a * target) / b
+        return eps if head.cfg.prediction == "eps" else a * eps - b * target
+
+    return forward
 
 
 @pytest.fixture(autouse=True)
@@ -30,19 +58,38 @@ def seed():
 
 
 def test_registered_by_the_models_plugin():
-    for kind, name in [("backbone", "transformer"), ("generator", "diffusion")]:
+    for kind, name, start in [
+        ("backbone", "transformer", "Pre-norm"),
+        ("generator", "diffusion", "MAR-style"),
+        ("generator", "flow", "Rectified-flow"),
+    ]:
         entry = registry.get(kind).entry(name)
         assert entry.plugin == "models"
-        assert entry.description.startswith(("Pre-norm", "MAR-style"))
+        assert entry.description.startswith(start)
 
 
-def test_config_validation():
+@pytest.mark.parametrize(
+    "kind, name, fields",
+    [
+        ("backbone", "transformer", {"width": 30, "heads": 4}),
+        ("backbone", "transformer", {"positions": "rope"}),
+        ("backbone", "transformer", {"positions": "rope2d", "width": 24, "heads": 4}),  # head_dim 6
+        ("backbone", "transformer", {"rope_theta": 1.0}),
+        ("generator", "diffusion", {"prediction": "x"}),
+        ("generator", "flow", {"prediction": "eps"}),
+        ("generator", "flow", {"sampler": "rk4"}),
+        ("generator", "flow", {"t_eps": 0.0}),
+        ("generator", "flow", {"t_std": 0.0}),
+    ],
+)
+def test_config_validation(kind, name, fields):
     with pytest.raises(ValueError):
-        registry.get("backbone").config("transformer", width=30, heads=4)
-    with pytest.raises(ValueError):
-        registry.get("backbone").config("transformer", positions="rope")
-    with pytest.raises(ValueError):
-        registry.get("generator").config("diffusion", prediction="x")
+        registry.get(kind).config(name, **fields)
+
+
+def test_backbone_checks_the_grid():
+    with pytest.raises(ValueError, match="grid"):
+        build_backbone(grid=(2, 4))
 
 
 def test_backbone_rejects_too_many_tokens():
@@ -62,23 +109,66 @@ def test_kv_cache_refuses_a_token_past_the_sequence():
         model.step(tokens[:, 0], cache)
 
 
-@pytest.mark.parametrize("prediction", ["eps", "v"])
-def test_exact_denoiser_has_zero_loss_and_samples_its_target(prediction, monkeypatch):
-    head = build_head(prediction=prediction)
-    h, z = torch.randn(6, COND_DIM), torch.randn(6, STATE_DIM).clamp(-2, 2)
+def test_rope2d_replaces_the_learned_positions():
+    names = {name for name, _ in build_backbone(positions="rope2d").named_parameters()}
+    assert "pos_embed" not in names and "pos_embed" in {n for n, _ in build_backbone().named_parameters()}
 
-    def exact(x_t, t, h_rows):  # the true eps (or v = sqrt(ab) eps - sqrt(1 - ab) z) of rows of z
-        target = z.repeat(len(x_t) // len(z), 1)
-        a, b = head.alpha_bar[t, None].sqrt(), (1 - head.alpha_bar[t, None]).sqrt()
-        eps = (x_t - a * target) / b
-        return eps if prediction == "eps" else a * eps - b * target
 
-    monkeypatch.setattr(head, "denoise", exact)
+def test_rope2d_scores_depend_on_the_2d_offset_from_read_to_predicted_token():
+    rows, cols = 3, 4
+    rope = build_backbone(grid=(rows, cols), seq_len=rows * cols, positions="rope2d").rope
+    q, k = torch.randn(2, 1, 1, 2, 16).expand(-1, -1, rows * cols, -1, -1)  # one q, one k everywhere
+    q, k = rope(q, k, 0)
+    scores = torch.einsum("shd,thd->hst", q[0], k[0])
+    # Query s sits at the cell it predicts (s), key t at the cell it reads (t - 1; the start, -1).
+    by_offset = {}
+    for s in range(rows * cols):
+        for t in range(rows * cols):
+            offset = (s // cols - (t - 1) // cols, s % cols - (t - 1) % cols)
+            by_offset.setdefault(offset, []).append(scores[:, s, t])
+    for same in by_offset.values():
+        torch.testing.assert_close(torch.stack(same), same[0].expand(len(same), -1))
+    assert torch.stack([same[0] for same in by_offset.values()]).std(dim=0).min() > 0.01  # and vary with it
+
+
+@pytest.mark.parametrize("name, fields", HEADS, ids=HEAD_IDS)
+def test_exact_network_has_zero_loss_and_samples_its_target(name, fields, monkeypatch):
+    head = build_head(name, **fields)
+    monkeypatch.setattr(head.net, "forward", exact_network(head))
+    h = torch.randn(2, 3, COND_DIM).clamp(-2, 2)
+    z = h[..., :STATE_DIM]
     assert head.loss(h, z).max() < 1e-6
-    sample = head.sample(h, steps=7, generator=torch.Generator().manual_seed(0))
+    # 10 flow steps keep 1 - t >= t_eps, where Euler and Heun are exact on straight paths.
+    sample = head.sample(h, steps=10, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(sample, z, rtol=0, atol=1e-4)
 
-def test_sample_clips_the_clean_estimate():
+
+@pytest.mark.parametrize("name, fields", HEADS, ids=HEAD_IDS)
+def test_guidance_extrapolates_from_the_unconditional_target(name, fields, monkeypatch):
+    head = build_head(name, **fields)
+    monkeypatch.setattr(head.net, "forward", exact_network(head))
+    h, h_uncond = torch.rand(2, 6, COND_DIM) - 0.5
+    sample = head.sample(h, steps=10, cfg_scale=2.0, h_uncond=h_uncond)
+    expected = h_uncond[:, :STATE_DIM] + 2.0 * (h[:, :STATE_DIM] - h_uncond[:, :STATE_DIM])
+    torch.testing.assert_close(sample, expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["diffusion", "flow"])
+def test_samples_on_the_meta_device_so_flops_can_be_counted(name):
+    head = build_head(name).to("meta")
+    h = torch.empty(2, COND_DIM, device="meta")
+
+    def flops(**kwargs):
+        with FlopCounterMode(display=False) as counter:
+            z = head.sample(h, steps=2, **kwargs)
+        assert z.device.type == "meta" and z.shape == (2, STATE_DIM)
+        return counter.get_total_flops()
+
+    plain = flops()
+    assert plain > 0 and flops(h_uncond=h, cfg_scale=3.0) == 2 * plain  # one batched pass per step
+
+
+def test_diffusion_sample_clips_the_clean_estimate():
     # At init the head predicts eps = 0, so the clean estimate x_t / sqrt(alpha_bar) explodes.
     h = torch.randn(64, COND_DIM)
     clipped = build_head(clip_range=2.0).sample(h, steps=10, generator=torch.Generator().manual_seed(0))
@@ -87,9 +177,8 @@ def test_sample_clips_the_clean_estimate():
     assert unclipped.abs().max() > 10.0
 
 
-@pytest.mark.parametrize("prediction", ["eps", "v"])
-def test_diffusion_head_memorises_and_samples_a_batch(prediction):
-    head = build_head(prediction=prediction, width=64)
+def fit_batch(head, steps=300):
+    """Train ``head`` on 8 conditions with one state each; return them and the fixed-noise loss ratio."""
     h = torch.randn(8, COND_DIM)
     z = 1.5 * torch.cat([torch.eye(STATE_DIM), -torch.eye(STATE_DIM)])  # 8 states, >= 2.1 apart
 
@@ -100,13 +189,32 @@ def test_diffusion_head_memorises_and_samples_a_batch(prediction):
 
     before = fixed_noise_loss()
     optimizer = torch.optim.Adam(head.parameters(), lr=2e-3)
-    for _ in range(300):
+    for _ in range(steps):
         optimizer.zero_grad()
         head.loss(h, z).mean().backward()
         optimizer.step()
-    assert fixed_noise_loss() < 0.5 * before
-    # DDIM from noise lands on each condition's own memorised state.
-    samples = head.sample(h, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(torch.cdist(samples, z).argmin(dim=1), torch.arange(8))
+    return h, z, fixed_noise_loss() / before
+
+
+def assert_lands_on_its_own_state(samples, z):
+    assert torch.equal(torch.cdist(samples, z).argmin(dim=1), torch.arange(len(z)))
     assert (samples - z).norm(dim=-1).mean() < 0.5
 
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_diffusion_head_memorises_and_samples_a_batch(prediction):
+    head = build_head(prediction=prediction, width=64)
+    h, z, ratio = fit_batch(head)
+    assert ratio < 0.5
+    assert_lands_on_its_own_state(head.sample(h, generator=torch.Generator().manual_seed(0)), z)
+
+
+@pytest.mark.parametrize("prediction", ["x", "v"])
+def test_flow_head_memorises_and_samples_a_batch_with_euler_and_heun(prediction):
+    head = build_head("flow", prediction=prediction, width=64)
+    h, z, ratio = fit_batch(head)
+    assert ratio < 0.5
+    for sampler in ("euler", "heun"):
+        head.cfg = attrs.evolve(head.cfg, sampler=sampler)
+        samples = head.sample(h, steps=20, generator=torch.Generator().manual_seed(0))
+        assert_lands_on_its_own_state(samples, z)

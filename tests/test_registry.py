@@ -10,7 +10,9 @@ from prakit.errors import PluginError, UnknownNameError
 
 
 def test_list_with_a_glob_pattern():
-    assert registry.list_components("rollout", "*_*") == ["noise_injection", "teacher_forcing"]
+    assert registry.list_components("rollout", "*_*") == [
+        "exact_rollout", "noise_injection", "pra_selfsample", "teacher_forcing"
+    ]
     assert registry.list_components("decoder") == sorted(registry.list_components("decoder"))
     assert registry.list_components("decoder", "nothing*") == []
 

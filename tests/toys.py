@@ -21,6 +21,7 @@ from prakit.components import (
     RolloutConfig,
     StateGenerator,
 )
+from prakit.random import randn
 from prakit.testing import LinearDecoder
 
 
@@ -33,7 +34,7 @@ class ToyBackboneConfig(BackboneConfig):
 class ToyBackbone(Backbone):
     """h_i = running mean of the embedded start and input tokens up to i (causal)."""
 
-    def __init__(self, cfg, *, token_dim, seq_len, num_classes):
+    def __init__(self, cfg, *, token_dim, seq_len, num_classes, grid):
         super().__init__()
         self.width = cfg.width
         self.embed = nn.Linear(token_dim, cfg.width)
@@ -71,9 +72,11 @@ class ToyGenerator(StateGenerator):
     def loss(self, h, z):
         return (self.mean(h) - z).square().mean(-1)
 
-    def sample(self, h, *, temperature=1.0, steps=None, generator=None):
-        noise = torch.randn(h.shape[:-1] + (self.state_dim,), generator=generator)
-        return self.mean(h) + temperature * noise
+    def sample(self, h, *, temperature=1.0, steps=None, generator=None, cfg_scale=1.0, h_uncond=None):
+        mean = self.mean(h)
+        if h_uncond is not None:
+            mean = self.mean(h_uncond) + cfg_scale * (mean - self.mean(h_uncond))
+        return mean + temperature * randn(mean.shape, generator)
 
 
 @attrs.frozen

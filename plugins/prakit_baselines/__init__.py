@@ -1,8 +1,11 @@
-"""Built-in baselines: plain pixel tokens, teacher forcing and pixel-space noise injection."""
+"""Built-in baselines: plain pixel tokens, teacher forcing, pixel-space noise injection and
+exact (on-policy) rollout."""
 
 from prakit import hookimpl
 from prakit_baselines.identity import IdentityDecoder, IdentityDecoderConfig
 from prakit_baselines.rollouts import (
+    ExactRollout,
+    ExactRolloutConfig,
     NoiseInjection,
     NoiseInjectionConfig,
     TeacherForcing,
@@ -19,3 +22,4 @@ def register_decoders(registrar):
 def register_rollouts(registrar):
     registrar.add(TeacherForcingConfig, TeacherForcing)
     registrar.add(NoiseInjectionConfig, NoiseInjection)
+    registrar.add(ExactRolloutConfig, ExactRollout)

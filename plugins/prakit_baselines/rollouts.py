@@ -1,13 +1,14 @@
-"""Rollout approximators that need no model: teacher forcing and pixel-space noise injection."""
+"""Baseline rollout approximators: teacher forcing, pixel-space noise injection, exact rollout."""
 
 import math
 from typing import Any, ClassVar
 
 import attrs
 import torch
-from attrs.validators import ge, in_
+from attrs.validators import ge, gt, in_, le, optional
 
 from prakit.components import RolloutApproximator, RolloutConfig
+from prakit.config import SampleConfig
 
 
 @attrs.frozen
@@ -58,3 +59,38 @@ class NoiseInjection(RolloutApproximator):
     def forward(self, x, z, labels, *, model: Any, step: int) -> torch.Tensor:
         sigma = self.sigma(x.shape[0], step, x.device).to(x.dtype)
         return x + sigma * torch.randn_like(x)
+
+
+@attrs.frozen
+class ExactRolloutConfig(RolloutConfig):
+    """Cost controls: roll out on a training step with ``probability``, for the first
+    ``fraction`` of the batch, after a ground-truth ``prefix``; ``head_steps`` per token."""
+
+    name: ClassVar[str] = "exact_rollout"
+    probability: float = attrs.field(default=1.0, validator=[ge(0.0), le(1.0)])
+    fraction: float = attrs.field(default=1.0, validator=[ge(0.0), le(1.0)])
+    prefix: int = attrs.field(default=0, validator=ge(0))
+    head_steps: int | None = attrs.field(default=None, validator=optional(gt(0)))
+    temperature: float = attrs.field(default=1.0, validator=gt(0.0))
+
+
+class ExactRollout(RolloutApproximator):
+    """x~ = the model's own samples, drawn token by token with the KV cache, without gradient."""
+
+    def __init__(self, cfg: ExactRolloutConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, x, z, labels, *, model: Any, step: int) -> torch.Tensor:
+        cfg = self.cfg
+        rows = round(cfg.fraction * x.shape[0])
+        if rows == 0 or cfg.prefix >= x.shape[1] or torch.rand(()) >= cfg.probability:
+            return x
+        was_training = model.training
+        model.eval()
+        try:
+            options = SampleConfig(temperature=cfg.temperature, steps=cfg.head_steps, cfg_scale=1.0)
+            rolled = model.sample_tokens(labels[:rows], options, prefix=x[:rows, : cfg.prefix])
+        finally:
+            model.train(was_training)
+        return torch.cat([rolled.to(x.dtype), x[rows:]])

@@ -1,7 +1,8 @@
-"""Built-in models: the causal transformer backbone and the diffusion head for intermediate states."""
+"""Built-in models: the causal transformer backbone, and diffusion and flow heads for intermediate states."""
 
 from prakit import hookimpl
 from prakit_models.diffusion import DiffusionHead, DiffusionHeadConfig
+from prakit_models.flow import FlowHead, FlowHeadConfig
 from prakit_models.transformer import Transformer, TransformerConfig
 
 
@@ -13,3 +14,4 @@ def register_backbones(registrar):
 @hookimpl
 def register_generators(registrar):
     registrar.add(DiffusionHeadConfig, DiffusionHead)
+    registrar.add(FlowHeadConfig, FlowHead)

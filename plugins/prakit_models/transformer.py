@@ -16,20 +16,30 @@ from prakit.components import Backbone, BackboneConfig
 
 @attrs.frozen
 class TransformerConfig(BackboneConfig):
-    """Pre-norm GPT; the class embedding is the start token (the last row is the null class)."""
+    """Pre-norm GPT; the class embedding is the start token (the last row is the null class).
+
+    ``positions``: ``learned`` embeddings added to the inputs, or ``rope2d``, axial rotary embeddings
+    of the (row, column) grid cells on queries and keys (see :class:`Rope2d`; base ``rope_theta``).
+    """
 
     name: ClassVar[str] = "transformer"
     width: int = attrs.field(default=768, validator=gt(0))
     depth: int = attrs.field(default=12, validator=gt(0))
     heads: int = attrs.field(default=12, validator=gt(0))
     mlp_ratio: float = attrs.field(default=4.0, validator=gt(0.0))
-    positions: str = attrs.field(default="learned", validator=in_(("learned",)))
+    positions: str = attrs.field(default="learned", validator=in_(("learned", "rope2d")))
+    rope_theta: float = attrs.field(default=10000.0, validator=gt(1.0))
     qkv_bias: bool = True
 
     @heads.validator
     def _check_heads(self, attribute, value):
         if self.width % value:
             raise ValueError(f"'heads' must divide width ({self.width}): {value}")
+
+    @positions.validator
+    def _check_positions(self, attribute, value):
+        if value == "rope2d" and (self.width // self.heads) % 4:
+            raise ValueError(f"rope2d needs a head dimension divisible by 4, got {self.width // self.heads}")
 
 
 @functools.cache
@@ -75,6 +85,38 @@ class KVCache:
         return self.keys[layer][:, :end], self.values[layer][:, :end]
 
 
+class Rope2d(nn.Module):
+    """Axial 2D rotary position embedding over a (rows, cols) grid of raster-order tokens.
+
+    Rotation pairs (j, j + head_dim/2) turn by angle_j; the first head_dim/4 angles are row
+    frequencies, the rest column frequencies (theta^(-k / (head_dim/4)) each). Raster cell i is
+    grid cell (i // cols, i % cols). At sequence index s the query sits at the cell of the token
+    h_s predicts (s) and the key at the cell of the token read there (s - 1; the start token at
+    cell -1 = (-1, cols - 1)), so q.k depends only on the 2D offset from the read token to the
+    predicted one (the pixel above is always (1, 0)).
+    """
+
+    def __init__(self, head_dim: int, grid: tuple[int, int], theta: float):
+        super().__init__()
+        rows, cols = grid
+        bands = head_dim // 4
+        freqs = theta ** (-torch.arange(bands, dtype=torch.float64) / bands)
+        cells = torch.arange(-1, rows * cols)  # table row j holds raster cell j - 1
+        row, col = cells.div(cols, rounding_mode="floor"), cells % cols
+        angles = torch.cat([torch.outer(row, freqs), torch.outer(col, freqs)], dim=1)  # (L + 1, head_dim/2)
+        self.register_buffer("cos", angles.cos().float(), persistent=False)
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotate (B, T, heads, head_dim) queries and keys of sequence indices start .. start + T - 1."""
+        return self._rotate(q, start + 1), self._rotate(k, start)
+
+    def _rotate(self, x: torch.Tensor, row: int) -> torch.Tensor:
+        cos, sin = (table[row : row + x.shape[1], None] for table in (self.cos, self.sin))
+        x1, x2 = x.float().chunk(2, dim=-1)
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, width: int, heads: int, qkv_bias: bool):
         super().__init__()
@@ -82,9 +124,13 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width, bias=qkv_bias)
         self.proj = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rope: Rope2d | None, cache: KVCache | None, layer: int
+    ) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, C // self.heads).unbind(2)
+        if rope is not None:  # keys are cached rotated; the new query turns to its own position
+            q, k = rope(q, k, 0 if cache is None else cache.pos)
         if cache is None:
             out = attention(q, k, v, causal=True)
         else:  # one new position attends to every cached one
@@ -102,50 +148,63 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(cfg.width)
         self.mlp = nn.Sequential(nn.Linear(cfg.width, hidden), nn.GELU(), nn.Linear(hidden, cfg.width))
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), cache, layer)
+    def forward(
+        self, x: torch.Tensor, rope: Rope2d | None, cache: KVCache | None, layer: int
+    ) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rope, cache, layer)
         return x + self.mlp(self.norm2(x))
 
 
 class Transformer(Backbone):
-    """Pre-norm causal transformer (GPT/DiT style), class start token, learned positions, KV cache."""
+    """Pre-norm causal transformer (GPT/DiT style), class start token, learned/2D-RoPE positions, KV cache."""
 
-    def __init__(self, cfg: TransformerConfig, *, token_dim: int, seq_len: int, num_classes: int):
+    def __init__(
+        self, cfg: TransformerConfig, *, token_dim: int, seq_len: int, num_classes: int, grid: tuple[int, int]
+    ):
         super().__init__()
+        if grid[0] * grid[1] != seq_len:
+            raise ValueError(f"a {grid[0]}x{grid[1]} grid does not hold seq_len = {seq_len} tokens")
         self.cfg = cfg
         self.width, self.token_dim = cfg.width, token_dim
         self.seq_len, self.num_classes = seq_len, num_classes
         self.patch_embed = nn.Linear(token_dim, cfg.width)
         self.class_embed = nn.Embedding(num_classes + 1, cfg.width)  # row num_classes: the null class
-        self.pos_embed = nn.Parameter(torch.zeros(seq_len, cfg.width))
+        learned = cfg.positions == "learned"
+        self.pos_embed = nn.Parameter(torch.zeros(seq_len, cfg.width)) if learned else None
+        self.rope = None if learned else Rope2d(cfg.width // cfg.heads, grid, cfg.rope_theta)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.width)
         self.apply(_init_weights)
-        nn.init.normal_(self.pos_embed, std=0.02)
+        if learned:
+            nn.init.normal_(self.pos_embed, std=0.02)
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         T = tokens.shape[1]
         if T >= self.seq_len:
             raise ValueError(f"at most seq_len - 1 = {self.seq_len - 1} tokens can be read, got {T}")
         x = torch.cat([self.class_embed(labels)[:, None], self.patch_embed(tokens)], dim=1)
-        return self._blocks(x + self.pos_embed[: T + 1])
+        return self._blocks(self._add_positions(x, 0))
 
     def start(self, labels: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
         """Read the start token: ``h`` of position 0 (B, width) and a fresh cache holding it."""
         cache = KVCache(self.seq_len)
-        x = self.class_embed(labels)[:, None] + self.pos_embed[:1]
+        x = self._add_positions(self.class_embed(labels)[:, None], 0)
         return self._blocks(x, cache)[:, 0], cache
 
     def step(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Read the next token (B, token_dim) after those in ``cache``; return its ``h`` (B, width)."""
         if cache.pos >= self.seq_len:
             raise ValueError(f"the cache is full: all {self.seq_len} positions have been read")
-        x = self.patch_embed(token)[:, None] + self.pos_embed[cache.pos]
+        x = self._add_positions(self.patch_embed(token)[:, None], cache.pos)
         return self._blocks(x, cache)[:, 0]
+
+    def _add_positions(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """Learned embeddings of sequence indices start .. (rope2d instead rotates queries and keys)."""
+        return x if self.pos_embed is None else x + self.pos_embed[start : start + x.shape[1]]
 
     def _blocks(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer)
+            x = block(x, self.rope, cache, layer)
         if cache is not None:
             cache.pos += x.shape[1]
         return self.norm(x)

@@ -1,8 +1,9 @@
-"""Built-in PRA components: the low-dimensional MLP pixel decoder and the PRA rollout."""
+"""Built-in PRA components: the low-dimensional MLP pixel decoder, the PRA rollout (with
+fixed, uniform or calibrated noise) and the self-sampling parallel rollout."""
 
 from prakit import hookimpl
 from prakit_pra.mlp_decoder import MLPDecoder, MLPDecoderConfig
-from prakit_pra.rollout import PRARollout, PRARolloutConfig
+from prakit_pra.rollout import PRARollout, PRARolloutConfig, SelfSampleRollout, SelfSampleRolloutConfig
 
 
 @hookimpl
@@ -13,3 +14,4 @@ def register_decoders(registrar):
 @hookimpl
 def register_rollouts(registrar):
     registrar.add(PRARolloutConfig, PRARollout)
+    registrar.add(SelfSampleRolloutConfig, SelfSampleRollout)

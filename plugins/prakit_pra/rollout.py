@@ -4,19 +4,27 @@ from typing import Any, ClassVar
 
 import attrs
 import torch
-from attrs.validators import ge, in_
+from attrs.validators import ge, gt, in_, le
 
 from prakit.components import RolloutApproximator, RolloutConfig
 
 
 @attrs.frozen
 class PRARolloutConfig(RolloutConfig):
-    """``uniform``: sigma_i ~ U[sigma_min, sigma_max] independently per position; ``fixed``: sigma_max."""
+    """``uniform``: sigma_i ~ U[sigma_min, sigma_max] independently per position; ``fixed``:
+    sigma_max; ``calibrated``: sigma = calib_scale x the head's measured per-dimension sampling
+    error, re-measured every ``calib_every`` steps on ``calib_tokens`` teacher-forced tokens with
+    ``calib_steps`` head steps (sigma_max until the first measurement)."""
 
     name: ClassVar[str] = "pra"
-    sigma: str = attrs.field(default="uniform", validator=in_(("uniform", "fixed")))
+    sigma: str = attrs.field(default="uniform", validator=in_(("uniform", "fixed", "calibrated")))
     sigma_min: float = attrs.field(default=0.0, validator=ge(0.0))
     sigma_max: float = attrs.field(default=0.5, validator=ge(0.0))
+    calib_scale: float = attrs.field(default=1.0, validator=gt(0.0))
+    calib_every: int = attrs.field(default=10, validator=gt(0))
+    calib_tokens: int = attrs.field(default=64, validator=gt(0))
+    calib_steps: int = attrs.field(default=10, validator=gt(0))
+    calib_momentum: float = attrs.field(default=0.9, validator=[ge(0.0), le(1.0)])
 
     @sigma_max.validator
     def _check_range(self, attribute, value):
@@ -30,12 +38,64 @@ class PRARollout(RolloutApproximator):
     def __init__(self, cfg: PRARolloutConfig):
         super().__init__()
         self.cfg = cfg
+        # Running estimate of the head's sampling error; NaN until first measured.
+        self.register_buffer("measured_sigma", torch.tensor(float("nan")))
 
     def forward(self, x, z, labels, *, model: Any, step: int) -> torch.Tensor:
-        cfg = self.cfg
         z = z.detach()
-        sigma = torch.full((*z.shape[:-1], 1), cfg.sigma_max, device=z.device, dtype=z.dtype)
-        if cfg.sigma == "uniform":
-            sigma = cfg.sigma_min + (cfg.sigma_max - cfg.sigma_min) * torch.rand_like(sigma)
+        if self.cfg.sigma == "calibrated" and self.training and step % self.cfg.calib_every == 0:
+            self.calibrate(x, z, labels, model)
         with torch.no_grad():
-            return model.decoder.decode(z + sigma * torch.randn_like(z)).to(x.dtype)
+            return model.decoder.decode(z + self.sigma(z) * torch.randn_like(z)).to(x.dtype)
+
+    def sigma(self, z: torch.Tensor) -> torch.Tensor:
+        """Per-position noise scales (..., L, 1)."""
+        cfg = self.cfg
+        shape = (*z.shape[:-1], 1)
+        if cfg.sigma == "uniform":
+            return cfg.sigma_min + (cfg.sigma_max - cfg.sigma_min) * torch.rand(shape, device=z.device, dtype=z.dtype)
+        if cfg.sigma == "calibrated":  # no host sync: NaN (not yet measured) becomes sigma_max
+            return torch.nan_to_num(cfg.calib_scale * self.measured_sigma, nan=cfg.sigma_max).to(z.dtype).expand(shape)
+        return torch.full(shape, cfg.sigma_max, device=z.device, dtype=z.dtype)
+
+    @torch.no_grad()
+    def calibrate(self, x, z, labels, model: Any) -> None:
+        """Measure the head's RMS error per state dimension on a few teacher-forced tokens."""
+        cfg = self.cfg
+        rows = min(x.shape[0], -(-cfg.calib_tokens // x.shape[1]))
+        h = model.backbone(x[:rows, :-1], labels[:rows]).flatten(0, 1)
+        target = z[:rows].flatten(0, 1)
+        pick = torch.randperm(h.shape[0], device=h.device)[: cfg.calib_tokens]
+        z_hat = model.generator.sample(h[pick], steps=cfg.calib_steps)
+        error = (z_hat - target[pick]).float().square().mean().sqrt()
+        old, m = self.measured_sigma, cfg.calib_momentum
+        self.measured_sigma.copy_(torch.where(torch.isnan(old), error, m * old + (1 - m) * error))
+
+
+@attrs.frozen
+class SelfSampleRolloutConfig(RolloutConfig):
+    """``steps`` head steps per token; each position takes the model's own token with ``mix``."""
+
+    name: ClassVar[str] = "pra_selfsample"
+    steps: int = attrs.field(default=10, validator=gt(0))
+    temperature: float = attrs.field(default=1.0, validator=gt(0.0))
+    mix: float = attrs.field(default=1.0, validator=[ge(0.0), le(1.0)])
+
+
+class SelfSampleRollout(RolloutApproximator):
+    """x~_i = D(z^_i), z^_i sampled by the head from one no-grad teacher-forced pass (parallel)."""
+
+    def __init__(self, cfg: SelfSampleRolloutConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    @torch.no_grad()
+    def forward(self, x, z, labels, *, model: Any, step: int) -> torch.Tensor:
+        cfg = self.cfg
+        h = model.backbone(x[:, :-1], labels)
+        z_hat = model.generator.sample(h, steps=cfg.steps, temperature=cfg.temperature)
+        sampled = model.decoder.decode(z_hat).to(x.dtype)
+        if cfg.mix == 1.0:
+            return sampled
+        take = torch.rand((*x.shape[:-1], 1), device=x.device) < cfg.mix
+        return torch.where(take, sampled, x)

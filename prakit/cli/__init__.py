@@ -7,10 +7,10 @@ import sys
 import warnings
 
 from prakit import __version__
-from prakit.cli import config, plugins
+from prakit.cli import config, model, plugins
 from prakit.errors import PrakitError
 
-COMMAND_GROUPS = (plugins, config)
+COMMAND_GROUPS = (plugins, config, model)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,9 +29,15 @@ def from_data(
     return structure(apply_overrides(data, overrides), ExperimentConfig, source)
 
 
-def read_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Parse a ``.toml``, ``.json`` or ``.yaml`` file into plain data."""
-    path = Path(path)
+def read_file(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Parse a ``.toml``, ``.json`` or ``.yaml`` file into plain data.
+
+    ``extends = "base.toml"`` (relative to the file) starts from another file's data and merges
+    this one over it; a component whose ``name`` changes is replaced, not merged.
+    """
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ConfigError([("extends", f"circular: {' -> '.join(map(str, (*_seen, path)))}")], str(path))
     try:
         text = path.read_text()
     except OSError as exc:
@@ -49,7 +55,24 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError([("", str(exc))], str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError([("", "the file must hold a table of sections")], str(path))
-    return data
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError([("extends", f"expected a file name, got {base!r}")], str(path))
+    return merge(read_file(path.parent / base, (*_seen, path)), data)
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` merged into a copy of ``base``; tables merge key by key unless their ``name`` differs."""
+    out = dict(base)
+    for key, value in over.items():
+        old = out.get(key)
+        if isinstance(old, dict) and isinstance(value, dict) and value.get("name", old.get("name")) == old.get("name"):
+            out[key] = merge(old, value)
+        else:
+            out[key] = value
+    return out
 
 
 def _load_yaml(text: str) -> Any:

@@ -94,7 +94,7 @@ class SampleConfig:
     cfg_scale: float = field(default=1.0, validator=ge(0.0))
     cfg_schedule: str = field(default="linear", validator=in_(("constant", "linear")))
     temperature: float = field(default=1.0, validator=gt(0.0))
-    steps: int = field(default=50, validator=gt(0))
+    steps: int | None = field(default=None, validator=optional(gt(0)))  # None: the head's own default
     ema: str = field(default="slow", validator=in_(("none", "slow", "fast")))
     seed: int = field(default=0, validator=ge(0))
 

@@ -13,6 +13,7 @@ from prakit.testing.contracts import (
     GeneratorContract,
     LinearDecoder,
     RolloutContract,
+    perturb_parameters,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "GeneratorContract",
     "LinearDecoder",
     "RolloutContract",
+    "perturb_parameters",
 ]

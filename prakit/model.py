@@ -1,0 +1,146 @@
+"""The autoregressive model: a backbone, a state generator, a pixel decoder and a rollout
+approximator, composed into one training loss and one sampler."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from torch import nn
+
+from prakit import registry
+from prakit.components import Backbone, PixelDecoder, RolloutApproximator, StateGenerator
+from prakit.config import ModelConfig, SampleConfig
+from prakit.random import Generators
+
+
+@attrs.frozen
+class Losses:
+    """The terms of one training loss; ``total`` is what is minimised."""
+
+    total: torch.Tensor
+    head: torch.Tensor
+    reconstruction: torch.Tensor
+
+
+class ARModel(nn.Module):
+    """Pixel-space AR model: patches -> decoder states -> rollout inputs -> backbone -> head."""
+
+    backbone: Backbone
+    generator: StateGenerator
+    decoder: PixelDecoder
+    rollout: RolloutApproximator
+
+    def __init__(self, cfg: ModelConfig, *, image_size: int, channels: int, num_classes: int):
+        super().__init__()
+        if image_size % cfg.patch_size:
+            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {cfg.patch_size}")
+        self.cfg = cfg
+        self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
+        side = image_size // cfg.patch_size
+        self.grid = (side, side)
+        self.seq_len = side * side
+        self.token_dim = channels * cfg.patch_size**2
+        self.decoder = registry.build(cfg.decoder, token_dim=self.token_dim)
+        self.backbone = registry.build(
+            cfg.backbone, token_dim=self.token_dim, seq_len=self.seq_len, num_classes=num_classes, grid=self.grid
+        )
+        self.generator = registry.build(cfg.generator, state_dim=self.decoder.state_dim, cond_dim=self.backbone.width)
+        self.rollout = registry.build(cfg.rollout)
+
+    @property
+    def null_class(self) -> int:
+        return self.num_classes
+
+    def patchify(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, L, p*p*C), raster order, each token laid out (p, p, C)."""
+        p, (gh, gw) = self.cfg.patch_size, self.grid
+        x = images.reshape(images.shape[0], self.channels, gh, p, gw, p)
+        return x.permute(0, 2, 4, 3, 5, 1).reshape(images.shape[0], self.seq_len, self.token_dim)
+
+    def unpatchify(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, L, p*p*C) -> (B, C, H, W); the inverse of :meth:`patchify`."""
+        p, (gh, gw) = self.cfg.patch_size, self.grid
+        x = tokens.reshape(tokens.shape[0], gh, gw, p, p, self.channels)
+        return x.permute(0, 5, 1, 3, 2, 4).reshape(tokens.shape[0], self.channels, gh * p, gw * p)
+
+    def loss(self, images: torch.Tensor, labels: torch.Tensor, step: int = 0) -> Losses:
+        """Head loss on the rollout's inputs plus the decoder's reconstruction loss."""
+        x = self.patchify(images)
+        z = self.decoder.encode(x)
+        target = z if self.cfg.head_grad_to_encoder else z.detach()
+        inputs = self.rollout(x, z, labels, model=self, step=step)
+        h = self.backbone(inputs[:, :-1], self.drop_classes(labels))
+        head = self.generator.loss(h, target).mean()
+        reconstruction = self.decoder.reconstruction_loss(x)
+        return Losses(head + self.cfg.rec_weight * reconstruction, head, reconstruction)
+
+    def drop_classes(self, labels: torch.Tensor) -> torch.Tensor:
+        """In training, replace each label by the null class with probability ``class_dropout``."""
+        if not self.training or self.cfg.class_dropout == 0:
+            return labels
+        drop = torch.rand(labels.shape, device=labels.device) < self.cfg.class_dropout
+        return torch.where(drop, torch.full_like(labels, self.null_class), labels)
+
+    @torch.no_grad()
+    def sample_tokens(
+        self,
+        labels: torch.Tensor,
+        options: SampleConfig = SampleConfig(),
+        *,
+        generator: Generators = None,
+        prefix: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Generate pixel tokens (B, L, token_dim) one at a time with the KV cache.
+
+        ``prefix`` (B, k, token_dim) is read as given and the rest is generated. With guidance,
+        conditional and null-class rows run as one batch.
+        """
+        guided = options.cfg_scale != 1.0
+        rows = torch.cat([labels, torch.full_like(labels, self.null_class)]) if guided else labels
+        h, cache = self.backbone.start(rows)
+        tokens = [] if prefix is None else list(prefix.unbind(1))
+        for i in range(len(tokens)):
+            h = self.backbone.step(torch.cat([tokens[i]] * (1 + guided)), cache)
+        for i in range(len(tokens), self.seq_len):
+            h_cond, h_uncond = h.chunk(2) if guided else (h, None)
+            z = self.generator.sample(
+                h_cond,
+                temperature=options.temperature,
+                steps=options.steps,
+                generator=generator,
+                cfg_scale=self.guidance_at(i, options),
+                h_uncond=h_uncond,
+            )
+            tokens.append(self.decoder.decode(z))
+            if i + 1 < self.seq_len:
+                h = self.backbone.step(torch.cat([tokens[i]] * (1 + guided)), cache)
+        return torch.stack(tokens, 1)
+
+    def guidance_at(self, position: int, options: SampleConfig) -> float:
+        """The guidance scale at ``position``: constant, or rising linearly from 1 (MAR)."""
+        if options.cfg_schedule == "constant":
+            return options.cfg_scale
+        return 1.0 + (options.cfg_scale - 1.0) * position / self.seq_len
+
+    def sample(
+        self, labels: torch.Tensor, options: SampleConfig = SampleConfig(), *, generator: Generators = None
+    ) -> torch.Tensor:
+        """Images (B, H, W, C) uint8 for ``labels``; pass one generator per row for sharding-proof seeds."""
+        images = self.unpatchify(self.sample_tokens(labels, options, generator=generator))
+        return to_uint8(images)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) in [-1, 1] -> (B, H, W, C) uint8."""
+    pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round()
+    return pixels.to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def parameter_counts(model: ARModel) -> dict[str, int]:
+    """Parameters per component and in total."""
+    counts = {
+        name: sum(p.numel() for p in getattr(model, name).parameters())
+        for name in ("backbone", "generator", "decoder", "rollout")
+    }
+    counts["total"] = sum(counts.values())
+    return counts
