@@ -192,3 +192,30 @@ def test_composed_sampling_flops_equal_a_full_count(cfg_scale):
     full = count_flops(lambda: model.sample_tokens(labels, options))
     assert full > 0
     assert sampling_flops(model, options, steps=3) == full
+
+
+EXPERIMENTS = sorted((ROOT / "experiments").rglob("*.toml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(ROOT / "experiments")))
+def test_every_experiment_builds_with_the_right_shapes(path):
+    """On the meta device: no memory is allocated, even for PRA-L."""
+    from prakit.summary import meta_model
+
+    cfg = load_config(path)
+    if cfg.model.rollout.name == "exact_rollout":  # roll out 2 tokens, not 256 (slow on meta)
+        seq_len = (cfg.data.image_size // cfg.model.patch_size) ** 2
+        cfg = load_config(path, [f"model.rollout.prefix={seq_len - 2}", "model.rollout.head_steps=1"])
+    model = meta_model(cfg)
+    size, channels = cfg.data.image_size, cfg.data.channels
+    images = torch.zeros(2, channels, size, size, device="meta")
+    labels = torch.zeros(2, dtype=torch.long, device="meta")
+    losses = model.loss(images, labels)
+    assert losses.total.shape == () and losses.total.dtype == torch.float32
+    x = model.patchify(images)
+    assert x.shape == (2, model.seq_len, channels * cfg.model.patch_size**2)
+    h = model.backbone(x[:, :-1], labels)
+    assert h.shape == (2, model.seq_len, model.backbone.width) and h.dtype == torch.float32
+    z = model.generator.sample(h[:, :1], steps=1)
+    assert z.shape == (2, 1, model.decoder.state_dim)
+    assert model.decoder.decode(z).shape == (2, 1, model.token_dim)
