@@ -3,6 +3,8 @@ approximator, composed into one training loss and one sampler."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import attrs
 import torch
 from torch import nn
@@ -11,6 +13,8 @@ from prakit import registry
 from prakit.components import Backbone, PixelDecoder, RolloutApproximator, StateGenerator
 from prakit.config import ModelConfig, SampleConfig
 from prakit.random import Generators
+
+Check = Callable[[str, torch.Tensor], torch.Tensor]
 
 
 @attrs.frozen
@@ -63,16 +67,42 @@ class ARModel(nn.Module):
         x = tokens.reshape(tokens.shape[0], gh, gw, p, p, self.channels)
         return x.permute(0, 5, 1, 3, 2, 4).reshape(tokens.shape[0], self.channels, gh * p, gw * p)
 
-    def loss(self, images: torch.Tensor, labels: torch.Tensor, step: int = 0) -> Losses:
-        """Head loss on the rollout's inputs plus the decoder's reconstruction loss."""
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, step: int = 0) -> Losses:
+        """The training loss (what DistributedDataParallel calls)."""
+        return self.loss(images, labels, step)
+
+    def loss(self, images: torch.Tensor, labels: torch.Tensor, step: int = 0, check: Check | None = None) -> Losses:
+        """Head loss on the rollout's inputs plus the decoder's reconstruction loss.
+
+        ``check(component, output)``, if given, sees each component's output in order.
+        """
+        check = check or (lambda component, output: output)
         x = self.patchify(images)
-        z = self.decoder.encode(x)
+        z = check("decoder.encode", self.decoder.encode(x))
         target = z if self.cfg.head_grad_to_encoder else z.detach()
-        inputs = self.rollout(x, z, labels, model=self, step=step)
-        h = self.backbone(inputs[:, :-1], self.drop_classes(labels))
-        head = self.generator.loss(h, target).mean()
-        reconstruction = self.decoder.reconstruction_loss(x)
+        inputs = check("rollout", self.rollout(x, z, labels, model=self, step=step))
+        h = check("backbone", self.backbone(inputs[:, :-1], self.drop_classes(labels)))
+        head = check("generator.loss", self.generator.loss(h, target).mean())
+        reconstruction = check("decoder.reconstruction_loss", self.decoder.reconstruction_loss(x))
         return Losses(head + self.cfg.rec_weight * reconstruction, head, reconstruction)
+
+    @torch.no_grad()
+    def first_non_finite(self, images: torch.Tensor, labels: torch.Tensor, step: int = 0) -> str | None:
+        """Recompute the loss and name the first component whose output is not finite."""
+
+        class Found(Exception):
+            pass
+
+        def check(component: str, output: torch.Tensor) -> torch.Tensor:
+            if not torch.isfinite(output).all():
+                raise Found(component)
+            return output
+
+        try:
+            self.loss(images, labels, step, check)
+        except Found as found:
+            return str(found)
+        return None
 
     def drop_classes(self, labels: torch.Tensor) -> torch.Tensor:
         """In training, replace each label by the null class with probability ``class_dropout``."""

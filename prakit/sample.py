@@ -1,0 +1,110 @@
+"""``prakit sample``: draw images from a trained run into a resumable sample store."""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm import tqdm
+
+from prakit.config import ExperimentConfig, SampleConfig, from_data, unstructure
+from prakit.errors import PrakitError
+from prakit.model import ARModel
+from prakit.random import sample_generators
+from prakit.train.checkpoint import latest_checkpoint, load_checkpoint
+
+
+def resolve_checkpoint(source: str | Path) -> Path:
+    """A checkpoint file, or the latest good checkpoint of a run directory."""
+    source = Path(source)
+    if source.is_dir():
+        found = latest_checkpoint(source / "checkpoints")
+        if found is None:
+            raise PrakitError(f"{source} has no checkpoint under {source / 'checkpoints'}")
+        return found
+    if not source.exists():
+        raise PrakitError(f"{source} is neither a run directory nor a checkpoint file")
+    return source
+
+
+def choose_ema(cfg: ExperimentConfig, which: str) -> str | None:
+    """``slow``/``fast``: the EMA with the largest/smallest decay; ``none``: live weights; else a name."""
+    from prakit.train.loop import ema_name
+
+    decays = cfg.optim.ema_decays
+    if which == "none" or (which in ("slow", "fast") and not decays):
+        return None
+    if which == "slow":
+        return ema_name(max(decays))
+    if which == "fast":
+        return ema_name(min(decays))
+    return which
+
+
+def load_model(checkpoint: Path, ema: str | None, device: torch.device) -> tuple[ARModel, ExperimentConfig]:
+    """The model of a checkpoint with the chosen EMA's weights (see :func:`choose_ema`; ``None``:
+    the run's ``sample.ema``)."""
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    cfg = from_data(json.loads(state["config"]))
+    ema = choose_ema(cfg, ema or cfg.sample.ema)
+    model = ARModel(cfg.model, image_size=cfg.data.image_size, channels=cfg.data.channels,
+                    num_classes=cfg.data.num_classes)
+    model.load_state_dict(state["model"])
+    if ema is not None:
+        if ema not in state["ema"]:
+            raise PrakitError(f"{checkpoint} has no EMA {ema!r}; it has: {', '.join(state['ema']) or 'none'}")
+        model.load_state_dict(state["ema"][ema])
+    return model.to(device).eval(), cfg
+
+
+def balanced_labels(indices: Sequence[int], num: int, classes: Sequence[int]) -> torch.Tensor:
+    """Sample i of ``num`` gets class ``classes[i * len(classes) // num]``: equal contiguous blocks."""
+    return torch.tensor([classes[i * len(classes) // num] for i in indices])
+
+
+def sample_run(
+    source: str | Path,
+    out: str | Path,
+    *,
+    num: int,
+    overrides: dict | None = None,
+    ema: str | None = None,
+    classes: Sequence[int] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Fill the sample store ``out`` with ``num`` images; a rerun continues where it stopped.
+
+    ``overrides`` replace fields of the run's ``sample`` section (cfg_scale, steps, batch_size,
+    seed, ...); ``ema`` defaults to the section's ``ema``.
+    """
+    from prakit.data import SampleStore
+
+    checkpoint = resolve_checkpoint(source)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, cfg = load_model(checkpoint, ema, device)
+    options = attrs.evolve(cfg.sample, **(overrides or {}))
+    batch_size = options.batch_size
+    classes = list(classes) if classes else list(range(cfg.data.num_classes))
+    size, channels = cfg.data.image_size, cfg.data.channels
+    attrs = {
+        "config": unstructure(cfg),
+        "checkpoint": str(checkpoint.resolve()),
+        "sampling": {"ema_weights": ema or cfg.sample.ema, "classes": classes, **unstructure(options)},
+    }
+    store = SampleStore.open(out, num=num, image_shape=(size, size, channels), attrs=attrs)
+    todo = store.missing(batch_size)
+    bar = tqdm(total=num, initial=num - sum(map(len, todo)), disable=not progress, unit="img", desc="sample")
+    for indices in todo:
+        start = time.perf_counter()
+        labels = balanced_labels(indices, num, classes).to(device)
+        images = model.sample(labels, options, generator=sample_generators(options.seed, indices))
+        store.write(indices, images.cpu().numpy(), labels.cpu().numpy())
+        bar.update(len(indices))
+        bar.set_postfix(img_s=f"{len(indices) / (time.perf_counter() - start):.1f}")
+    bar.close()
+    return Path(out)

@@ -1,0 +1,171 @@
+"""Training checkpoints: atomic saves, rotation with milestones kept, and safe loading.
+
+A checkpoint is ``ckpt-{step:08d}.pt``, or ``ckpt-{step:08d}.milestone.pt`` for a milestone,
+which rotation never deletes. Saves go to a hidden temporary file ``.ckpt-*.tmp`` in the same
+directory that is fsynced and then renamed, so a kill mid-save leaves every earlier checkpoint
+intact; listing ignores such leftovers and the next save removes them. One process writes to a
+directory at a time (rank 0 in a distributed run).
+
+Checkpoints hold tensors, state dicts and plain Python values only, and are always read with
+``torch.load(..., weights_only=True)``: loading one never runs code stored in it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import uuid
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prakit.errors import PrakitError
+
+REQUIRED_KEYS = ("step", "model", "config")
+NAME = re.compile(r"ckpt-(\d{8,})(\.milestone)?\.pt")
+TEMP_GLOB = ".ckpt-*.tmp"
+
+
+class CheckpointError(PrakitError):
+    """A checkpoint file cannot be used: missing, truncated, corrupt, unsafe or incomplete."""
+
+
+def checkpoint_name(step: int, milestone: bool = False) -> str:
+    """The file name of the checkpoint at ``step``."""
+    return f"ckpt-{step:08d}{'.milestone' if milestone else ''}.pt"
+
+
+def save_checkpoint(
+    directory: str | os.PathLike, step: int, state: dict[str, Any], *, keep_last: int, milestone: bool = False
+) -> Path:
+    """Write ``state`` as the checkpoint at ``step`` atomically, then delete the non-milestone
+    checkpoints older than the newest ``keep_last`` of all; returns the new file's path.
+
+    ``state`` must hold ``"step"``, ``"model"`` and ``"config"`` and nothing that
+    ``weights_only`` loading refuses (checked before the file takes its final name).
+    """
+    if keep_last < 1:
+        raise ValueError(f"keep_last must be at least 1, got {keep_last}")
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise ValueError(f"checkpoint state lacks {', '.join(missing)}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for leftover in directory.glob(TEMP_GLOB):
+        leftover.unlink(missing_ok=True)
+    path = directory / checkpoint_name(step, milestone)
+    tmp = directory / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "xb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(tmp)
+        if unsafe:
+            raise TypeError(f"checkpoint state holds objects weights-only loading refuses: {', '.join(sorted(unsafe))}")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(directory)
+    _prune(directory, keep_last, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; any problem raises :class:`CheckpointError`."""
+    return _load(Path(path), map_location, mmap=False)
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The newest checkpoint in ``directory`` that loads cleanly, or None if there is none.
+
+    Newer ones that fail to load are skipped with a warning naming them.
+    """
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            _load(path, "cpu", mmap=True)  # maps the tensors instead of reading them
+        except CheckpointError as exc:
+            warnings.warn(f"skipping a bad checkpoint: {exc}", stacklevel=2)
+            continue
+        return path
+    return None
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """The checkpoints in ``directory``, oldest first (by step; at one step, a milestone last)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted((p for p in directory.iterdir() if NAME.fullmatch(p.name)), key=_order)
+
+
+def is_milestone(path: Path) -> bool:
+    """Whether ``path`` names a milestone checkpoint, which rotation keeps."""
+    return path.name.endswith(".milestone.pt")
+
+
+def _order(path: Path) -> tuple[int, bool]:
+    return int(NAME.fullmatch(path.name)[1]), is_milestone(path)
+
+
+def _load(path: Path, map_location: Any, *, mmap: bool) -> dict[str, Any]:
+    retry = "delete it: a run then resumes from the previous checkpoint"
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"checkpoint {path} is not a complete archive (an interrupted copy or save, or not a checkpoint); {retry}"
+        )
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as exc:  # noqa: BLE001 - any failure to read the archive is a bad checkpoint
+        raise CheckpointError(f"checkpoint {path} is corrupt ({_first_line(exc)}); {retry}") from exc
+    if unsafe:
+        raise CheckpointError(
+            f"checkpoint {path} holds code references that are refused for safety ({', '.join(sorted(unsafe))}); "
+            f"prakit never writes these, so the file was tampered with or comes from elsewhere; "
+            f"do not load it with weights_only=False; {retry}"
+        )
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:  # its message advises weights_only=False: not repeated here
+        raise CheckpointError(
+            f"checkpoint {path} holds data that weights-only loading refuses (damaged, tampered with or not "
+            f"written by prakit); do not load it with weights_only=False; {retry}"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
+        raise CheckpointError(f"checkpoint {path} cannot be loaded ({_first_line(exc)}); {retry}") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a prakit checkpoint; {retry}")
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}: not a prakit checkpoint; {retry}")
+    return state
+
+
+def _prune(directory: Path, keep_last: int, new: Path) -> None:
+    """Delete non-milestone checkpoints older than the newest ``keep_last``, never ``new``."""
+    for path in list_checkpoints(directory)[:-keep_last]:
+        if path != new and not is_milestone(path):
+            path.unlink(missing_ok=True)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; Windows cannot open directories)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

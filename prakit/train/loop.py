@@ -1,0 +1,276 @@
+"""``prakit train``: the training job, resumable at any moment.
+
+A run directory holds ``config.toml`` (the resolved config), ``checkpoints/``, ``metrics.jsonl``,
+``grids/`` and, at the end, ``loss.png``. Every checkpoint carries the model, the EMAs, the
+optimizer, every RNG and the step; the data order is a function of the step, so a resumed run
+continues exactly where the checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+
+import attrs
+import torch
+from tqdm import tqdm
+
+from prakit.config import DataConfig, ExperimentConfig, save_config, unstructure
+from prakit.config.io import read_file
+from prakit.errors import PrakitError
+from prakit.model import ARModel
+from prakit.train import distributed, rng
+from prakit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from prakit.train.ema import EMA
+from prakit.train.metrics import MetricsLog, plot_loss, read_metrics
+from prakit.train.schedule import learning_rate
+
+
+class NonFiniteLossError(PrakitError):
+    """The loss went NaN or infinite."""
+
+
+class RunDirectoryError(PrakitError):
+    """The run directory belongs to another experiment."""
+
+
+@attrs.frozen
+class RunResult:
+    run_dir: Path
+    step: int
+    checkpoint: Path | None
+
+
+def ema_name(decay: float) -> str:
+    """The name an EMA is saved and selected under, e.g. ``ema_0.9999``."""
+    return f"ema_{decay:g}"
+
+
+def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (B, H, W, C) -> float (B, C, H, W) in [-1, 1] on ``device``."""
+    return images.to(device, non_blocking=True).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def train(
+    cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = True, force: bool = False, progress: bool = True
+) -> RunResult:
+    """Train ``cfg`` in ``run_dir``, resuming from its latest checkpoint unless ``resume`` is off."""
+    env = distributed.setup()
+    try:
+        return _train(cfg, Path(run_dir), env, resume=resume, force=force, progress=progress and env.is_main)
+    finally:
+        distributed.teardown()
+
+
+def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool) -> RunResult:
+    from prakit.data import TrainLoader
+
+    tcfg = cfg.train
+    per_rank, remainder = divmod(tcfg.batch_size, env.world_size * tcfg.grad_accum)
+    if remainder:
+        raise PrakitError(
+            f"train.batch_size {tcfg.batch_size} must be divisible by world size {env.world_size} "
+            f"x train.grad_accum {tcfg.grad_accum}"
+        )
+    if env.is_main:
+        claim_run_dir(cfg, run_dir, force)
+        ensure_store(cfg.data)
+    env.barrier()
+
+    torch.manual_seed(tcfg.seed)
+    model = ARModel(cfg.model, image_size=cfg.data.image_size, channels=cfg.data.channels,
+                    num_classes=cfg.data.num_classes).to(env.device)
+    optimizer = make_optimizer(model, cfg)
+    emas = {ema_name(d): EMA(model, d) for d in cfg.optim.ema_decays}
+    ckpt_dir = run_dir / "checkpoints"
+    start, last_ckpt = 0, None
+    if resume and (last_ckpt := latest_checkpoint(ckpt_dir)) is not None:
+        start = restore(load_checkpoint(last_ckpt, map_location=env.device), model, optimizer, emas)
+
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
+    loader = TrainLoader(cfg.data.store, batch_size=per_rank, seed=tcfg.seed, rank=env.rank,
+                         world_size=env.world_size, hflip=cfg.data.hflip, num_workers=cfg.data.num_workers)
+    batches = loader.batches(start * tcfg.grad_accum)
+    metrics = MetricsLog(run_dir / "metrics.jsonl", start) if env.is_main else None
+    autocast = precision_context(tcfg.precision, env.device)
+
+    bar = tqdm(total=tcfg.steps, initial=start, disable=not progress, dynamic_ncols=True, desc="train")
+    tick, images_seen = time.perf_counter(), 0
+    for step in range(start, tcfg.steps):
+        lr = learning_rate(cfg.optim, step, tcfg.steps, tcfg.batch_size)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        totals = torch.zeros(3, device=env.device)
+        for micro in range(tcfg.grad_accum):
+            images, labels = next(batches)
+            images, labels = to_model_input(images, env.device), labels.to(env.device)
+            sync = micro == tcfg.grad_accum - 1 or env.world_size == 1
+            with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast:
+                losses = ddp(images, labels, step)
+            if not torch.isfinite(losses.total):
+                raise non_finite(model, images, labels, step, cfg, last_ckpt)
+            (losses.total / tcfg.grad_accum).backward()
+            totals += torch.stack([losses.total, losses.head, losses.reconstruction]).detach() / tcfg.grad_accum
+        grad_norm = clip_gradients(model, cfg.optim.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        for ema in emas.values():
+            ema.update(model, step)
+        images_seen += tcfg.batch_size
+        done = step + 1
+
+        if done % tcfg.log_every == 0 or done == tcfg.steps:
+            loss, head, rec = env.mean(totals).tolist()
+            elapsed = time.perf_counter() - tick
+            row = {"step": step, "loss": loss, "head": head, "rec": rec, "lr": lr,
+                   "grad_norm": float(grad_norm), "images_per_s": images_seen / elapsed}
+            tick, images_seen = time.perf_counter(), 0
+            if metrics:
+                metrics.write(row)
+            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{row['images_per_s']:.0f}")
+        if done % tcfg.ckpt_every == 0 or done == tcfg.steps:
+            if env.is_main:
+                state = checkpoint_state(done, model, optimizer, emas, cfg)
+                last_ckpt = save_checkpoint(ckpt_dir, done, state, keep_last=tcfg.keep_last)
+            env.barrier()
+        if env.is_main and tcfg.sample_every and done % tcfg.sample_every == 0:
+            write_grid(model, emas, cfg, run_dir / "grids" / f"step-{done:08d}.png")
+        bar.update(1)
+    bar.close()
+    if env.is_main:
+        plot_loss(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
+    return RunResult(run_dir, tcfg.steps, last_ckpt)
+
+
+def ensure_store(data: DataConfig) -> None:
+    """Prepare ``data.store`` from ``data.source`` if it does not exist; check that it fits."""
+    from prakit.data import open_store, prepare
+
+    if not Path(data.store).exists():
+        if data.source is None:
+            raise PrakitError(
+                f"data.store {data.store} does not exist and data.source is not set: "
+                f"prepare it with `prakit data prepare`, or set data.source"
+            )
+        prepare(data.source, data.store, size=data.image_size)
+    store = open_store(data.store)
+    shape = tuple(store.images.shape[1:])
+    if shape != (data.image_size, data.image_size, data.channels):
+        raise PrakitError(
+            f"data.store {data.store} holds images of shape {shape}, the config asks for "
+            f"{(data.image_size, data.image_size, data.channels)} (data.image_size, data.channels)"
+        )
+    if len(store.attrs["class_names"]) > data.num_classes:
+        raise PrakitError(
+            f"data.store {data.store} has {len(store.attrs['class_names'])} classes, more than "
+            f"data.num_classes = {data.num_classes}"
+        )
+
+
+def claim_run_dir(cfg: ExperimentConfig, run_dir: Path, force: bool) -> None:
+    """Write the resolved config, or check that the directory holds this experiment."""
+    path = run_dir / "config.toml"
+    if path.exists() and not force:
+        mismatched = differing_sections(read_file(path), unstructure(cfg))
+        if mismatched:
+            raise RunDirectoryError(
+                f"{run_dir} holds a run of a different config (differs in: {', '.join(mismatched)}); "
+                f"choose another --run-dir, or pass --force to take it over"
+            )
+    save_config(cfg, path)
+
+
+#: Changing these does not change what a run computes so far (a longer run, other logging).
+_FREE = {"description", "sample", "eval", "launch", "train.steps", "train.log_every",
+         "train.ckpt_every", "train.keep_last", "train.sample_every"}
+
+
+def differing_sections(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys where two configs differ in what the run computes."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        path = f"{prefix}{key}"
+        if path in _FREE:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differing_sections(a, b, path + ".")
+        elif a != b:
+            out.append(path)
+    return out
+
+
+def make_optimizer(model: torch.nn.Module, cfg: ExperimentConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not on biases, norms or 1-d embeddings)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.optim.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=0.0, betas=cfg.optim.betas)
+
+
+def clip_gradients(model: torch.nn.Module, max_norm: float) -> torch.Tensor:
+    params = [p for p in model.parameters() if p.grad is not None]
+    if max_norm > 0:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])) if params else torch.zeros(())
+
+
+def precision_context(precision: str, device: torch.device):
+    """bf16 autocast on CUDA (``auto`` or ``bf16``), full precision on the CPU."""
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def checkpoint_state(step: int, model, optimizer, emas: dict, cfg: ExperimentConfig) -> dict:
+    return {
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "ema": {name: ema.state_dict() for name, ema in emas.items()},
+        "rng": rng.capture(),
+        "config": json.dumps(unstructure(cfg)),
+    }
+
+
+def restore(state: dict, model, optimizer, emas: dict) -> int:
+    """Load a checkpoint's state into the live objects; return the step to continue from."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    for name, ema in emas.items():
+        ema.load_state_dict(state["ema"][name])
+    rng.restore(state["rng"])
+    return int(state["step"])
+
+
+def non_finite(model: ARModel, images, labels, step: int, cfg: ExperimentConfig, last: Path | None) -> NonFiniteLossError:
+    component = model.first_non_finite(images, labels, step)
+    where = (
+        f"the first non-finite output came from {component} "
+        f"(model.{component.split('.')[0]} = {getattr(cfg.model, component.split('.')[0]).name!r})"
+        if component else "every component's output was finite on a recomputation"
+    )
+    saved = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+    return NonFiniteLossError(f"non-finite loss at step {step}: {where}; {saved}")
+
+
+@torch.no_grad()
+def write_grid(model: ARModel, emas: dict, cfg: ExperimentConfig, path: Path, per_class: int = 8) -> None:
+    """A sample grid from the fastest EMA: one row per class (at most 10 classes)."""
+    from prakit.data import save_grid
+    from prakit.random import sample_generators
+
+    classes = min(cfg.data.num_classes, 10)
+    labels = torch.arange(classes).repeat_interleave(per_class).to(next(model.parameters()).device)
+    fastest = min(emas.values(), key=lambda e: e.decay) if emas else None
+    was_training = model.training
+    model.eval()
+    with fastest.applied(model) if fastest else contextlib.nullcontext():
+        images = model.sample(labels, cfg.sample, generator=sample_generators(cfg.sample.seed, range(len(labels))))
+    model.train(was_training)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_grid(images.cpu().numpy(), path, rows=classes)
