@@ -9,12 +9,13 @@ BIN := $(VENV)/bin
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,data]'
 	touch $@
 
 quickstart: $(VENV)/.installed
-	$(BIN)/prakit plugins list
-	$(BIN)/prakit config validate experiments/quickstart.toml
+	$(BIN)/prakit train experiments/quickstart.toml --run-dir runs/quickstart
+	$(BIN)/prakit sample runs/quickstart --num 100 --out runs/quickstart/samples.zarr \
+		--grid runs/quickstart/grid.png
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from prakit.errors import PrakitError
 from prakit.random import Generators
 
 __all__ = [
@@ -100,6 +101,13 @@ class Backbone(nn.Module, abc.ABC):
     @abc.abstractmethod
     def step(self, token: torch.Tensor, cache: Any) -> torch.Tensor:
         """Append one token (B, token_dim) to the cache; return its ``h`` (B, width)."""
+
+    def enable_activation_checkpointing(self) -> None:
+        """Recompute activations in the backward pass instead of storing them (``train.activation_checkpointing``)."""
+        raise PrakitError(
+            f"backbone {type(self).__name__} does not support activation checkpointing; "
+            "set train.activation_checkpointing = false"
+        )
 
 
 class StateGenerator(nn.Module, abc.ABC):

@@ -91,12 +91,12 @@ def sample_run(
     batch_size = options.batch_size
     classes = list(classes) if classes else list(range(cfg.data.num_classes))
     size, channels = cfg.data.image_size, cfg.data.channels
-    attrs = {
+    facts = {
         "config": unstructure(cfg),
         "checkpoint": str(checkpoint.resolve()),
         "sampling": {"ema_weights": ema or cfg.sample.ema, "classes": classes, **unstructure(options)},
     }
-    store = SampleStore.open(out, num=num, image_shape=(size, size, channels), attrs=attrs)
+    store = SampleStore.open(out, num=num, image_shape=(size, size, channels), attrs=facts)
     todo = store.missing(batch_size)
     bar = tqdm(total=num, initial=num - sum(map(len, todo)), disable=not progress, unit="img", desc="sample")
     for indices in todo:

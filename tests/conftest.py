@@ -1,6 +1,21 @@
+import os
+from pathlib import Path
+
 import pytest
 
 from prakit import plugins
+
+
+def write_distribution(site: Path, name: str, entry_points: dict[str, str], modules: dict[str, str] | None = None) -> Path:
+    """A real distribution in ``site``: a dist-info with ``prakit`` entry points, plus modules."""
+    info = site / f"{name.replace('-', '_')}-0.1.dist-info"  # a dash would end the name
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    lines = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[prakit]\n{lines}")
+    for module, source in (modules or {}).items():
+        (site / f"{module}.py").write_text(source)
+    return site
 
 
 @pytest.fixture
@@ -22,18 +37,17 @@ def toy_plugin(fresh_plugins):
 
 @pytest.fixture
 def install_distribution(tmp_path, fresh_plugins):
-    """Put a real distribution (dist-info with entry points, plus modules) on sys.path."""
+    """Put a real distribution on sys.path for this test."""
 
     def install(name: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
-        site = tmp_path / f"site-{name}"
-        info = site / f"{name.replace('-', '_')}-0.1.dist-info"  # a dash would end the name
-        info.mkdir(parents=True)
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-        lines = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
-        (info / "entry_points.txt").write_text(f"[prakit]\n{lines}")
-        for module, source in modules.items():
-            (site / f"{module}.py").write_text(source)
-        fresh_plugins.syspath_prepend(str(site))
+        fresh_plugins.syspath_prepend(str(write_distribution(tmp_path / f"site-{name}", name, entry_points, modules)))
         plugins.reset()
 
     return install
+
+
+@pytest.fixture(scope="session")
+def toy_distribution(tmp_path_factory) -> str:
+    """A PYTHONPATH under which subprocesses discover the toy plugin through a real entry point."""
+    site = write_distribution(tmp_path_factory.mktemp("toy-site"), "prakit-toys", {"toys": "toys:toy_plugin"})
+    return f"{site}{os.pathsep}{Path(__file__).parent}"

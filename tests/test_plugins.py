@@ -1,12 +1,13 @@
 """Plugin discovery through real entry points: loading, failures, environment switches."""
 
 import inspect
+import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
+from conftest import write_distribution
 
 from prakit import hookspecs, plugins, registry
 from prakit.errors import DuplicateComponentError, PluginError
@@ -108,12 +109,8 @@ def test_every_hook_is_documented_and_implemented_by_the_toy_plugin(toy_plugin):
 
 
 def test_plugin_load_warnings_reach_the_cli_as_one_line(tmp_path):
-    site = tmp_path / "site"
-    info = site / "prakit_gone-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: prakit-gone\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[prakit]\ngone = prakit_gone_module\n")
-    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
+    site = write_distribution(tmp_path, "prakit-gone", {"gone": "prakit_gone_module"})
+    env = {**os.environ, "PYTHONPATH": str(site)}
     out = subprocess.run(
         [sys.executable, "-m", "prakit", "plugins", "list", "--kind", "decoder"],
         capture_output=True, text=True, env=env,
@@ -122,4 +119,3 @@ def test_plugin_load_warnings_reach_the_cli_as_one_line(tmp_path):
     assert out.stderr.startswith("prakit: warning: prakit plugin 'gone' (prakit_gone_module) failed to load")
     assert len(out.stderr.strip().splitlines()) == 1
     assert "mlp" in out.stdout
-    warnings.resetwarnings()

@@ -218,3 +218,23 @@ def test_flow_head_memorises_and_samples_a_batch_with_euler_and_heun(prediction)
         head.cfg = attrs.evolve(head.cfg, sampler=sampler)
         samples = head.sample(h, steps=20, generator=torch.Generator().manual_seed(0))
         assert_lands_on_its_own_state(samples, z)
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    tokens, labels = tokens_and_labels()
+
+    def gradients(checkpointing):
+        torch.manual_seed(0)
+        model = build_backbone()
+        if checkpointing:
+            model.enable_activation_checkpointing()
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+            loss = model(tokens, labels).square().mean()
+        loss.backward()
+        return [p.grad for p in model.parameters()], len(saved)
+
+    (plain, kept), (recomputed, kept_checkpointed) = gradients(False), gradients(True)
+    assert kept_checkpointed < kept / 2  # the blocks' activations are not kept
+    for a, b in zip(plain, recomputed):
+        torch.testing.assert_close(a, b)

@@ -142,6 +142,23 @@ class ToyRollout(RolloutApproximator):
         return -x
 
 
+@attrs.frozen
+class ToyNaNRolloutConfig(RolloutConfig):
+    name: ClassVar[str] = "toy_nan"
+    after: int = 0
+
+
+class ToyNaNRollout(RolloutApproximator):
+    """x~ = x until step ``after``, NaN from then on (to test the non-finite guard)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.after = cfg.after
+
+    def forward(self, x, z, labels, *, model: Any, step: int):
+        return x * float("nan") if step >= self.after else x
+
+
 class ToyPlugin:
     """A plugin object implementing every hook."""
 
@@ -168,3 +185,7 @@ class ToyPlugin:
     @hookimpl
     def register_rollouts(self, registrar):
         registrar.add(ToyRolloutConfig, ToyRollout)
+        registrar.add(ToyNaNRolloutConfig, ToyNaNRollout)
+
+
+toy_plugin = ToyPlugin()  # what the entry point of a test distribution names

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import attrs
 import torch
+import torch.utils.checkpoint
 import torch.nn.functional as F
 from attrs.validators import gt, in_
 from torch import nn
@@ -174,6 +175,7 @@ class Transformer(Backbone):
         self.rope = None if learned else Rope2d(cfg.width // cfg.heads, grid, cfg.rope_theta)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.width)
+        self.checkpointing = False
         self.apply(_init_weights)
         if learned:
             nn.init.normal_(self.pos_embed, std=0.02)
@@ -202,9 +204,16 @@ class Transformer(Backbone):
         """Learned embeddings of sequence indices start .. (rope2d instead rotates queries and keys)."""
         return x if self.pos_embed is None else x + self.pos_embed[start : start + x.shape[1]]
 
+    def enable_activation_checkpointing(self) -> None:
+        self.checkpointing = True
+
     def _blocks(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        recompute = self.checkpointing and cache is None and torch.is_grad_enabled()
         for layer, block in enumerate(self.blocks):
-            x = block(x, self.rope, cache, layer)
+            if recompute:
+                x = torch.utils.checkpoint.checkpoint(block, x, self.rope, None, layer, use_reentrant=False)
+            else:
+                x = block(x, self.rope, cache, layer)
         if cache is not None:
             cache.pos += x.shape[1]
         return self.norm(x)

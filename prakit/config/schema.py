@@ -82,7 +82,9 @@ class TrainConfig:
     log_every: int = field(default=50, validator=gt(0))
     ckpt_every: int = field(default=5000, validator=gt(0))
     keep_last: int = field(default=2, validator=gt(0))
+    milestone_every: int = field(default=0, validator=ge(0))  # checkpoints kept for good; 0: none
     sample_every: int = field(default=0, validator=ge(0))
+    tensorboard: bool = False
 
 
 @frozen

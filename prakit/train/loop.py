@@ -82,18 +82,22 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
     torch.manual_seed(tcfg.seed)
     model = ARModel(cfg.model, image_size=cfg.data.image_size, channels=cfg.data.channels,
                     num_classes=cfg.data.num_classes).to(env.device)
+    if tcfg.activation_checkpointing:
+        model.backbone.enable_activation_checkpointing()
     optimizer = make_optimizer(model, cfg)
     emas = {ema_name(d): EMA(model, d) for d in cfg.optim.ema_decays}
     ckpt_dir = run_dir / "checkpoints"
-    start, last_ckpt = 0, None
-    if resume and (last_ckpt := latest_checkpoint(ckpt_dir)) is not None:
-        start = restore(load_checkpoint(last_ckpt, map_location=env.device), model, optimizer, emas)
-
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
+    last_ckpt = latest_checkpoint(ckpt_dir) if resume else None
+    state = load_checkpoint(last_ckpt, map_location=env.device) if last_ckpt else None
+    start = int(state["step"]) if state else 0
     loader = TrainLoader(cfg.data.store, batch_size=per_rank, seed=tcfg.seed, rank=env.rank,
                          world_size=env.world_size, hflip=cfg.data.hflip, num_workers=cfg.data.num_workers)
-    batches = loader.batches(start * tcfg.grad_accum)
-    metrics = MetricsLog(run_dir / "metrics.jsonl", start) if env.is_main else None
+    batches = loader.batches(start * tcfg.grad_accum)  # draws from the global RNG: before restoring it
+    if state:
+        restore(state, model, optimizer, emas)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
+    forward = torch.compile(ddp) if tcfg.compile else ddp
+    metrics = MetricsLog(run_dir, start, tensorboard=tcfg.tensorboard) if env.is_main else None
     autocast = precision_context(tcfg.precision, env.device)
 
     bar = tqdm(total=tcfg.steps, initial=start, disable=not progress, dynamic_ncols=True, desc="train")
@@ -108,7 +112,7 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
             images, labels = to_model_input(images, env.device), labels.to(env.device)
             sync = micro == tcfg.grad_accum - 1 or env.world_size == 1
             with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast:
-                losses = ddp(images, labels, step)
+                losses = forward(images, labels, step)
             if not torch.isfinite(losses.total):
                 raise non_finite(model, images, labels, step, cfg, last_ckpt)
             (losses.total / tcfg.grad_accum).backward()
@@ -133,13 +137,15 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
         if done % tcfg.ckpt_every == 0 or done == tcfg.steps:
             if env.is_main:
                 state = checkpoint_state(done, model, optimizer, emas, cfg)
-                last_ckpt = save_checkpoint(ckpt_dir, done, state, keep_last=tcfg.keep_last)
+                milestone = bool(tcfg.milestone_every) and done % tcfg.milestone_every == 0
+                last_ckpt = save_checkpoint(ckpt_dir, done, state, keep_last=tcfg.keep_last, milestone=milestone)
             env.barrier()
         if env.is_main and tcfg.sample_every and done % tcfg.sample_every == 0:
             write_grid(model, emas, cfg, run_dir / "grids" / f"step-{done:08d}.png")
         bar.update(1)
     bar.close()
-    if env.is_main:
+    if metrics:
+        metrics.close()
         plot_loss(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
     return RunResult(run_dir, tcfg.steps, last_ckpt)
 
@@ -183,8 +189,9 @@ def claim_run_dir(cfg: ExperimentConfig, run_dir: Path, force: bool) -> None:
 
 
 #: Changing these does not change what a run computes so far (a longer run, other logging).
-_FREE = {"description", "sample", "eval", "launch", "train.steps", "train.log_every",
-         "train.ckpt_every", "train.keep_last", "train.sample_every"}
+_FREE = {"description", "sample", "eval", "launch", "train.steps", "train.log_every", "train.ckpt_every",
+         "train.keep_last", "train.milestone_every", "train.sample_every", "train.tensorboard", "train.compile",
+         "train.activation_checkpointing", "data.num_workers"}
 
 
 def differing_sections(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -237,14 +244,13 @@ def checkpoint_state(step: int, model, optimizer, emas: dict, cfg: ExperimentCon
     }
 
 
-def restore(state: dict, model, optimizer, emas: dict) -> int:
-    """Load a checkpoint's state into the live objects; return the step to continue from."""
+def restore(state: dict, model, optimizer, emas: dict) -> None:
+    """Load a checkpoint's state into the live objects."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     for name, ema in emas.items():
         ema.load_state_dict(state["ema"][name])
     rng.restore(state["rng"])
-    return int(state["step"])
 
 
 def non_finite(model: ARModel, images, labels, step: int, cfg: ExperimentConfig, last: Path | None) -> NonFiniteLossError:

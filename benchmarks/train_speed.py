@@ -1,0 +1,113 @@
+"""Training step time, images/s and model FLOPs utilisation; sampling images/s.
+
+Runs the real training step (loss, backward, AdamW, EMA update) on random images of the config's
+shape, after warm-up steps, and draws a batch of images with the KV-cached sampler.
+Usage: python benchmarks/train_speed.py [--config experiments/quickstart.toml] [--steps 10]
+On CUDA the step runs in bf16 autocast and MFU is reported against the GPU's dense bf16 peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from common import report
+from prakit.config import load_config
+from prakit.model import ARModel
+from prakit.random import sample_generators
+from prakit.summary import meta_model, training_flops
+from prakit.train.ema import EMA
+from prakit.train.loop import make_optimizer, precision_context
+
+ROOT = Path(__file__).resolve().parents[1]
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM
+
+
+def peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "experiments" / "quickstart.toml"))
+    parser.add_argument("--batch-size", type=int, help="images per step (default: the config's)")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--sample-images", type=int, default=16)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+
+    cfg = load_config(args.config, args.overrides)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    batch = args.batch_size or cfg.train.batch_size
+    size, channels = cfg.data.image_size, cfg.data.channels
+    torch.manual_seed(0)
+    model = ARModel(cfg.model, image_size=size, channels=channels, num_classes=cfg.data.num_classes).to(device)
+    optimizer = make_optimizer(model, cfg)
+    emas = [EMA(model, d) for d in cfg.optim.ema_decays]
+    images = torch.rand(batch, channels, size, size, device=device) * 2 - 1
+    labels = torch.randint(0, cfg.data.num_classes, (batch,), device=device)
+    autocast = precision_context(cfg.train.precision, device)
+
+    def step(i: int) -> None:
+        with autocast:
+            loss = model(images, labels, i).total
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        for ema in emas:
+            ema.update(model)
+
+    for i in range(args.warmup):
+        step(i)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    sync(device)
+    start = time.perf_counter()
+    for i in range(args.steps):
+        step(i)
+    sync(device)
+    step_s = (time.perf_counter() - start) / args.steps
+    flops = training_flops(meta_model(cfg)) * batch
+    peak = peak_tflops(device)
+
+    model.eval()
+    n = args.sample_images
+    sample_labels = torch.arange(n, device=device) % cfg.data.num_classes
+    sync(device)
+    start = time.perf_counter()
+    with autocast:
+        model.sample(sample_labels, cfg.sample, generator=sample_generators(0, range(n)))
+    sync(device)
+    sample_s = time.perf_counter() - start
+
+    row = {
+        "config": Path(args.config).name,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "batch": batch,
+        "step_s": step_s,
+        "train_img_s": batch / step_s,
+        "tflops_s": flops / step_s / 1e12,
+        "mfu": (flops / step_s / 1e12 / peak) if peak else "n/a",
+        "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else "n/a",
+        "sample_img_s": n / sample_s,
+        "cfg_scale": cfg.sample.cfg_scale,
+    }
+    report(f"train_speed_{Path(args.config).stem}_{row['device'].split()[-1].lower()}", [row],
+           steps=args.steps, overrides=args.overrides)
+
+
+if __name__ == "__main__":
+    main()
