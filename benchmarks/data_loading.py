@@ -4,12 +4,13 @@ read from the store), and preparation in images/s.
 
 Stores are made in a temporary folder: ImageNet-like JPEGs (500x375, cut from scikit-image's
 photographs) prepared at 256x256 with ``--shuffle-seed``, digits at 16x16 and photo-crops at
-64x64. Needs the data extra. Usage: python benchmarks/data_loading.py [--images 1024] [--batches 12]
+64x64. Needs the data extra. Usage: python benchmarks/data_loading.py [--images 1024] [--batches 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -58,22 +59,25 @@ def jpeg_tree(root: Path, count: int) -> Path:
     return root
 
 
-def images_per_second(batches: StepBatches, workers: int, count: int) -> float:
-    """Steady-state throughput: the first batches (worker start-up, queue fill) are not timed."""
+def images_per_second(batches: StepBatches, workers: int, count: int, windows: int = 3) -> float:
+    """Steady-state throughput: the median of ``windows`` runs of ``count`` batches, after the
+    first batches (worker start-up, queue fill); the median keeps a neighbour's burst out."""
     it = iterate(batches, 0, workers)
     for _ in range(2 * workers + 1):
         next(it)
-    start = time.perf_counter()
-    n = sum(len(next(it)[1]) for _ in range(count))
-    rate = n / (time.perf_counter() - start)
+    rates = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        n = sum(len(next(it)[1]) for _ in range(count))
+        rates.append(n / (time.perf_counter() - start))
     del it  # stops the workers
-    return rate
+    return statistics.median(rates)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1024, help="JPEGs for the 256x256 store")
-    parser.add_argument("--batches", type=int, default=12, help="timed batches per measurement")
+    parser.add_argument("--batches", type=int, default=8, help="batches per timed window (3 windows, median)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -98,7 +102,7 @@ def main() -> None:
                                   "loader_img_s": zarr_rate, "numpy_img_s": numpy_rate,
                                   "loader_vs_numpy": zarr_rate / numpy_rate})
         report("data_preparation", prep_rows)
-        report("data_loading", load_rows, timed_batches=args.batches,
+        report("data_loading", load_rows, batches_per_window=args.batches, windows=3,
                goal="256x256, 2 workers: >= 2000 img/s and >= 25% of numpy")
 
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 
 PREPARE_EPILOG = """\
 examples:
   prakit data prepare imagefolder ~/imagenet/train data/in256.zarr --size 256 --shuffle-seed 0
   prakit data prepare digits data/digits-16.zarr --size 16
-  prakit data prepare photo-crops data/photos-32.zarr --size 32 seed=1 per_photo=500
+  prakit data prepare photo-crops data/photos-32.zarr --size 32 --set seed=1 --set per_photo=500
 
 Rerun the same command after an interruption to continue where it stopped."""
-_FIELD = re.compile(r"^[A-Za-z_]\w*=")
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
@@ -28,7 +26,9 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     prepare.add_argument("dataset", help="the source: imagefolder, digits, photo-crops, ... (`prakit plugins list --kind dataset`)")
     prepare.add_argument("args", nargs="+", metavar="ARG",
                          help="values of the source's required fields in order (imagefolder: its folder), "
-                              "FIELD=VALUE for other fields, and last the output store")
+                              "then the output store")
+    prepare.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                         help="set another field of the source (a TOML value), e.g. --set seed=1; repeatable")
     prepare.add_argument("--size", type=int, required=True, help="output resolution: SIZE x SIZE pixels")
     prepare.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1 (grey) or 3 (RGB, default)")
     prepare.add_argument("--workers", type=int, help="worker processes (default: one per CPU; 0: none)")
@@ -57,16 +57,16 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     *values, out = args.args
     report = prepare(
-        source_config(args.dataset, values), out, size=args.size, channels=args.channels, workers=args.workers,
+        source_config(args.dataset, values, args.set), out, size=args.size, channels=args.channels, workers=args.workers,
         shuffle_seed=args.shuffle_seed, shard=args.shard_size, progress=not args.no_progress,
     )
     print(report.format())
     return 0
 
 
-def source_config(name: str, values: list[str]):
-    """The dataset config from the command line: bare values fill the required fields in
-    order, ``FIELD=VALUE`` (a TOML value, else a string) sets any field."""
+def source_config(name: str, values: list[str], sets: list[str] = ()):
+    """The dataset config from the command line: ``values`` fill the required fields in order,
+    ``sets`` (``FIELD=VALUE``, a TOML value, else a string) set any field."""
     import attrs
 
     from prakit import registry
@@ -77,12 +77,11 @@ def source_config(name: str, values: list[str]):
 
     cls = registry.get("dataset").entry(name).config_class
     required = [f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING]
-    fields = {".".join(key): value for key, value in (parse_override(v) for v in values if _FIELD.match(v))}
-    bare = [v for v in values if not _FIELD.match(v)]
-    if len(bare) != len(required):
-        wanted = " ".join(f"{f.upper()}" for f in required) or "no values"
-        raise ConfigError([("", f"{name} takes {wanted} before the output store, got {bare or 'none'}")], f"dataset {name}")
-    data = {"name": name, **dict(zip(required, bare)), **fields}
+    if len(values) != len(required):
+        wanted = " ".join(f.upper() for f in required) or "no values"
+        raise ConfigError([("", f"{name} takes {wanted} before the output store, got {values or 'none'}")], f"dataset {name}")
+    fields = {".".join(key): value for key, value in map(parse_override, sets)}
+    data = {"name": name, **dict(zip(required, values)), **fields}
     return structure(data, DatasetConfig, source=f"dataset {name}")
 
 

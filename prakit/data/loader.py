@@ -68,27 +68,34 @@ class StepBatches(torch.utils.data.Dataset):
 
     def __init__(self, path: str | os.PathLike | None, order: Order, hflip: bool, image_shape: tuple[int, int, int]):
         self.path, self.order, self.hflip, self.image_shape = path, order, hflip, tuple(image_shape)
-        self._store: Store | None = None
+        self._store: tuple[int, Store] | None = None  # (pid, store): a forked worker opens its own
 
     def read(self, indices: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Fill ``out`` with the images of ``indices``; return their labels."""
-        if self._store is None:
-            self._store = open_store(self.path)
-        return self._store.read(indices, out)[1]
+        if self._store is None or self._store[0] != os.getpid():
+            self._store = (os.getpid(), open_store(self.path))
+        return self._store[1].read(indices, out)[1]
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         indices, flips = self.order.plan(step)
-        images = torch.empty((len(indices), *self.image_shape), dtype=torch.uint8)
-        if torch.utils.data.get_worker_info() is not None:
-            images.share_memory_()
-        out = images.numpy()
-        labels = self.read(indices, out)
+        images = _batch_tensor((len(indices), *self.image_shape))
+        labels = self.read(indices, images.numpy())
         if self.hflip:
-            out[flips] = out[flips, :, ::-1]
+            for row in np.flatnonzero(flips).tolist():  # torch flips a row ~20x faster than numpy indexing
+                images[row] = images[row].flip(1)
         return images, torch.from_numpy(labels)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_store": None}
+
+
+def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty uint8 tensor; inside a DataLoader worker allocated in shared memory, as torch's
+    own collate does, so sending it to the trainer copies nothing."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
+    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
 
 
 def iterate(batches: StepBatches, start_step: int = 0, num_workers: int = 0, pin_memory: bool = False) -> Iterator:

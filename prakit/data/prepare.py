@@ -42,6 +42,7 @@ from prakit.errors import PrakitError
 
 TASK = 32  # items per worker task
 _RECORD = "prepare"
+_FRESH = {"count": 0, "consumed": 0, "total": "0", "skipped": []}  # the progress of a new store
 
 
 @attrs.frozen
@@ -166,7 +167,7 @@ def _start(out: Path, facts: dict[str, Any], image_shape: tuple[int, int, int], 
     if not out.exists():
         shard = shard or shard_length(image_shape, facts["items"], DATASET_SHARD_BYTES)
         create_store(out, count=facts["items"], image_shape=image_shape, attrs=facts, shard=shard)
-        return {"count": 0, "consumed": 0, "total": "0", "skipped": []}
+        return dict(_FRESH)
     attrs = read_attrs(out)
     if attrs.get("kind") != "dataset":
         raise StoreError(f"{out} exists and is not a prepared dataset store; choose another output path")
@@ -183,7 +184,7 @@ def _start(out: Path, facts: dict[str, Any], image_shape: tuple[int, int, int], 
     state = journal.read(out, _RECORD)
     if state is None and "count" in attrs:
         return None
-    return state or {"count": 0, "consumed": 0, "total": "0", "skipped": []}
+    return state or dict(_FRESH)
 
 
 def _report(out: Path, *, resumed_from: int, started: float) -> Report:
@@ -269,7 +270,8 @@ def _ordered_map(loader: _Loader, tasks: Iterable, workers: int) -> Iterator[_Lo
     # the server imports the modules once, so workers start without importing torch each.
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__, type(loader.dataset).__module__])
+        modules = {__name__, type(loader.dataset).__module__} - {"__main__"}
+        context.set_forkserver_preload(sorted(modules))
     else:
         context = multiprocessing.get_context("spawn")
     with context.Pool(workers, _init_worker, (loader,)) as pool:

@@ -88,13 +88,14 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
     emas = {ema_name(d): EMA(model, d) for d in cfg.optim.ema_decays}
     ckpt_dir = run_dir / "checkpoints"
     last_ckpt = latest_checkpoint(ckpt_dir) if resume else None
-    state = load_checkpoint(last_ckpt, map_location=env.device) if last_ckpt else None
-    start = int(state["step"]) if state else 0
+    resumed = load_checkpoint(last_ckpt, map_location=env.device) if last_ckpt else None
+    start = int(resumed["step"]) if resumed else 0
     loader = TrainLoader(cfg.data.store, batch_size=per_rank, seed=tcfg.seed, rank=env.rank,
                          world_size=env.world_size, hflip=cfg.data.hflip, num_workers=cfg.data.num_workers)
     batches = loader.batches(start * tcfg.grad_accum)  # draws from the global RNG: before restoring it
-    if state:
-        restore(state, model, optimizer, emas)
+    if resumed:
+        restore(resumed, model, optimizer, emas)
+        del resumed  # do not hold a second copy of the weights for the whole run
     ddp = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
     forward = torch.compile(ddp) if tcfg.compile else ddp
     metrics = MetricsLog(run_dir, start, tensorboard=tcfg.tensorboard) if env.is_main else None
