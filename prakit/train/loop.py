@@ -161,7 +161,7 @@ def ensure_store(data: DataConfig) -> None:
                 f"data.store {data.store} does not exist and data.source is not set: "
                 f"prepare it with `prakit data prepare`, or set data.source"
             )
-        prepare(data.source, data.store, size=data.image_size)
+        prepare(data.source, data.store, size=data.image_size, channels=data.channels, shuffle_seed=0)
     store = open_store(data.store)
     shape = tuple(store.images.shape[1:])
     if shape != (data.image_size, data.image_size, data.channels):
