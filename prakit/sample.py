@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-
-import attrs
 import time
 from pathlib import Path
 from typing import Sequence
 
+import attrs
 import torch
 from tqdm import tqdm
 
@@ -75,12 +74,14 @@ def sample_run(
     overrides: dict | None = None,
     ema: str | None = None,
     classes: Sequence[int] | None = None,
+    restart: bool = False,
     progress: bool = True,
 ) -> Path:
     """Fill the sample store ``out`` with ``num`` images; a rerun continues where it stopped.
 
     ``overrides`` replace fields of the run's ``sample`` section (cfg_scale, steps, batch_size,
-    seed, ...); ``ema`` defaults to the section's ``ema``.
+    seed, ...); ``ema`` defaults to the section's ``ema``. A store made from another checkpoint
+    or with other options (the batch size aside) is refused, or deleted first with ``restart``.
     """
     from prakit.data import SampleStore
 
@@ -94,9 +95,11 @@ def sample_run(
     facts = {
         "config": unstructure(cfg),
         "checkpoint": str(checkpoint.resolve()),
-        "sampling": {"ema_weights": ema or cfg.sample.ema, "classes": classes, **unstructure(options)},
+        "sampling": {"ema_weights": ema or cfg.sample.ema, "classes": classes,
+                     **{k: v for k, v in unstructure(options).items() if k != "batch_size"}},
     }
-    store = SampleStore.open(out, num=num, image_shape=(size, size, channels), attrs=facts)
+    store = SampleStore.open(out, num=num, image_shape=(size, size, channels), attrs=facts,
+                             on_mismatch="restart" if restart else "error")
     todo = store.missing(batch_size)
     bar = tqdm(total=num, initial=num - sum(map(len, todo)), disable=not progress, unit="img", desc="sample")
     for indices in todo:

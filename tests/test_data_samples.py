@@ -111,6 +111,9 @@ def test_a_store_of_another_run_is_refused_unless_told(tmp_path):
         SampleStore.open(path, num=60, image_shape=SHAPE, attrs=other)
     with pytest.raises(StoreError, match="another num"):
         SampleStore.open(path, num=61, image_shape=SHAPE, attrs=ATTRS)
+    for key in ("checkpoint", "sampling"):
+        with pytest.raises(StoreError, match=f"another {key}; "):
+            SampleStore.open(path, num=60, image_shape=SHAPE, attrs={**ATTRS, key: "elsewhere"})
     kept = SampleStore.open(path, num=60, image_shape=SHAPE, attrs=other, on_mismatch="resume")
     assert kept.complete and open_store(path).attrs["config"] == {"model": "other"}
     fresh = SampleStore.open(path, num=60, image_shape=SHAPE, attrs=ATTRS, on_mismatch="restart")

@@ -54,6 +54,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def torchrun(*args, env, **kw):
+    """``prakit ARGS`` in two gloo processes started by torchrun."""
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={free_port()}",
+         "-m", "prakit", *args],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, **kw,
+    )
+
+
 def losses(run_dir: Path) -> list[tuple[int, float]]:
     return [(row["step"], row["loss"]) for row in read_metrics(run_dir / "metrics.jsonl")]
 
@@ -88,17 +97,23 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(store, tm
     env = {"PYTHONPATH": toy_distribution}
     one = prakit(*args, "--run-dir", str(tmp_path / "one"), env=env)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={free_port()}",
-         "-m", "prakit", *args, "--run-dir", str(tmp_path / "two")],
-        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **env},
-    )
+    two = torchrun(*args, "--run-dir", str(tmp_path / "two"), env=env)
     assert two.returncode == 0, two.stderr
     single, double = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert [s for s, _ in single] == [s for s, _ in double] == list(range(6))
     for (_, a), (_, b) in zip(single, double):
         assert a == pytest.approx(b, rel=1e-5)
     assert single[-1][1] < single[0][1]  # and it trains
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank(store, tmp_path, toy_distribution):
+    nan_on_rank_1 = ["model.backbone.name=toy", "model.generator.name=toy", "model.decoder.name=toy",
+                     "model.rollout.name=toy_nan", "model.rollout.after=3", "model.rollout.rank=1", "train.steps=6"]
+    run = torchrun("train", str(QUICKSTART), *tiny(store, *nan_on_rank_1, model=()), "--run-dir", str(tmp_path / "run"),
+                   env={"PYTHONPATH": toy_distribution}, timeout=300)
+    assert run.returncode != 0
+    assert "non-finite loss at step 3 on rank 1 of 2: the first non-finite output came from rollout" in run.stderr
+    assert "non-finite loss at step 3 on rank 0 of 2: another rank's loss went non-finite" in run.stderr
 
 
 def test_a_non_finite_loss_stops_with_the_step_and_the_component(store, tmp_path, toy_plugin):
@@ -149,3 +164,9 @@ def test_sampling_is_identical_across_batch_sizes_and_resumed_runs(store, tmp_pa
     done = prakit("sample", str(run), "--num", "6", "--out", str(cut), "--batch-size", "4")
     assert done.returncode == 0, done.stderr
     assert (open_store(cut).images[:] == a.images[:]).all()
+    # other options never add to that store, unless told to start over
+    other = prakit("sample", str(run), "--num", "6", "--out", str(cut), "--cfg", "7")
+    assert other.returncode == 2 and "another sampling" in other.stderr and "--restart" in other.stderr
+    redone = prakit("sample", str(run), "--num", "6", "--out", str(cut), "--cfg", "7", "--restart")
+    assert redone.returncode == 0, redone.stderr
+    assert open_store(cut).attrs["sampling"]["cfg_scale"] == 7

@@ -1,5 +1,6 @@
 """Small components of every kind, registered by tests through a real plugin object."""
 
+import os
 from typing import Any, ClassVar
 
 import attrs
@@ -146,6 +147,7 @@ class ToyRollout(RolloutApproximator):
 class ToyNaNRolloutConfig(RolloutConfig):
     name: ClassVar[str] = "toy_nan"
     after: int = 0
+    rank: int | None = None  # only on this distributed rank (None: every rank)
 
 
 class ToyNaNRollout(RolloutApproximator):
@@ -153,10 +155,11 @@ class ToyNaNRollout(RolloutApproximator):
 
     def __init__(self, cfg):
         super().__init__()
-        self.after = cfg.after
+        self.after, self.rank = cfg.after, cfg.rank
 
     def forward(self, x, z, labels, *, model: Any, step: int):
-        return x * float("nan") if step >= self.after else x
+        on_this_rank = self.rank is None or self.rank == int(os.environ.get("RANK", 0))
+        return x * float("nan") if step >= self.after and on_this_rank else x
 
 
 class ToyPlugin:

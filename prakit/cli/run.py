@@ -34,6 +34,8 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     sample.add_argument("--classes", type=int, nargs="+", help="sample only these classes")
     sample.add_argument("--npz", help="also export the ADM suite's .npz here")
     sample.add_argument("--grid", help="also write a PNG grid, one row per class")
+    sample.add_argument("--restart", action="store_true",
+                        help="delete a store made from another checkpoint or with other options, and start over")
     sample.set_defaults(run=run_sample)
 
 
@@ -56,7 +58,7 @@ def run_sample(args: argparse.Namespace) -> int:
     given = {"cfg_scale": args.cfg, "cfg_schedule": args.cfg_schedule, "temperature": args.temperature,
              "steps": args.steps, "seed": args.seed, "batch_size": args.batch_size}
     out = sample_run(args.source, args.out, num=args.num, ema=args.ema, classes=args.classes,
-                     overrides={k: v for k, v in given.items() if v is not None})
+                     overrides={k: v for k, v in given.items() if v is not None}, restart=args.restart)
     print(f"samples: {out}")
     if args.npz:
         from prakit.data import export_npz

@@ -32,6 +32,8 @@ from prakit.data.store import (
 )
 
 MISMATCH = ("error", "restart", "resume")
+#: The attributes that say what made the samples: a store is resumed only with the same ones.
+IDENTITY = ("config", "checkpoint", "sampling")
 
 
 class SampleStore:
@@ -63,17 +65,18 @@ class SampleStore:
     ) -> SampleStore:
         """Create the store at ``path``, or resume it.
 
-        ``attrs`` (JSON data) is recorded in the store; put the resolved experiment config under
-        ``"config"`` and the checkpoint under ``"checkpoint"``. An existing store made for another
-        ``num``, ``image_shape`` or ``attrs["config"]`` is refused unless ``on_mismatch`` is
-        ``"restart"`` (delete it and start over) or, when only the config differs, ``"resume"``
-        (keep its samples and record the new attrs).
+        ``attrs`` (JSON data) is recorded in the store; its ``IDENTITY`` entries say what made the
+        samples: the resolved experiment config under ``"config"``, the checkpoint under
+        ``"checkpoint"``, the sampling options that change the images under ``"sampling"``. An
+        existing store made for another ``num``, ``image_shape`` or identity is refused unless
+        ``on_mismatch`` is ``"restart"`` (delete it and start over) or, when only the identity
+        differs, ``"resume"`` (keep its samples and record the new attrs).
         """
         if on_mismatch not in MISMATCH:
             raise ValueError(f"on_mismatch must be one of {MISMATCH}, got {on_mismatch!r}")
         path = Path(path)
         image_shape = tuple(int(n) for n in image_shape)
-        wanted = json_data({"num": num, "image_shape": image_shape, "config": attrs.get("config")})
+        wanted = json_data({"num": num, "image_shape": image_shape, **{key: attrs.get(key) for key in IDENTITY}})
         if path.exists():
             stored = read_attrs(path)
             if stored.get("kind") != "samples":
@@ -81,13 +84,14 @@ class SampleStore:
             differ = [key for key in wanted if stored.get(key) != wanted[key]]
             if differ and on_mismatch == "restart":
                 shutil.rmtree(path)
-            elif differ == ["config"] and on_mismatch == "resume":
+            elif differ and set(differ) <= set(IDENTITY) and on_mismatch == "resume":
                 zarr.open_group(path, mode="r+").attrs.update(json_data(attrs))
             elif differ:
-                hint = " or on_mismatch='resume' to keep its samples" if differ == ["config"] else ""
+                hint = " or on_mismatch='resume' to keep its samples" if set(differ) <= set(IDENTITY) else ""
                 raise StoreError(
                     f"{path} holds samples made with another {' and '.join(differ)}; pass "
-                    f"on_mismatch='restart' to delete them and start over{hint}, or choose another path"
+                    f"on_mismatch='restart' (`prakit sample --restart`) to delete them and start over{hint}, "
+                    "or choose another path"
                 )
         if not path.exists():
             shard = shard or shard_length(image_shape, num, SAMPLES_SHARD_BYTES)

@@ -26,6 +26,13 @@ class Distributed:
         if self.world_size > 1:
             dist.barrier()
 
+    def all_finite(self, value: torch.Tensor) -> bool:
+        """Whether ``value`` is finite on every rank, so that all ranks stop together."""
+        finite = torch.isfinite(value).all().float()
+        if self.world_size > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite)
+
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         """The mean of ``value`` over all ranks."""
         if self.world_size > 1:

@@ -114,8 +114,8 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
             sync = micro == tcfg.grad_accum - 1 or env.world_size == 1
             with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast:
                 losses = forward(images, labels, step)
-            if not torch.isfinite(losses.total):
-                raise non_finite(model, images, labels, step, cfg, last_ckpt)
+            if not env.all_finite(losses.total):
+                raise non_finite(model, images, labels, step, cfg, last_ckpt, env)
             (losses.total / tcfg.grad_accum).backward()
             totals += torch.stack([losses.total, losses.head, losses.reconstruction]).detach() / tcfg.grad_accum
         grad_norm = clip_gradients(model, cfg.optim.grad_clip)
@@ -254,15 +254,21 @@ def restore(state: dict, model, optimizer, emas: dict) -> None:
     rng.restore(state["rng"])
 
 
-def non_finite(model: ARModel, images, labels, step: int, cfg: ExperimentConfig, last: Path | None) -> NonFiniteLossError:
+def non_finite(
+    model: ARModel, images, labels, step: int, cfg: ExperimentConfig, last: Path | None, env: distributed.Distributed
+) -> NonFiniteLossError:
+    """The error for a non-finite loss at ``step`` on some rank, naming the component that caused it here."""
     component = model.first_non_finite(images, labels, step)
-    where = (
-        f"the first non-finite output came from {component} "
-        f"(model.{component.split('.')[0]} = {getattr(cfg.model, component.split('.')[0]).name!r})"
-        if component else "every component's output was finite on a recomputation"
-    )
+    if component:
+        kind = component.split(".")[0]
+        where = f"the first non-finite output came from {component} (model.{kind} = {getattr(cfg.model, kind).name!r})"
+    elif env.world_size > 1:
+        where = "another rank's loss went non-finite, this rank's outputs are finite"
+    else:
+        where = "every component's output was finite on a recomputation"
+    rank = f" on rank {env.rank} of {env.world_size}" if env.world_size > 1 else ""
     saved = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-    return NonFiniteLossError(f"non-finite loss at step {step}: {where}; {saved}")
+    return NonFiniteLossError(f"non-finite loss at step {step}{rank}: {where}; {saved}")
 
 
 @torch.no_grad()
