@@ -1,14 +1,18 @@
 """Training step time, images/s and model FLOPs utilisation; sampling images/s.
 
 Runs the real training step (loss, backward, AdamW, EMA update) on random images of the config's
-shape, after warm-up steps, and draws a batch of images with the KV-cached sampler.
-Usage: python benchmarks/train_speed.py [--config experiments/quickstart.toml] [--steps 10]
+shape, after warm-up steps, and draws a batch of images with the KV-cached sampler. With
+``--end-to-end N`` it also runs the training job itself (``prakit train``: the config's store
+and loader, logging, a checkpoint) for N steps and reports its images/s after the first window.
+Usage: python benchmarks/train_speed.py [--config experiments/quickstart.toml] [--steps 10] [--end-to-end 100]
 On CUDA the step runs in bf16 autocast and MFU is reported against the GPU's dense bf16 peak.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +24,8 @@ from prakit.model import ARModel
 from prakit.random import sample_generators
 from prakit.summary import meta_model, training_flops
 from prakit.train.ema import EMA
-from prakit.train.loop import make_optimizer, precision_context
+from prakit.train.loop import make_optimizer, precision_context, train
+from prakit.train.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM
@@ -45,6 +50,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--sample-images", type=int, default=16)
+    parser.add_argument("--end-to-end", type=int, default=0, metavar="N",
+                        help="also time `prakit train` for N steps on the config's dataset")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
@@ -104,9 +111,23 @@ def main() -> None:
         "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else "n/a",
         "sample_img_s": n / sample_s,
         "cfg_scale": cfg.sample.cfg_scale,
+        "threads": torch.get_num_threads(),
     }
+    if args.end_to_end:
+        row["job_img_s"] = training_job_images_per_s(args.config, args.overrides, args.end_to_end)
     report(f"train_speed_{Path(args.config).stem}_{row['device'].split()[-1].lower()}", [row],
            steps=args.steps, overrides=args.overrides)
+
+
+def training_job_images_per_s(config: str, overrides: list[str], steps: int) -> float:
+    """Median images/s that ``prakit train`` logs over ``steps`` steps, its first window left out."""
+    window = max(1, steps // 10)
+    cfg = load_config(config, [*overrides, f"train.steps={steps}", f"train.log_every={window}",
+                               f"train.ckpt_every={steps}", "train.sample_every=0"])
+    with tempfile.TemporaryDirectory() as run_dir:
+        train(cfg, run_dir, resume=False, progress=False)
+        rows = read_metrics(Path(run_dir) / "metrics.jsonl")
+    return statistics.median(row["images_per_s"] for row in rows[1:] or rows)
 
 
 if __name__ == "__main__":
