@@ -15,7 +15,7 @@ from prakit.config import ExperimentConfig, SampleConfig, from_data, unstructure
 from prakit.errors import PrakitError
 from prakit.model import ARModel
 from prakit.random import sample_generators
-from prakit.train.checkpoint import latest_checkpoint, load_checkpoint
+from prakit.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights
 
 
 def resolve_checkpoint(source: str | Path) -> Path:
@@ -53,11 +53,9 @@ def load_model(checkpoint: Path, ema: str | None, device: torch.device) -> tuple
     ema = choose_ema(cfg, ema or cfg.sample.ema)
     model = ARModel(cfg.model, image_size=cfg.data.image_size, channels=cfg.data.channels,
                     num_classes=cfg.data.num_classes)
-    model.load_state_dict(state["model"])
-    if ema is not None:
-        if ema not in state["ema"]:
-            raise PrakitError(f"{checkpoint} has no EMA {ema!r}; it has: {', '.join(state['ema']) or 'none'}")
-        model.load_state_dict(state["ema"][ema])
+    if ema is not None and ema not in state["ema"]:
+        raise PrakitError(f"{checkpoint} has no EMA {ema!r}; it has: {', '.join(state['ema']) or 'none'}")
+    load_weights(model, state["model"] if ema is None else state["ema"][ema], checkpoint)
     return model.to(device).eval(), cfg
 
 

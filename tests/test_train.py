@@ -138,6 +138,29 @@ def test_a_run_directory_of_another_config_is_refused_unless_forced(store, tmp_p
     train(other, tmp_path / "run", force=True, resume=False, progress=False)
 
 
+def test_a_mismatched_checkpoint_is_a_clear_error_and_is_kept(store, tmp_path):
+    import torch
+
+    from prakit.config import unstructure
+    from prakit.sample import load_model
+    from prakit.train.checkpoint import CheckpointError, load_checkpoint
+
+    cfg = load_config(QUICKSTART, tiny(store, "train.steps=1"))
+    first = train(cfg, tmp_path / "run", progress=False)
+    wider = load_config(QUICKSTART, tiny(store, "train.steps=1", "model.backbone.width=48"))
+    with pytest.raises(CheckpointError, match=r"ckpt-00000001.pt was written by a different config "
+                                              r"\(differs in: model.backbone.width\); pass --no-resume"):
+        train(wider, tmp_path / "run", force=True, progress=False)
+    assert first.checkpoint.exists()
+    assert train(cfg, tmp_path / "run", progress=False).step == 1  # the run directory is still the first run's
+    # weights that do not fit the config stored beside them
+    state = load_checkpoint(first.checkpoint)
+    state["config"] = json.dumps(unstructure(wider))
+    torch.save(state, tmp_path / "edited.pt")
+    with pytest.raises(CheckpointError, match=r"edited.pt does not fit the model its config builds \(Error"):
+        load_model(tmp_path / "edited.pt", "none", torch.device("cpu"))
+
+
 def test_sampling_is_identical_across_batch_sizes_and_resumed_runs(store, tmp_path):
     from prakit.data import SampleStore, open_store
     from prakit.sample import sample_run

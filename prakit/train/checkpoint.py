@@ -148,6 +148,17 @@ def _load(path: Path, map_location: Any, *, mmap: bool) -> dict[str, Any]:
     return state
 
 
+def load_weights(module: torch.nn.Module, weights: dict[str, Any], source: str | os.PathLike) -> None:
+    """``module.load_state_dict(weights)``; weights of another shape raise :class:`CheckpointError`."""
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint {source} does not fit the model its config builds ({_first_line(exc)}); "
+            "it was written by another version of the model's plugins, or edited"
+        ) from None
+
+
 def _prune(directory: Path, keep_last: int, new: Path) -> None:
     """Delete non-milestone checkpoints older than the newest ``keep_last``, never ``new``."""
     for path in list_checkpoints(directory)[:-keep_last]:

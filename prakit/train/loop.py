@@ -22,7 +22,7 @@ from prakit.config.io import read_file
 from prakit.errors import PrakitError
 from prakit.model import ARModel
 from prakit.train import distributed, rng
-from prakit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from prakit.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from prakit.train.ema import EMA
 from prakit.train.metrics import MetricsLog, plot_loss, read_metrics
 from prakit.train.schedule import learning_rate
@@ -74,8 +74,15 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
             f"train.batch_size {tcfg.batch_size} must be divisible by world size {env.world_size} "
             f"x train.grad_accum {tcfg.grad_accum}"
         )
+    if not force:
+        check_run_dir(cfg, run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    last_ckpt = latest_checkpoint(ckpt_dir) if resume else None
+    resumed = load_checkpoint(last_ckpt, map_location=env.device) if last_ckpt else None
+    if resumed:
+        check_resumable(resumed, cfg, last_ckpt)
     if env.is_main:
-        claim_run_dir(cfg, run_dir, force)
+        save_config(cfg, run_dir / "config.toml")
         ensure_store(cfg.data)
     env.barrier()
 
@@ -86,15 +93,12 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
         model.backbone.enable_activation_checkpointing()
     optimizer = make_optimizer(model, cfg)
     emas = {ema_name(d): EMA(model, d) for d in cfg.optim.ema_decays}
-    ckpt_dir = run_dir / "checkpoints"
-    last_ckpt = latest_checkpoint(ckpt_dir) if resume else None
-    resumed = load_checkpoint(last_ckpt, map_location=env.device) if last_ckpt else None
     start = int(resumed["step"]) if resumed else 0
     loader = TrainLoader(cfg.data.store, batch_size=per_rank, seed=tcfg.seed, rank=env.rank,
                          world_size=env.world_size, hflip=cfg.data.hflip, num_workers=cfg.data.num_workers)
     batches = loader.batches(start * tcfg.grad_accum)  # draws from the global RNG: before restoring it
     if resumed:
-        restore(resumed, model, optimizer, emas)
+        restore(resumed, model, optimizer, emas, last_ckpt)
         del resumed  # do not hold a second copy of the weights for the whole run
     ddp = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
     forward = torch.compile(ddp) if tcfg.compile else ddp
@@ -176,17 +180,25 @@ def ensure_store(data: DataConfig) -> None:
         )
 
 
-def claim_run_dir(cfg: ExperimentConfig, run_dir: Path, force: bool) -> None:
-    """Write the resolved config, or check that the directory holds this experiment."""
+def check_run_dir(cfg: ExperimentConfig, run_dir: Path) -> None:
+    """Refuse a run directory whose config differs from ``cfg`` in what the run computes."""
     path = run_dir / "config.toml"
-    if path.exists() and not force:
-        mismatched = differing_sections(read_file(path), unstructure(cfg))
-        if mismatched:
-            raise RunDirectoryError(
-                f"{run_dir} holds a run of a different config (differs in: {', '.join(mismatched)}); "
-                f"choose another --run-dir, or pass --force to take it over"
-            )
-    save_config(cfg, path)
+    mismatched = differing_sections(read_file(path), unstructure(cfg)) if path.exists() else []
+    if mismatched:
+        raise RunDirectoryError(
+            f"{run_dir} holds a run of a different config (differs in: {', '.join(mismatched)}); "
+            f"choose another --run-dir, or pass --force to take it over"
+        )
+
+
+def check_resumable(state: dict, cfg: ExperimentConfig, path: Path) -> None:
+    """Refuse to resume ``cfg`` from a checkpoint written by a config that computes otherwise."""
+    mismatched = differing_sections(json.loads(state["config"]), unstructure(cfg))
+    if mismatched:
+        raise CheckpointError(
+            f"{path} was written by a different config (differs in: {', '.join(mismatched)}); "
+            f"pass --no-resume to start afresh in this run directory, or choose another --run-dir"
+        )
 
 
 #: Changing these does not change what a run computes so far (a longer run, other logging).
@@ -245,9 +257,9 @@ def checkpoint_state(step: int, model, optimizer, emas: dict, cfg: ExperimentCon
     }
 
 
-def restore(state: dict, model, optimizer, emas: dict) -> None:
-    """Load a checkpoint's state into the live objects."""
-    model.load_state_dict(state["model"])
+def restore(state: dict, model, optimizer, emas: dict, path: Path) -> None:
+    """Load the checkpoint ``path``'s state into the live objects."""
+    load_weights(model, state["model"], path)
     optimizer.load_state_dict(state["optimizer"])
     for name, ema in emas.items():
         ema.load_state_dict(state["ema"][name])
