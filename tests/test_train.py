@@ -55,10 +55,9 @@ def free_port() -> int:
 
 
 def torchrun(*args, env, **kw):
-    """``prakit ARGS`` in two gloo processes started by torchrun."""
+    """``prakit ARGS`` in two gloo processes started by torchrun (``--standalone`` picks a free port)."""
     return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={free_port()}",
-         "-m", "prakit", *args],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "prakit", *args],
         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, **kw,
     )
 
@@ -107,13 +106,20 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(store, tm
 
 
 def test_a_non_finite_loss_on_one_rank_stops_every_rank(store, tmp_path, toy_distribution):
+    # Two ranks started by hand, not by torchrun: torchrun kills the other ranks as soon as one
+    # fails, and this test checks that each rank stops by itself, with its own message.
     nan_on_rank_1 = ["model.backbone.name=toy", "model.generator.name=toy", "model.decoder.name=toy",
                      "model.rollout.name=toy_nan", "model.rollout.after=3", "model.rollout.rank=1", "train.steps=6"]
-    run = torchrun("train", str(QUICKSTART), *tiny(store, *nan_on_rank_1, model=()), "--run-dir", str(tmp_path / "run"),
-                   env={"PYTHONPATH": toy_distribution}, timeout=300)
-    assert run.returncode != 0
-    assert "non-finite loss at step 3 on rank 1 of 2: the first non-finite output came from rollout" in run.stderr
-    assert "non-finite loss at step 3 on rank 0 of 2: another rank's loss went non-finite" in run.stderr
+    args = ["train", str(QUICKSTART), *tiny(store, *nan_on_rank_1, model=()), "--run-dir", str(tmp_path / "run")]
+    group = {"PYTHONPATH": toy_distribution, "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2",
+             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    ranks = [subprocess.Popen([sys.executable, "-m", "prakit", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, **group, "RANK": str(r), "LOCAL_RANK": str(r)})
+             for r in range(2)]
+    stderr = [rank.communicate(timeout=300)[1] for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [2, 2], stderr
+    assert "non-finite loss at step 3 on rank 0 of 2: another rank's loss went non-finite" in stderr[0]
+    assert "non-finite loss at step 3 on rank 1 of 2: the first non-finite output came from rollout" in stderr[1]
 
 
 def test_a_non_finite_loss_stops_with_the_step_and_the_component(store, tmp_path, toy_plugin):
