@@ -98,6 +98,7 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(store, tm
     assert one.returncode == 0, one.stderr
     two = torchrun(*args, "--run-dir", str(tmp_path / "two"), env=env)
     assert two.returncode == 0, two.stderr
+    assert two.stdout.count("checkpoint: ") == 1  # the main rank reports the run
     single, double = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert [s for s, _ in single] == [s for s, _ in double] == list(range(6))
     for (_, a), (_, b) in zip(single, double):

@@ -48,7 +48,8 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.file, args.overrides)
     run_dir = Path(args.run_dir or Path("runs") / Path(args.file).stem)
     result = train(cfg, run_dir, resume=args.resume, force=args.force)
-    print(f"run: {result.run_dir}\ncheckpoint: {result.checkpoint}\nmetrics: {result.run_dir / 'metrics.jsonl'}")
+    if result.is_main:
+        print(f"run: {result.run_dir}\ncheckpoint: {result.checkpoint}\nmetrics: {result.run_dir / 'metrics.jsonl'}")
     return 0
 
 

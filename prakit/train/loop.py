@@ -40,7 +40,8 @@ class RunDirectoryError(PrakitError):
 class RunResult:
     run_dir: Path
     step: int
-    checkpoint: Path | None
+    checkpoint: Path | None  # the last one written (on the main rank, which writes them)
+    is_main: bool = True
 
 
 def ema_name(decay: float) -> str:
@@ -59,7 +60,9 @@ def train(
     """Train ``cfg`` in ``run_dir``, resuming from its latest checkpoint unless ``resume`` is off."""
     env = distributed.setup()
     try:
-        return _train(cfg, Path(run_dir), env, resume=resume, force=force, progress=progress and env.is_main)
+        result = _train(cfg, Path(run_dir), env, resume=resume, force=force, progress=progress and env.is_main)
+        env.barrier()  # no rank tears the group down while another is still in it (gloo aborts then)
+        return result
     finally:
         distributed.teardown()
 
@@ -152,7 +155,7 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
     if metrics:
         metrics.close()
         plot_loss(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
-    return RunResult(run_dir, tcfg.steps, last_ckpt)
+    return RunResult(run_dir, tcfg.steps, last_ckpt, env.is_main)
 
 
 def ensure_store(data: DataConfig) -> None:
