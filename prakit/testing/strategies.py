@@ -5,7 +5,7 @@
     def test_round_trip(cfg): ...
 
 ``configs(cls)`` draws valid instances: numbers within the ``gt/ge/lt/le`` bounds, strings
-from ``in_`` options, component fields from the registered components of their kind.
+from ``in_`` options, strings and tuples of at least ``min_len``, component fields from the registered components of their kind.
 ``mutations(data)`` breaks valid plain data (extra keys, wrong types, out-of-range numbers).
 """
 
@@ -17,12 +17,14 @@ import typing
 from typing import Any
 
 import attrs
+from hypothesis import reject
 from hypothesis import strategies as st
 
 from prakit import registry
 from prakit.components import CONFIG_BASES
 
 _BIG = 10**6
+_ATTEMPTS = 25  # draws of a config's fields before giving the example up
 
 
 def configs(cls: type, **fields: st.SearchStrategy) -> st.SearchStrategy:
@@ -36,13 +38,20 @@ def configs(cls: type, **fields: st.SearchStrategy) -> st.SearchStrategy:
         if f.init
     }
 
-    def build(kwargs: dict[str, Any]) -> Any:
-        try:
-            return cls(**kwargs)
-        except (ValueError, TypeError):  # a cross-field validator refused the draw
-            return None
+    fields_strategy = st.fixed_dictionaries(strategies)
 
-    return st.fixed_dictionaries(strategies).map(build).filter(lambda cfg: cfg is not None)
+    @st.composite
+    def build(draw: st.DrawFn) -> Any:
+        # Cross-field validators (heads dividing width, ...) refuse some draws: draw again here
+        # rather than filter, so that nested configs do not multiply into mass rejection.
+        for _ in range(_ATTEMPTS):
+            try:
+                return cls(**draw(fields_strategy))
+            except (ValueError, TypeError):
+                continue
+        reject()
+
+    return build()
 
 
 def registered_configs(kind: str) -> st.SearchStrategy:
@@ -99,6 +108,7 @@ def _field_strategy(field: attrs.Attribute) -> st.SearchStrategy:
 
 def _type_strategy(tp: Any, validators: list) -> st.SearchStrategy:
     options = next((v.options for v in validators if hasattr(v, "options")), None)
+    min_size = max((v.min_length for v in validators if hasattr(v, "min_length")), default=0)
     if options is not None:
         return st.sampled_from(sorted(options, key=repr))
     if typing.get_origin(tp) is tuple:
@@ -106,7 +116,7 @@ def _type_strategy(tp: Any, validators: list) -> st.SearchStrategy:
         members = [m for v in validators if hasattr(v, "member_validator") for m in _flatten_validators(v.member_validator)]
         if len(args) == 2 and args[1] is Ellipsis:
             items = _type_strategy(args[0], members)
-            return st.just(()) if items.is_empty else st.lists(items, max_size=3).map(tuple)
+            return st.just(()) if items.is_empty else st.lists(items, min_size=min_size, max_size=3).map(tuple)
         return st.tuples(*(_type_strategy(a, members) for a in args))
     if attrs.has(tp) or tp in CONFIG_BASES:
         return configs(tp)
@@ -116,8 +126,9 @@ def _type_strategy(tp: Any, validators: list) -> st.SearchStrategy:
     if tp is int:
         low = -_BIG if lo is None else int(lo) + int(lo_open)
         high = _BIG if hi is None else int(hi) - int(hi_open)
-        small = st.integers(max(low, min(0, high)), min(high, max(low, 0) + 16))  # meets cross-field checks
-        return st.one_of(small, st.integers(low, high))
+        small = st.integers(max(low, min(0, high)), min(high, max(low, 0) + 16))
+        powers = [2**k for k in range(21) if low <= 2**k <= high]  # round sizes: they divide each other
+        return st.one_of(small, *([st.sampled_from(powers)] if powers else []), st.integers(low, high))
     if tp is float:
         return st.floats(
             min_value=-_BIG if lo is None else lo,
@@ -128,7 +139,7 @@ def _type_strategy(tp: Any, validators: list) -> st.SearchStrategy:
             allow_infinity=False,
         )
     if tp is str:
-        return st.text("abcdefghijklmnopqrstuvwxyz0123456789_-./", max_size=16)
+        return st.text("abcdefghijklmnopqrstuvwxyz0123456789_-./", min_size=min_size, max_size=16)
     raise TypeError(f"no strategy for field type {tp!r}; pass one with configs(cls, field=strategy)")
 
 
