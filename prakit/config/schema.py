@@ -117,6 +117,7 @@ class LaunchConfig:
     folder: str = "runs/submitit"
     nodes: int = field(default=1, validator=gt(0))
     gpus_per_node: int = field(default=8, validator=ge(0))
+    tasks_per_node: int | None = field(default=None, validator=optional(gt(0)))  # None: one per GPU (or 1)
     cpus_per_task: int = field(default=8, validator=gt(0))
     mem_gb: int = field(default=0, validator=ge(0))
     timeout_min: int = field(default=4320, validator=gt(0))

@@ -1,0 +1,64 @@
+"""``prakit submit``: training jobs on SLURM (or here) through submitit."""
+
+from __future__ import annotations
+
+import argparse
+
+from prakit.cli.config import OVERRIDES_HELP
+
+
+def add_parser(groups: argparse._SubParsersAction) -> None:
+    submit = groups.add_parser(
+        "submit", help="submit training jobs through submitit (SLURM, or this machine)",
+        description="Submit one training job per config; several configs form one job array. "
+        "Arguments with '=' are overrides applied to every config.",
+    )
+    submit.add_argument("items", nargs="+", metavar="CONFIG|KEY=VALUE", help=f"experiment configs; {OVERRIDES_HELP}")
+    submit.add_argument("--run-dir", help="run directory of a single config (default: runs/<config name>)")
+    submit.add_argument("--cluster", choices=("local", "debug", "slurm"),
+                        help="where to run (default: the config's launch.cluster)")
+    submit.add_argument("--wait", action="store_true", help="wait for the jobs and report how they ended")
+    submit.set_defaults(run=run_submit)
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import submitit
+
+    from prakit.config import load_config
+    from prakit.errors import PrakitError
+    from prakit.launch import submit
+
+    files = [item for item in args.items if "=" not in item]
+    overrides = [item for item in args.items if "=" in item]
+    if not files:
+        raise PrakitError("name at least one experiment config to submit")
+    if args.run_dir and len(files) > 1:
+        raise PrakitError("--run-dir names the run directory of a single config; submitting several, "
+                          "each runs in runs/<config name>")
+    run_dirs = [Path(args.run_dir)] if args.run_dir else [Path("runs") / Path(f).stem for f in files]
+    if len(set(run_dirs)) < len(run_dirs):
+        raise PrakitError("two configs share a file name and so a run directory; rename one or submit them separately")
+    runs = [(load_config(f, overrides), run_dir) for f, run_dir in zip(files, run_dirs)]
+    jobs = submit(runs, cluster=args.cluster)
+    for job, (_, run_dir) in zip(jobs, runs):
+        print(f"job {job.job_id}: run {run_dir}, log {job.paths.stdout}")
+    if not args.wait:
+        return 0
+    failed = 0
+    for job, (_, run_dir) in zip(jobs, runs):
+        try:
+            result = job.results()[0]  # rank 0 reports the run
+        except submitit.core.utils.UncompletedJobError as exc:
+            failed += 1
+            print(f"job {job.job_id} failed: {failure(exc)}\n  see {job.paths.stderr}")
+        else:
+            print(f"job {job.job_id} finished: run {run_dir}, step {result.step}, checkpoint {result.checkpoint}")
+    return 1 if failed else 0
+
+
+def failure(exc: Exception) -> str:
+    """The last line of a failed job's traceback (submitit appends a block of log paths)."""
+    lines = [line for line in str(exc).rsplit("\n" + "-" * 22, 1)[0].splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__

@@ -1,0 +1,107 @@
+"""``prakit submit``: training jobs through submitit, in-process, as local subprocesses and on a
+real SLURM cluster (started by ``.ci/slurm.sh``; CI sets PRAKIT_TEST_SLURM=1 to require it)."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from test_train import QUICKSTART, ROOT, SMALL_MODEL, losses, prakit, store, tiny  # noqa: F401 - store is a fixture
+
+from prakit.config import load_config
+from prakit.errors import PrakitError
+from prakit.launch import submit
+
+CPU_JOB = ["launch.gpus_per_node=0", "launch.cpus_per_task=1", "train.steps=4"]
+
+
+def job_args(store, tmp_path, *extra, model=SMALL_MODEL):
+    return [*tiny(store, *CPU_JOB, *extra, model=model), f"launch.folder={tmp_path / 'submitit'}"]
+
+
+def test_a_debug_job_trains_in_this_process(store, tmp_path):
+    cfg = load_config(QUICKSTART, job_args(store, tmp_path))
+    [job] = submit([(cfg, tmp_path / "run")], cluster="debug")
+    result = job.result()
+    assert result.step == 4 and result.checkpoint == tmp_path / "run" / "checkpoints" / "ckpt-00000004.pt"
+    assert [step for step, _ in losses(tmp_path / "run")] == [0, 1, 2, 3]
+
+
+def test_an_ablation_runs_as_local_jobs_one_per_config(store, tmp_path):
+    configs = [str(ROOT / "experiments" / "digits" / name) for name in ("pra.toml", "noise-inj.toml")]
+    shared = [m for m in SMALL_MODEL if not m.startswith("model.decoder")]  # noise-inj has no decoder width
+    done = prakit("submit", *configs, *job_args(store, tmp_path, model=shared), "--cluster", "local", "--wait",
+                  cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for name in ("pra", "noise-inj"):
+        assert f"finished: run runs/{name}, step 4" in done.stdout
+        assert (tmp_path / "runs" / name / "checkpoints" / "ckpt-00000004.pt").exists()
+    pra, noise = (load_config(tmp_path / "runs" / n / "config.toml") for n in ("pra", "noise-inj"))
+    assert (pra.model.rollout.name, noise.model.rollout.name) == ("pra", "noise_injection")
+
+
+def test_a_failed_job_is_reported_with_its_error(store, tmp_path, toy_distribution):
+    nan = job_args(store, tmp_path, "model.rollout.name=toy_nan", "model.rollout.after=2")
+    failed = prakit("submit", str(QUICKSTART), *nan, "--run-dir", str(tmp_path / "run"), "--cluster", "local",
+                    "--wait", env={"PYTHONPATH": toy_distribution})
+    assert failed.returncode == 1
+    assert "failed: prakit.train.loop.NonFiniteLossError: non-finite loss at step 2" in failed.stdout
+    assert "_log.err" in failed.stdout  # where the whole traceback is
+
+
+def test_bad_submissions_are_clear_errors(store, tmp_path):
+    cfg = load_config(QUICKSTART, job_args(store, tmp_path))
+    with pytest.raises(PrakitError, match="nothing to submit"):
+        submit([])
+    other = load_config(QUICKSTART, job_args(store, tmp_path, "launch.nodes=2"))
+    with pytest.raises(PrakitError, match="must share their launch section"):
+        submit([(cfg, tmp_path / "a"), (other, tmp_path / "b")], cluster="debug")
+    two = prakit("submit", str(QUICKSTART), str(QUICKSTART), "--run-dir", "x")
+    assert two.returncode == 2 and "--run-dir names the run directory of a single config" in two.stderr
+    same = prakit("submit", str(QUICKSTART), str(ROOT / "experiments" / "quickstart.toml"))
+    assert same.returncode == 2 and "share a file name" in same.stderr
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A running SLURM cluster; without one, skipped here and an error where it is required."""
+    up = shutil.which("scontrol") and subprocess.run(["scontrol", "ping"], capture_output=True, text=True).stdout
+    if up and "UP" in up:
+        return
+    message = "no SLURM cluster is running; start one with `bash .ci/slurm.sh start` (as root)"
+    if os.environ.get("PRAKIT_TEST_SLURM") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def test_a_slurm_job_trains_with_two_ranks(slurm, store, tmp_path):
+    args = job_args(store, tmp_path, "launch.tasks_per_node=2")
+    done = prakit("submit", str(QUICKSTART), *args, "--run-dir", str(tmp_path / "run"), "--cluster", "slurm",
+                  "--wait", timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    job_id = done.stdout.split()[1].rstrip(":")
+    assert f"job {job_id} finished" in done.stdout
+    assert [step for step, _ in losses(tmp_path / "run")] == [0, 1, 2, 3]
+    logs = sorted(p.name for p in (tmp_path / "submitit" / job_id).glob("*_log.out"))
+    assert logs == [f"{job_id}_0_log.out", f"{job_id}_1_log.out"]  # one task per rank
+    state = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True)
+    assert state.stdout.split() == ["COMPLETED"]
+
+
+def test_an_interrupted_slurm_job_is_requeued_and_resumes(slurm, store, tmp_path):
+    import time
+
+    cfg = load_config(QUICKSTART, job_args(store, tmp_path, "train.steps=300", "train.log_every=10",
+                                           "train.ckpt_every=10"))
+    [job] = submit([(cfg, tmp_path / "run")], cluster="slurm")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not list(checkpoints.glob("ckpt-*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    job._interrupt(timeout=True)  # the signal SLURM sends ahead of the time limit (or a preemption)
+    assert job.results()[0].step == 300
+    assert [step for step, _ in losses(tmp_path / "run")] == list(range(9, 300, 10))  # each window logged once
+    history = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-j", job.job_id, "-o", "State"],
+                             capture_output=True, text=True).stdout.split()
+    assert history[0] == "REQUEUED"
