@@ -233,3 +233,14 @@ class TestImageFolderContract(DatasetContract):
             (tmp_path / name).mkdir()
             Image.fromarray(noise(rng, 11, 13)).save(tmp_path / name / "0.png")
         self.config = ImageFolderConfig(root=str(tmp_path))
+
+
+def test_two_preparations_of_one_store_take_turns(tmp_path):
+    # what the jobs of an ablation array do when their shared store does not exist yet
+    command = [sys.executable, "-m", "prakit", "data", "prepare", "digits", str(tmp_path / "d.zarr"), "--size", "8",
+               "--workers", "0", "--no-progress"]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
+    assert sum("already finished" in out for out, _ in outputs) == 1
+    open_store(tmp_path / "d.zarr").verify()

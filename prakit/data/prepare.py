@@ -9,6 +9,8 @@ digest, so a rerun after a kill continues from there and ends with the same stor
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import multiprocessing
 import os
 import time
@@ -129,8 +131,24 @@ def prepare(
         raise PrakitError(f"size must be at least 1 and channels 1 or 3, got size={size}, channels={channels}")
     if shard is not None and (shard < 1 or shard % CHUNK):
         raise PrakitError(f"shard must be a positive multiple of {CHUNK} samples, got {shard}")
-    dataset = registry.build(dataset_cfg)
     out = Path(out_path)
+    with exclusive(out):
+        return _prepare(dataset_cfg, out, size=size, channels=channels, workers=workers,
+                        shuffle_seed=shuffle_seed, shard=shard, progress=progress, started=started)
+
+
+@contextlib.contextmanager
+def exclusive(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on preparing ``out``: a second preparation (another job of an
+    array, say) waits, then finds the store finished. The OS releases it if the holder dies."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(f".{out.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _prepare(dataset_cfg, out: Path, *, size, channels, workers, shuffle_seed, shard, progress, started) -> Report:
+    dataset = registry.build(dataset_cfg)
     facts = {
         "kind": "dataset",
         "source": unstructure(dataset_cfg),

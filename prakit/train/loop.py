@@ -159,16 +159,19 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
 
 
 def ensure_store(data: DataConfig) -> None:
-    """Prepare ``data.store`` from ``data.source`` if it does not exist; check that it fits."""
+    """Prepare ``data.store`` from ``data.source`` unless it is finished (concurrent jobs take
+    turns: the first prepares it); check that it fits."""
     from prakit.data import open_store, prepare
+    from prakit.data.store import read_attrs
 
-    if not Path(data.store).exists():
-        if data.source is None:
-            raise PrakitError(
-                f"data.store {data.store} does not exist and data.source is not set: "
-                f"prepare it with `prakit data prepare`, or set data.source"
-            )
+    path = Path(data.store)
+    if data.source is not None and not (path.exists() and "count" in read_attrs(path)):
         prepare(data.source, data.store, size=data.image_size, channels=data.channels, shuffle_seed=0)
+    elif not path.exists():
+        raise PrakitError(
+            f"data.store {data.store} does not exist and data.source is not set: "
+            f"prepare it with `prakit data prepare`, or set data.source"
+        )
     store = open_store(data.store)
     shape = tuple(store.images.shape[1:])
     if shape != (data.image_size, data.image_size, data.channels):
