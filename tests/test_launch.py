@@ -75,6 +75,20 @@ def slurm():
     pytest.skip(message)
 
 
+def final_states(job_id: str, timeout: float = 60) -> list[str]:
+    """Every run of a SLURM job (requeues included) in sacct, once the job has left the queue:
+    its result can arrive before SLURM records the end."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        states = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-j", job_id, "-o", "State"],
+                                capture_output=True, text=True).stdout.split()
+        if (states and states[-1] not in ("PENDING", "RUNNING", "COMPLETING")) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.5)
+
+
 def test_a_slurm_job_trains_with_two_ranks(slurm, store, tmp_path):
     args = job_args(store, tmp_path, "launch.tasks_per_node=2")
     done = prakit("submit", str(QUICKSTART), *args, "--run-dir", str(tmp_path / "run"), "--cluster", "slurm",
@@ -85,8 +99,7 @@ def test_a_slurm_job_trains_with_two_ranks(slurm, store, tmp_path):
     assert [step for step, _ in losses(tmp_path / "run")] == [0, 1, 2, 3]
     logs = sorted(p.name for p in (tmp_path / "submitit" / job_id).glob("*_log.out"))
     assert logs == [f"{job_id}_0_log.out", f"{job_id}_1_log.out"]  # one task per rank
-    state = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True)
-    assert state.stdout.split() == ["COMPLETED"]
+    assert final_states(job_id) == ["COMPLETED"]
 
 
 def test_an_interrupted_slurm_job_is_requeued_and_resumes(slurm, store, tmp_path):
@@ -102,6 +115,4 @@ def test_an_interrupted_slurm_job_is_requeued_and_resumes(slurm, store, tmp_path
     job._interrupt(timeout=True)  # the signal SLURM sends ahead of the time limit (or a preemption)
     assert job.results()[0].step == 300
     assert [step for step, _ in losses(tmp_path / "run")] == list(range(9, 300, 10))  # each window logged once
-    history = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-j", job.job_id, "-o", "State"],
-                             capture_output=True, text=True).stdout.split()
-    assert history[0] == "REQUEUED"
+    assert final_states(job.job_id) == ["REQUEUED", "COMPLETED"]
