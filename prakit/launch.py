@@ -15,9 +15,8 @@ from typing import Any, Sequence
 import submitit
 
 from prakit.config import ExperimentConfig, LaunchConfig, from_data, unstructure
+from prakit.config.schema import CLUSTERS
 from prakit.errors import PrakitError
-
-CLUSTERS = ("local", "debug", "slurm")
 
 
 class TrainingJob(submitit.helpers.Checkpointable):

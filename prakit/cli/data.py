@@ -98,9 +98,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def describe(store, size_on_disk: int) -> dict:
     """The facts ``prakit data info`` shows, as JSON data."""
-    import numpy as np
-
-    counts = np.bincount(store.all_labels(), minlength=len(store.class_names))
+    counts = store.class_counts()
     attrs = store.attrs
     return {
         "path": str(store.path),

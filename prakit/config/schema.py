@@ -109,11 +109,15 @@ class EvalConfig:
     reference: str | None = None
 
 
+#: Where ``prakit submit`` runs a job: ``local`` (a subprocess here), ``debug`` (in this process), ``slurm``.
+CLUSTERS = ("local", "debug", "slurm")
+
+
 @frozen
 class LaunchConfig:
     """Where the job runs: ``local`` or ``debug`` here, ``slurm`` on a cluster (submitit)."""
 
-    cluster: str = field(default="local", validator=in_(("local", "debug", "slurm")))
+    cluster: str = field(default="local", validator=in_(CLUSTERS))
     folder: str = "runs/submitit"
     nodes: int = field(default=1, validator=gt(0))
     gpus_per_node: int = field(default=8, validator=ge(0))

@@ -208,7 +208,7 @@ def _start(out: Path, facts: dict[str, Any], image_shape: tuple[int, int, int], 
 def _report(out: Path, *, resumed_from: int, started: float) -> Report:
     store = open_store(out)
     attrs = store.attrs
-    counts = np.bincount(store.all_labels(), minlength=len(store.class_names))
+    counts = store.class_counts()
     return Report(
         path=str(out),
         source=attrs["source"]["name"],

@@ -26,6 +26,7 @@ from prakit.data.store import (
     runs,
     create_store,
     finish_store,
+    is_finished,
     json_data,
     read_attrs,
     shard_length,
@@ -105,7 +106,7 @@ class SampleStore:
     @property
     def complete(self) -> bool:
         """Whether every sample is written and the store is finished (readable by ``open_store``)."""
-        return "count" in read_attrs(self.path)
+        return is_finished(self.path)
 
     @property
     def written(self) -> int:

@@ -157,6 +157,10 @@ class Store:
             self._all_labels = self.labels[:]
         return self._all_labels
 
+    def class_counts(self) -> np.ndarray:
+        """Samples per class, for every class name (a class without samples counts 0)."""
+        return np.bincount(self.all_labels(), minlength=len(self.class_names))
+
     def read(self, indices: Sequence[int] | np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Images and labels of ``indices`` in one batched read: each run of consecutive indices
         is one slice, decoded straight into ``out`` (allocated if None), the runs concurrently."""
@@ -227,6 +231,12 @@ def open_store(path: str | os.PathLike) -> Store:
     if store.images.shape[0] != attrs["count"] or store.labels.shape != (attrs["count"],):
         raise StoreError(f"{path} is damaged: its arrays do not hold the {attrs['count']} samples it records")
     return store
+
+
+def is_finished(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a finished store (prepared or sampled to the end)."""
+    path = Path(path)
+    return path.exists() and "count" in read_attrs(path)
 
 
 def read_attrs(path: Path) -> dict[str, Any]:

@@ -162,12 +162,11 @@ def ensure_store(data: DataConfig) -> None:
     """Prepare ``data.store`` from ``data.source`` unless it is finished (concurrent jobs take
     turns: the first prepares it); check that it fits."""
     from prakit.data import open_store, prepare
-    from prakit.data.store import read_attrs
+    from prakit.data.store import is_finished
 
-    path = Path(data.store)
-    if data.source is not None and not (path.exists() and "count" in read_attrs(path)):
+    if data.source is not None and not is_finished(data.store):
         prepare(data.source, data.store, size=data.image_size, channels=data.channels, shuffle_seed=0)
-    elif not path.exists():
+    elif not Path(data.store).exists():
         raise PrakitError(
             f"data.store {data.store} does not exist and data.source is not set: "
             f"prepare it with `prakit data prepare`, or set data.source"
