@@ -13,7 +13,7 @@ the null class used for classifier-free guidance).
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence
 
 import attrs
 import numpy as np
@@ -22,6 +22,9 @@ from torch import nn
 
 from prakit.errors import PrakitError
 from prakit.random import Generators
+
+if TYPE_CHECKING:
+    from prakit.eval.context import EvalContext
 
 __all__ = [
     "CONFIG_BASES",
@@ -33,12 +36,14 @@ __all__ = [
     "DecoderConfig",
     "RolloutConfig",
     "EvaluatorConfig",
+    "FeatureNetworkConfig",
     "DatasetConfig",
     "Backbone",
     "StateGenerator",
     "PixelDecoder",
     "RolloutApproximator",
     "Evaluator",
+    "FeatureNetwork",
     "Dataset",
 ]
 
@@ -77,6 +82,11 @@ class EvaluatorConfig(ComponentConfig):
 
 
 @attrs.frozen
+class FeatureNetworkConfig(ComponentConfig):
+    kind: ClassVar[str] = "features"
+
+
+@attrs.frozen
 class DatasetConfig(ComponentConfig):
     kind: ClassVar[str] = "dataset"
 
@@ -89,10 +99,17 @@ class Backbone(nn.Module, abc.ABC):
     """
 
     width: int
+    #: Blocks :meth:`hidden_states` can stop after (0: it exposes none).
+    depth: int = 0
 
     @abc.abstractmethod
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Read ``[start(labels), tokens[:, 0], ..., tokens[:, T-1]]``; return ``h`` of shape (B, T+1, width)."""
+
+    def hidden_states(self, tokens: torch.Tensor, labels: torch.Tensor, layer: int) -> torch.Tensor:
+        """What ``forward`` reads, stopped after block ``layer`` (1..depth): (B, T+1, width), for linear probes."""
+        raise PrakitError(f"backbone {type(self).__name__} does not expose its hidden states; "
+                          "the linear_probe evaluator needs Backbone.hidden_states")
 
     @abc.abstractmethod
     def start(self, labels: torch.Tensor) -> tuple[torch.Tensor, Any]:
@@ -179,18 +196,51 @@ class RolloutApproximator(nn.Module, abc.ABC):
 
 
 class Evaluator(abc.ABC):
-    """Turns generated images (and optionally the model) into named numbers. Built as ``build(cfg)``."""
+    """Turns generated images, real images and the run's model into named numbers. Built as ``build(cfg)``.
+
+    ``evaluate`` reads what it needs from the :class:`prakit.eval.EvalContext`: the sample store
+    (``ctx.samples``), cached features of the samples and of the reference (``ctx.features``),
+    real images (``ctx.real``) and the model (``ctx.model``). Each is produced on first use, so an
+    evaluator that never touches the samples never makes anyone draw them.
+    """
+
+    #: For each number ``evaluate`` returns: True if higher is better, False if lower is. The
+    #: guidance search and ``prakit compare`` use it to name the best setting or run.
+    higher_is_better: ClassVar[Mapping[str, bool]] = {}
+    #: False for numbers that change from run to run (timings): the contract then checks only their names.
+    deterministic: ClassVar[bool] = True
 
     @abc.abstractmethod
-    def evaluate(
-        self,
-        images: np.ndarray,
-        labels: np.ndarray,
-        *,
-        model: Any = None,
-        reference: np.ndarray | None = None,
-    ) -> Mapping[str, float]:
-        """``images`` are (N, H, W, C) uint8, ``labels`` (N,) ints; ``reference`` real images if needed."""
+    def evaluate(self, ctx: EvalContext) -> Mapping[str, float | Sequence[float]]:
+        """Named numbers; a sequence is a curve (plotted and kept in ``eval.json``, not tabulated)."""
+
+
+class FeatureNetwork(nn.Module, abc.ABC):
+    """Maps images to the features that distribution metrics (FID, KID, IS, precision/recall) compare.
+
+    Built as ``build(cfg, store=, device=, progress=)``: ``store`` is a :class:`prakit.data.Store`
+    of real labelled images that a network may be fitted to (None if there is none), ``device``
+    where to compute. Features are cached under :meth:`fingerprint`, so it must change whenever
+    the weights or the preprocessing do.
+    """
+
+    num_features: int
+    #: Columns of the logits ``forward`` returns (0: it returns none).
+    num_logits: int = 0
+    #: Whether logit ``k`` scores the dataset's own class ``k`` (what ``class_consistency`` needs).
+    predicts_labels: bool = False
+
+    @abc.abstractmethod
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """uint8 images (B, H, W, C) -> features (B, num_features) and logits (B, num_logits) or None, float32."""
+
+    @abc.abstractmethod
+    def fingerprint(self) -> str:
+        """A short hex digest of the weights and the preprocessing."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts ``eval.json`` records beside the fingerprint (a fitted network's held-out accuracy, ...)."""
+        return {}
 
 
 class Dataset(abc.ABC):
@@ -227,6 +277,7 @@ KINDS: dict[str, Kind] = {
         Kind("decoder", DecoderConfig, PixelDecoder, "register_decoders"),
         Kind("rollout", RolloutConfig, RolloutApproximator, "register_rollouts"),
         Kind("evaluator", EvaluatorConfig, Evaluator, "register_evaluators"),
+        Kind("features", FeatureNetworkConfig, FeatureNetwork, "register_feature_networks"),
         Kind("dataset", DatasetConfig, Dataset, "register_datasets"),
     )
 }

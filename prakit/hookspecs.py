@@ -36,5 +36,10 @@ def register_evaluators(registrar):
 
 
 @hookspec
+def register_feature_networks(registrar):
+    """Add feature networks for evaluators (:class:`prakit.components.FeatureNetwork`); built with ``store, device, progress``."""
+
+
+@hookspec
 def register_datasets(registrar):
     """Add dataset sources for ``prakit data prepare`` (:class:`prakit.components.Dataset`); built from the config alone."""

@@ -1,15 +1,41 @@
 """Every built-in component passes the contract of its kind."""
 
+import attrs
+
 from prakit_baselines.identity import IdentityDecoderConfig
 from prakit_baselines.rollouts import ExactRolloutConfig, NoiseInjectionConfig, TeacherForcingConfig
 from prakit_models.diffusion import DiffusionHeadConfig
 from prakit_models.flow import FlowHeadConfig
 from prakit_models.transformer import TransformerConfig
 from prakit_pra.mlp_decoder import MLPDecoderConfig
+from prakit_eval.distribution import FIDConfig, InceptionScoreConfig, KIDConfig, PrecisionRecallConfig
+from prakit_eval.featnet import FeatNetConfig
+from prakit_eval.model_metrics import (
+    ClassConsistencyConfig,
+    LinearProbeConfig,
+    ReconstructionPSNRConfig,
+    RolloutGapConfig,
+    SamplingSpeedConfig,
+)
 from prakit_pra.rollout import PRARolloutConfig, SelfSampleRolloutConfig
 
 from prakit.config import ModelConfig
-from prakit.testing import BackboneContract, DecoderContract, GeneratorContract, RolloutContract
+from prakit.testing import (
+    BackboneContract,
+    DecoderContract,
+    EvaluatorContract,
+    FeatureNetworkContract,
+    GeneratorContract,
+    RolloutContract,
+)
+
+TINY_MODEL = ModelConfig(
+    backbone=TransformerConfig(width=16, depth=2, heads=2),
+    generator=DiffusionHeadConfig(width=16, depth=1, sample_steps=2),
+    decoder=MLPDecoderConfig(state_dim=4, width=16, depth=1),
+    rollout=TeacherForcingConfig(),
+    patch_size=4,
+)
 
 
 class TestIdentityDecoder(DecoderContract):
@@ -67,3 +93,52 @@ class TestFlowHeadX(GeneratorContract):
 
 class TestFlowHeadV(GeneratorContract):
     config = FlowHeadConfig(width=32, depth=2, sample_steps=5, prediction="v", sampler="euler", batch_mul=1)
+
+
+class TestFeatNet(FeatureNetworkContract):
+    config = FeatNetConfig(steps=20, width=8, features=16)
+
+
+class TestFID(EvaluatorContract):
+    config = FIDConfig()
+
+
+class TestKID(EvaluatorContract):
+    config = KIDConfig(subsets=10)
+
+
+class TestInceptionScore(EvaluatorContract):
+    config = InceptionScoreConfig()
+
+
+class TestPrecisionRecall(EvaluatorContract):
+    config = PrecisionRecallConfig()
+
+
+class TestClassConsistency(EvaluatorContract):
+    config = ClassConsistencyConfig(features=FeatNetConfig(steps=20, width=8, features=16))
+
+
+class TestLinearProbe(EvaluatorContract):
+    config = LinearProbeConfig(num=40)
+    model_config = TINY_MODEL
+
+
+class TestRolloutGap(EvaluatorContract):
+    config = RolloutGapConfig(num=12)
+    model_config = TINY_MODEL
+
+
+class TestReconstructionPSNR(EvaluatorContract):
+    config = ReconstructionPSNRConfig(num=12)
+    model_config = TINY_MODEL
+
+
+class TestReconstructionPSNRLossless(EvaluatorContract):
+    config = ReconstructionPSNRConfig(num=12)
+    model_config = attrs.evolve(TINY_MODEL, decoder=IdentityDecoderConfig())
+
+
+class TestSamplingSpeed(EvaluatorContract):
+    config = SamplingSpeedConfig(batch_size=4, batches=1)
+    model_config = TINY_MODEL

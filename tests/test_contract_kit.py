@@ -2,12 +2,16 @@
 
 import attrs
 import pytest
+import numpy as np
 from toys import (
     ToyBackbone,
     ToyBackboneConfig,
     ToyDatasetConfig,
     ToyDecoderConfig,
+    ToyEvaluator,
     ToyEvaluatorConfig,
+    ToyFeatures,
+    ToyFeaturesConfig,
     ToyGenerator,
     ToyGeneratorConfig,
     ToyRollout,
@@ -15,11 +19,14 @@ from toys import (
 )
 
 from prakit import plugins
+from prakit.components import KINDS
 from prakit.testing import (
     BackboneContract,
     DatasetContract,
     DecoderContract,
     EvaluatorContract,
+    FeatureNetworkContract,
+    FolderContract,
     GeneratorContract,
     RolloutContract,
 )
@@ -48,6 +55,10 @@ class TestToyRollout(RolloutContract):
 
 class TestToyEvaluator(EvaluatorContract):
     config = ToyEvaluatorConfig()
+
+
+class TestToyFeatures(FeatureNetworkContract):
+    config = ToyFeaturesConfig()
 
 
 class TestToyDataset(DatasetContract):
@@ -107,6 +118,28 @@ class LeakyRollout(ToyRollout):
         return model.decoder.decode(z)
 
 
+class NaNEvaluator(ToyEvaluator):
+    """Broken: a number that is not one."""
+
+    def evaluate(self, ctx):
+        return {**super().evaluate(ctx), "mean": float("nan")}
+
+
+class RandomEvaluator(ToyEvaluator):
+    """Broken: claims to be deterministic and is not."""
+
+    def evaluate(self, ctx):
+        return {"mean": float(np.random.rand())}
+
+
+class BatchNormedFeatures(ToyFeatures):
+    """Broken: each image's features depend on the rest of its batch."""
+
+    def forward(self, images):
+        features, logits = super().forward(images)
+        return features - features.mean(0), logits
+
+
 def broken_config(base):
     """A config class registered as 'broken' for the kind of ``base``."""
     return attrs.frozen(type("BrokenConfig", (base,), {"name": "broken", "__annotations__": {}}))
@@ -122,17 +155,22 @@ def broken_config(base):
         (GeneratorContract, ToyGeneratorConfig, BatchNoiseGenerator, "test_rows_drawn_with_their_own_generators_do_not_depend_on_the_batch"),
         (GeneratorContract, ToyGeneratorConfig, UnguidedGenerator, "test_guidance_at_scale_one_changes_nothing"),
         (RolloutContract, ToyRolloutConfig, LeakyRollout, "test_inputs_carry_no_gradient_into_the_model"),
+        (EvaluatorContract, ToyEvaluatorConfig, NaNEvaluator, "test_returns_named_numbers_and_curves"),
+        (EvaluatorContract, ToyEvaluatorConfig, RandomEvaluator, "test_deterministic"),
+        (FeatureNetworkContract, ToyFeaturesConfig, BatchNormedFeatures, "test_images_are_read_one_by_one"),
     ],
 )
-def test_a_broken_component_fails_its_contract(contract, base, component, check):
+def test_a_broken_component_fails_its_contract(contract, base, component, check, tmp_path):
     config_class = broken_config(base)
 
     class Broken:
-        @plugins.hookimpl(specname=f"register_{contract.kind}s")
+        @plugins.hookimpl(specname=KINDS[contract.kind].hook)
         def register(self, registrar):
             registrar.add(config_class, component)
 
     plugins.register_plugin(Broken(), name="broken")
     case = type("Case", (contract,), {"config": config_class()})()
+    if isinstance(case, FolderContract):
+        case.setup(tmp_path)
     with pytest.raises(AssertionError):
         getattr(case, check)()

@@ -128,9 +128,12 @@ def test_export_to_the_adm_npz_and_png_grids(tmp_path):
         assert npz["arr_0"].dtype == np.uint8 and npz["arr_0"].shape == (60, *SHAPE)
         np.testing.assert_array_equal(npz["arr_0"], open_store(path).images[:])
         assert npz["arr_1"].tolist() == [i % 5 for i in range(60)]
-    grid = np.asarray(Image.open(export_grid(path, tmp_path / "grid.png", per_class=3)))
+    grid = np.asarray(Image.open(export_grid(path, tmp_path / "grid.png", per_class=3, scale=1)))
     assert grid.shape == (5 * 6 + 2, 3 * 6 + 2, 3)  # one row per class, 2-pixel gaps
     assert grid[2, 2 + 6, 0] == sample(5)[0][0, 0, 0]  # row 0 is class 0: indices 0, 5, 10
+    big = np.asarray(Image.open(export_grid(path, tmp_path / "big.png", per_class=3)))
+    assert big.shape == (5 * (64 + 2) + 2, 3 * (64 + 2) + 2, 3)  # 4-pixel images enlarged 16 times, to 64
+    np.testing.assert_array_equal(big[2:66, 2:66], sample(0)[0].repeat(16, 0).repeat(16, 1))
 
 
 def test_greyscale_exports_as_rgb_and_grids_fill_row_by_row(tmp_path):
@@ -139,5 +142,5 @@ def test_greyscale_exports_as_rgb_and_grids_fill_row_by_row(tmp_path):
     export_npz(tmp_path / "g.zarr", tmp_path / "g.npz")
     with np.load(tmp_path / "g.npz") as npz:
         assert npz["arr_0"].shape == (3, 2, 2, 3) and (npz["arr_0"][..., 0] == npz["arr_0"][..., 2]).all()
-    grid = np.asarray(Image.open(save_grid(np.full((3, 2, 2, 1), 9, np.uint8), tmp_path / "g.png", rows=2, pad=1)))
+    grid = np.asarray(Image.open(save_grid(np.full((3, 2, 2, 1), 9, np.uint8), tmp_path / "g.png", rows=2, pad=1, scale=1)))
     assert grid.shape == (7, 7) and grid[1, 1] == 9 and grid[4, 4] == 0  # the fourth cell is empty

@@ -17,6 +17,8 @@ from prakit.components import (
     DecoderConfig,
     Evaluator,
     EvaluatorConfig,
+    FeatureNetwork,
+    FeatureNetworkConfig,
     GeneratorConfig,
     RolloutApproximator,
     RolloutConfig,
@@ -86,13 +88,35 @@ class ToyEvaluatorConfig(EvaluatorConfig):
 
 
 class ToyEvaluator(Evaluator):
-    """Mean pixel value of the images and of the reference."""
+    """Mean pixel value of the samples and of the real images."""
+
+    higher_is_better = {"mean": True}
 
     def __init__(self, cfg):
         pass
 
-    def evaluate(self, images, labels, *, model=None, reference=None):
-        return {"mean": float(images.mean()), "reference_mean": float(np.mean(reference))}
+    def evaluate(self, ctx):
+        return {"mean": float(ctx.samples.images[:].mean()), "real_mean": float(ctx.real.images[:].mean())}
+
+
+@attrs.frozen
+class ToyFeaturesConfig(FeatureNetworkConfig):
+    name: ClassVar[str] = "toy"
+
+
+class ToyFeatures(FeatureNetwork):
+    """Each channel's mean over the four quadrants of the image; no logits."""
+
+    def __init__(self, cfg, *, store, device, progress):
+        super().__init__()
+        self.num_features = 4 * (store.image_shape[-1] if store is not None else 3)
+
+    def forward(self, images):
+        x = images.permute(0, 3, 1, 2).float() / 255
+        return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1), None
+
+    def fingerprint(self):
+        return "70" * 8
 
 
 @attrs.frozen
@@ -176,6 +200,10 @@ class ToyPlugin:
     @hookimpl
     def register_evaluators(self, registrar):
         registrar.add(ToyEvaluatorConfig, ToyEvaluator)
+
+    @hookimpl
+    def register_feature_networks(self, registrar):
+        registrar.add(ToyFeaturesConfig, ToyFeatures)
 
     @hookimpl
     def register_datasets(self, registrar):

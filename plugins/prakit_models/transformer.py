@@ -166,7 +166,7 @@ class Transformer(Backbone):
         if grid[0] * grid[1] != seq_len:
             raise ValueError(f"a {grid[0]}x{grid[1]} grid does not hold seq_len = {seq_len} tokens")
         self.cfg = cfg
-        self.width, self.token_dim = cfg.width, token_dim
+        self.width, self.depth, self.token_dim = cfg.width, cfg.depth, token_dim
         self.seq_len, self.num_classes = seq_len, num_classes
         self.patch_embed = nn.Linear(token_dim, cfg.width)
         self.class_embed = nn.Embedding(num_classes + 1, cfg.width)  # row num_classes: the null class
@@ -181,24 +181,34 @@ class Transformer(Backbone):
             nn.init.normal_(self.pos_embed, std=0.02)
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.norm(self._blocks(self._embed(tokens, labels)))
+
+    def hidden_states(self, tokens: torch.Tensor, labels: torch.Tensor, layer: int) -> torch.Tensor:
+        """The residual stream after block ``layer`` (1..depth); the last one is also normalised, as ``forward``'s."""
+        if not 1 <= layer <= self.depth:
+            raise ValueError(f"layer must be in 1..{self.depth}, got {layer}")
+        h = self._blocks(self._embed(tokens, labels), stop=layer)
+        return self.norm(h) if layer == self.depth else h
+
+    def _embed(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         T = tokens.shape[1]
         if T >= self.seq_len:
             raise ValueError(f"at most seq_len - 1 = {self.seq_len - 1} tokens can be read, got {T}")
         x = torch.cat([self.class_embed(labels)[:, None], self.patch_embed(tokens)], dim=1)
-        return self._blocks(self._add_positions(x, 0))
+        return self._add_positions(x, 0)
 
     def start(self, labels: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
         """Read the start token: ``h`` of position 0 (B, width) and a fresh cache holding it."""
         cache = KVCache(self.seq_len)
         x = self._add_positions(self.class_embed(labels)[:, None], 0)
-        return self._blocks(x, cache)[:, 0], cache
+        return self.norm(self._blocks(x, cache))[:, 0], cache
 
     def step(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Read the next token (B, token_dim) after those in ``cache``; return its ``h`` (B, width)."""
         if cache.pos >= self.seq_len:
             raise ValueError(f"the cache is full: all {self.seq_len} positions have been read")
         x = self._add_positions(self.patch_embed(token)[:, None], cache.pos)
-        return self._blocks(x, cache)[:, 0]
+        return self.norm(self._blocks(x, cache))[:, 0]
 
     def _add_positions(self, x: torch.Tensor, start: int) -> torch.Tensor:
         """Learned embeddings of sequence indices start .. (rope2d instead rotates queries and keys)."""
@@ -207,16 +217,17 @@ class Transformer(Backbone):
     def enable_activation_checkpointing(self) -> None:
         self.checkpointing = True
 
-    def _blocks(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def _blocks(self, x: torch.Tensor, cache: KVCache | None = None, stop: int | None = None) -> torch.Tensor:
+        """The residual stream after the first ``stop`` blocks (all by default)."""
         recompute = self.checkpointing and cache is None and torch.is_grad_enabled()
-        for layer, block in enumerate(self.blocks):
+        for layer, block in enumerate(self.blocks[:stop]):
             if recompute:
                 x = torch.utils.checkpoint.checkpoint(block, x, self.rope, None, layer, use_reentrant=False)
             else:
                 x = block(x, self.rope, cache, layer)
         if cache is not None:
             cache.pos += x.shape[1]
-        return self.norm(x)
+        return x
 
 
 def _init_weights(module: nn.Module) -> None:

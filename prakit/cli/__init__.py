@@ -7,10 +7,10 @@ import sys
 import warnings
 
 from prakit import __version__
-from prakit.cli import config, data, launch, model, plugins, run
+from prakit.cli import config, data, evaluate, launch, model, plugins, run
 from prakit.errors import PrakitError
 
-COMMAND_GROUPS = (run, launch, plugins, config, model, data)
+COMMAND_GROUPS = (run, evaluate, launch, plugins, config, model, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from prakit.components import (
     DatasetConfig,
     DecoderConfig,
     EvaluatorConfig,
+    FeatureNetworkConfig,
     GeneratorConfig,
     RolloutConfig,
 )
@@ -103,10 +104,22 @@ class SampleConfig:
 
 @frozen
 class EvalConfig:
-    """Evaluators run on a sample store; ``reference`` is a store of real images."""
+    """What ``prakit eval`` computes: ``evaluators`` on ``num`` samples against ``reference``.
+
+    ``evaluators``: none means fid and precision_recall. ``reference``: a store of real images
+    or a reference ``.npz`` (None: ``data.store``). ``features``: the feature network (None:
+    inception when ``PRAKIT_INCEPTION_WEIGHTS`` names its weights, else featnet). ``num``:
+    samples to draw and evaluate (None: ``sample.num``). ``reference_num``: reference images
+    features are extracted from, spread over the reference store. ``batch_size``: images per
+    feature-extraction batch.
+    """
 
     evaluators: tuple[EvaluatorConfig, ...] = ()
     reference: str | None = None
+    features: FeatureNetworkConfig | None = None
+    num: int | None = field(default=None, validator=optional(gt(0)))
+    reference_num: int = field(default=50_000, validator=gt(0))
+    batch_size: int = field(default=100, validator=gt(0))
 
 
 #: Where ``prakit submit`` runs a job: ``local`` (a subprocess here), ``debug`` (in this process), ``slurm``.

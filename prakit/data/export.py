@@ -35,9 +35,16 @@ def export_npz(store_path: str | os.PathLike, npz_path: str | os.PathLike) -> Pa
     return npz_path
 
 
-def save_grid(images: np.ndarray, path: str | os.PathLike, rows: int, pad: int = 2) -> Path:
-    """Save (N, H, W, C) uint8 images as one PNG of ``rows`` rows, filled row by row."""
+#: Grids show every image at least this many pixels high (small images are enlarged, pixel for pixel).
+MIN_CELL = 64
+
+
+def save_grid(images: np.ndarray, path: str | os.PathLike, rows: int, pad: int = 2, scale: int | None = None) -> Path:
+    """Save (N, H, W, C) uint8 images as one PNG of ``rows`` rows, filled row by row; each image
+    enlarged ``scale`` times (default: the least integer that makes it MIN_CELL pixels high)."""
     images = np.asarray(images)
+    scale = scale or max(1, -(-MIN_CELL // images.shape[1]))
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
     n, h, w, c = images.shape
     cols = -(-n // rows)
     grid = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, c), np.uint8)
@@ -49,7 +56,7 @@ def save_grid(images: np.ndarray, path: str | os.PathLike, rows: int, pad: int =
 
 
 def export_grid(store_path: str | os.PathLike, png_path: str | os.PathLike, *, per_class: int = 8,
-                max_classes: int = 10) -> Path:
+                max_classes: int = 10, scale: int | None = None) -> Path:
     """A PNG with one row per class (the first ``max_classes`` classes present) of its first
     ``per_class`` images; a class with fewer images leaves its row's end blank."""
     store = open_store(store_path)
@@ -60,4 +67,4 @@ def export_grid(store_path: str | os.PathLike, png_path: str | os.PathLike, *, p
     grid = np.zeros((len(classes) * per_class, *store.image_shape), np.uint8)
     slots = np.concatenate([row * per_class + np.arange(len(p)) for row, p in enumerate(picks)])
     grid[slots] = images
-    return save_grid(grid, png_path, rows=len(classes))
+    return save_grid(grid, png_path, rows=len(classes), scale=scale)

@@ -11,15 +11,19 @@ pytest then runs every ``test_*`` method against the registered component built 
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
+import pytest
 import torch
 
 from prakit import registry
 from prakit.components import ComponentConfig, PixelDecoder
 from prakit.config import ModelConfig, structure, unstructure
+from prakit.data import open_store
 from prakit.model import ARModel
 
 
@@ -292,23 +296,126 @@ class RolloutContract(ComponentContract):
         assert not self.run().requires_grad
 
 
-class EvaluatorContract(ComponentContract):
+def labelled_images(count: int, seed: int, size: int = 8, classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` random (size, size, 3) uint8 images whose class shows in their brightness."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % classes
+    images = rng.integers(0, 128, (count, size, size, 3)) + 127 * labels[:, None, None, None] // max(classes - 1, 1)
+    return images.astype(np.uint8), labels
+
+
+def write_images(path, images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]):
+    """A finished store holding ``images`` and ``labels``."""
+    from prakit.data import SampleStore, open_store
+
+    store = SampleStore.open(path, num=len(images), image_shape=images.shape[1:], attrs={"class_names": list(class_names)})
+    store.write(range(len(images)), images, labels)
+    return open_store(path)
+
+
+class FolderContract(ComponentContract):
+    """A contract whose checks need files: pytest calls :meth:`setup` with a fresh folder first."""
+
+    @pytest.fixture(autouse=True)
+    def _folder(self, tmp_path):
+        self.setup(tmp_path)
+
+    def setup(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+
+class EvaluatorContract(FolderContract):
+    """Runs the evaluator on a tiny evaluation: 40 samples and 60 real images (8 x 8, two classes),
+    the feature network ``features`` (a quickly fitted featnet by default) and, if
+    ``model_config`` is set, a tiny randomly initialised model with 2 x 2 tokens."""
+
     kind = "evaluator"
+    features: ClassVar[dict[str, Any]] = {"name": "featnet", "steps": 30, "width": 8, "features": 16}
+    model_config: ClassVar[ModelConfig | None] = None
 
-    def images(self) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng(0)
-        return rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8), np.arange(8) % 2
+    def setup(self, folder: Path) -> None:
+        super().setup(folder)
+        names = ("dark", "light")
+        write_images(self.folder / "real.zarr", *labelled_images(60, seed=0), names)
+        write_images(self.folder / "samples.zarr", *labelled_images(40, seed=1), names)
 
-    def test_returns_finite_named_numbers(self):
-        images, labels = self.images()
-        result = self.build().evaluate(images, labels, reference=self.images()[0])
-        assert result and all(isinstance(k, str) and np.isfinite(float(v)) for k, v in result.items())
+    def context(self) -> Any:
+        """A fresh evaluation context (the feature caches on disk are shared)."""
+        from prakit.config import EvalConfig, SampleConfig
+        from prakit.eval import EvalContext
+        from prakit.eval.reference import StoreReference
+
+        model = None
+        if self.model_config is not None:
+            torch.manual_seed(0)
+            model = ARModel(self.model_config, image_size=8, channels=3, num_classes=2).eval()
+        return EvalContext(structure({"features": self.features}, EvalConfig),
+                           reference=StoreReference(open_store(self.folder / "real.zarr")),
+                           samples=open_store(self.folder / "samples.zarr"), model=model,
+                           sample_options=SampleConfig(steps=2, cfg_scale=2.0))
+
+    def test_returns_named_numbers_and_curves(self):
+        result = self.build().evaluate(self.context())
+        assert result and all(isinstance(k, str) and k for k in result)
+        for key, value in result.items():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            assert all(isinstance(v, (int, float)) and not math.isnan(v) for v in values), f"{key} = {value!r}"
+
+    def test_declares_which_way_is_better(self):
+        evaluator = self.build()
+        numbers = [k.split("@")[0] for k, v in evaluator.evaluate(self.context()).items() if not isinstance(v, (list, tuple))]
+        declared = [k for k in numbers if k in evaluator.higher_is_better]
+        assert declared, "no number says which way is better (Evaluator.higher_is_better)"
+        assert all(isinstance(evaluator.higher_is_better[k], bool) for k in declared)
 
     def test_deterministic(self):
-        images, labels = self.images()
-        a = self.build().evaluate(images, labels, reference=self.images()[0])
-        b = self.build().evaluate(images, labels, reference=self.images()[0])
-        assert dict(a) == dict(b)
+        first = self.build().evaluate(self.context())
+        second = self.build().evaluate(self.context())
+        assert first.keys() == second.keys()
+        if self.build().deterministic:
+            assert dict(first) == dict(second)
+
+
+class FeatureNetworkContract(FolderContract):
+    """Builds the network with a tiny store of real images (12 x 12, three classes) to fit to."""
+
+    kind = "features"
+
+    def setup(self, folder: Path) -> None:
+        super().setup(folder)
+        self.store = write_images(self.folder / "real.zarr", *labelled_images(48, seed=0, size=12, classes=3),
+                                  ("a", "b", "c"))
+
+    def deps(self) -> dict[str, Any]:
+        return {"store": self.store, "device": torch.device("cpu"), "progress": False}
+
+    def images(self) -> torch.Tensor:
+        return torch.from_numpy(labelled_images(5, seed=2, size=12, classes=3)[0])
+
+    def test_shapes_and_dtype(self):
+        network = self.build().eval()
+        with torch.no_grad():
+            features, logits = network(self.images())
+        assert features.shape == (5, network.num_features) and features.dtype == torch.float32
+        if network.num_logits:
+            assert logits.shape == (5, network.num_logits) and logits.dtype == torch.float32
+        else:
+            assert logits is None
+        assert torch.isfinite(features).all()
+
+    def test_images_are_read_one_by_one(self):
+        network = self.build().eval()
+        images = self.images()
+        with torch.no_grad():
+            together = network(images)[0]
+            alone = torch.cat([network(images[i:i + 1])[0] for i in range(len(images))])
+        torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-4)
+
+    def test_same_build_same_fingerprint(self):
+        a, b = self.build(), self.build()
+        assert len(a.fingerprint()) >= 8 and int(a.fingerprint(), 16) >= 0  # a hex digest
+        assert a.fingerprint() == b.fingerprint()
+        _assert_same_state(a, b)
 
 
 class DatasetContract(ComponentContract):

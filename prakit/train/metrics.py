@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PIL import Image, ImageDraw
-
 from prakit.config.io import atomic_write_text
 from prakit.errors import PrakitError
+from prakit.plots import line_plot
 
 
 class MetricsLog:
@@ -49,29 +48,7 @@ def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_loss(rows: list[dict], path: Path, size: tuple[int, int] = (640, 360)) -> None:
-    """Draw the loss against the step as a PNG (no plotting library needed)."""
-    points = [(row["step"], row["loss"]) for row in rows]
-    width, height = size
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    margin = 40
-    draw.rectangle([margin, margin // 2, width - margin // 2, height - margin], outline="black")
-    if len(points) >= 2:
-        (x0, x1), (y0, y1) = _range(p[0] for p in points), _range(p[1] for p in points)
-
-        def to_pixel(step: float, loss: float) -> tuple[float, float]:
-            px = margin + (step - x0) / (x1 - x0) * (width - 1.5 * margin)
-            py = height - margin - (loss - y0) / (y1 - y0) * (height - 1.5 * margin)
-            return px, py
-
-        draw.line([to_pixel(*p) for p in points], fill="navy", width=2)
-        draw.text((margin, height - margin + 8), f"step {x0:g} .. {x1:g}", fill="black")
-        draw.text((4, 4), f"loss {y0:.4g} .. {y1:.4g}", fill="black")
-    image.save(path)
-
-
-def _range(values) -> tuple[float, float]:
-    values = list(values)
-    low, high = min(values), max(values)
-    return (low, high) if high > low else (low - 1, high + 1)
+def plot_loss(rows: list[dict], path: Path) -> None:
+    """Draw the loss against the step as a PNG."""
+    line_plot({"loss": ([row["step"] for row in rows], [row["loss"] for row in rows])}, path,
+              title="training loss", xlabel="step", ylabel="loss")

@@ -1,0 +1,204 @@
+"""Evaluators that compare the distribution of the samples with the reference's, in the space of
+a feature network: FID, KID, the Inception score and precision/recall.
+
+The numbers follow the ADM evaluation suite: FID from the float64 feature moments (a reference
+file's own moments when it has them), the Inception score over 10 splits, and precision/recall
+from k-nearest-neighbour manifolds (k = 3) of reference *image features*. FID, KID and the
+Inception score are computed by torchmetrics.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import ClassVar
+
+import attrs
+import numpy as np
+import torch
+from attrs.validators import ge, gt
+from torch import nn
+from torchmetrics.image.fid import _compute_fid
+from torchmetrics.image.inception import InceptionScore
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from prakit.components import Evaluator, EvaluatorConfig, FeatureNetworkConfig
+from prakit.errors import PrakitError
+from prakit.eval.features import Moments, spread
+from prakit.eval.reference import PR_REFERENCE_IMAGES
+
+
+def qualified(number: str, features: FeatureNetworkConfig | None) -> str:
+    """``fid`` under the evaluation's feature network, ``fid@featnet`` under one the evaluator names."""
+    return number if features is None else f"{number}@{features.name}"
+
+
+class Precomputed(nn.Module):
+    """The 'feature extractor' torchmetrics is given: the features are computed (and cached) already."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+def metric(cls, **options):
+    """A torchmetrics metric over precomputed features, without its warning that it keeps them in memory."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will save all extracted features", category=UserWarning)
+        return cls(feature=Precomputed(), **options)
+
+
+def tensor(values: np.ndarray, dtype=np.float64) -> torch.Tensor:
+    """A writable float64 copy of (possibly memory-mapped) features."""
+    return torch.from_numpy(np.array(values, dtype))
+
+
+def frechet_distance(a: Moments, b: Moments) -> float:
+    """torchmetrics' Frechet distance between two Gaussians given by their float64 moments."""
+    return float(_compute_fid(*(torch.from_numpy(np.asarray(m, np.float64)) for m in (a.mu, a.sigma, b.mu, b.sigma))))
+
+
+@attrs.frozen
+class FIDConfig(EvaluatorConfig):
+    """``features``: the feature network (None: the evaluation's, ``eval.features``)."""
+
+    name: ClassVar[str] = "fid"
+    features: FeatureNetworkConfig | None = None
+
+
+class FID(Evaluator):
+    """Frechet distance between the feature moments of the samples and of the reference (lower is better)."""
+
+    higher_is_better = {"fid": False}
+
+    def __init__(self, cfg: FIDConfig):
+        self.cfg = cfg
+
+    def evaluate(self, ctx) -> dict[str, float]:
+        fake, real = ctx.moments("samples", self.cfg.features), ctx.moments("reference", self.cfg.features)
+        return {qualified("fid", self.cfg.features): frechet_distance(fake, real)}
+
+
+@attrs.frozen
+class KIDConfig(EvaluatorConfig):
+    """``subsets`` of ``subset_size`` features (fewer if a side has fewer), drawn from ``seed``."""
+
+    name: ClassVar[str] = "kid"
+    subsets: int = attrs.field(default=100, validator=gt(0))
+    subset_size: int = attrs.field(default=1000, validator=gt(1))
+    seed: int = attrs.field(default=0, validator=ge(0))
+    features: FeatureNetworkConfig | None = None
+
+
+class KID(Evaluator):
+    """Kernel distance (unbiased squared MMD, cubic polynomial kernel) and its spread over subsets."""
+
+    higher_is_better = {"kid": False}
+
+    def __init__(self, cfg: KIDConfig):
+        self.cfg = cfg
+
+    def evaluate(self, ctx) -> dict[str, float]:
+        cfg = self.cfg
+        fake, real = ctx.features("samples", cfg.features), ctx.features("reference", cfg.features)
+        size = min(cfg.subset_size, len(fake), len(real))
+        kid = metric(KernelInceptionDistance, subsets=cfg.subsets, subset_size=size)
+        for features, is_real in ((fake, False), (real, True)):
+            for start in range(0, len(features), 10_000):
+                kid.update(tensor(features.features[start:start + 10_000]), is_real)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            mean, std = kid.compute()
+        name = qualified("kid", cfg.features)
+        return {name: float(mean), f"{name}_std": float(std)}
+
+
+@attrs.frozen
+class InceptionScoreConfig(EvaluatorConfig):
+    """``splits`` of the samples (shuffled from ``seed``: a sample store is ordered by class)."""
+
+    name: ClassVar[str] = "inception_score"
+    splits: int = attrs.field(default=10, validator=gt(0))
+    seed: int = attrs.field(default=0, validator=ge(0))
+    features: FeatureNetworkConfig | None = None
+
+
+class InceptionScoreEvaluator(Evaluator):
+    """exp(E KL(p(y|x) || p(y))) of the network's class predictions, mean and spread over splits."""
+
+    higher_is_better = {"inception_score": True}
+
+    def __init__(self, cfg: InceptionScoreConfig):
+        self.cfg = cfg
+
+    def evaluate(self, ctx) -> dict[str, float]:
+        cfg = self.cfg
+        logits = ctx.features("samples", cfg.features).logits
+        if logits is None:
+            raise PrakitError(f"inception_score needs class logits and the feature network "
+                              f"{ctx.features_config(cfg.features).name!r} gives none")
+        score = metric(InceptionScore, splits=cfg.splits)
+        score.update(tensor(logits))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            mean, std = score.compute()
+        name = qualified("inception_score", cfg.features)
+        return {name: float(mean), f"{name}_std": float(std)}
+
+
+@attrs.frozen
+class PrecisionRecallConfig(EvaluatorConfig):
+    """``k``-th nearest neighbour radii; at most ``reference_images`` reference features (spread
+    over those extracted), every sample; distances in blocks of ``block`` rows."""
+
+    name: ClassVar[str] = "precision_recall"
+    k: int = attrs.field(default=3, validator=gt(0))
+    reference_images: int = attrs.field(default=PR_REFERENCE_IMAGES, validator=gt(1))
+    block: int = attrs.field(default=2048, validator=gt(0))
+    features: FeatureNetworkConfig | None = None
+
+
+class PrecisionRecall(Evaluator):
+    """Share of samples inside the reference manifold (precision) and of references inside the samples' (recall)."""
+
+    higher_is_better = {"precision": True, "recall": True}
+
+    def __init__(self, cfg: PrecisionRecallConfig):
+        self.cfg = cfg
+
+    def evaluate(self, ctx) -> dict[str, float]:
+        cfg = self.cfg
+        real = ctx.features("reference", cfg.features).features
+        real = tensor(real[spread(len(real), cfg.reference_images)], np.float32).to(ctx.device)
+        fake = tensor(ctx.features("samples", cfg.features).features, np.float32).to(ctx.device)
+        if min(len(real), len(fake)) <= cfg.k:
+            raise PrakitError(f"precision_recall with k = {cfg.k} needs more than {cfg.k} samples and reference images")
+        precision, recall = precision_recall(real, fake, k=cfg.k, block=cfg.block)
+        return {qualified("precision", cfg.features): precision, qualified("recall", cfg.features): recall}
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, *, k: int = 3, block: int = 2048) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) as the ADM suite computes them:
+    a point's manifold ball reaches its k-th nearest neighbour in its own set."""
+    real_radii, fake_radii = knn_radii(real, k, block), knn_radii(fake, k, block)
+    precision = covered(fake, real, real_radii, block).float().mean().item()
+    recall = covered(real, fake, fake_radii, block).float().mean().item()
+    return precision, recall
+
+
+def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise squared Euclidean distances (len(a), len(b)), clamped at 0."""
+    return (a.square().sum(1, keepdim=True) - 2 * a @ b.T + b.square().sum(1)).clamp_min_(0)
+
+
+def knn_radii(points: torch.Tensor, k: int, block: int) -> torch.Tensor:
+    """Squared distance from each point to its k-th nearest other point."""
+    return torch.cat([squared_distances(rows, points).kthvalue(k + 1, dim=1).values for rows in points.split(block)])
+
+
+def covered(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, block: int) -> torch.Tensor:
+    """Whether each point lies within the ball of some centre."""
+    inside = torch.zeros(len(points), dtype=torch.bool, device=points.device)
+    for start in range(0, len(points), block):
+        rows = points[start:start + block]
+        for c, r in zip(centres.split(block), radii.split(block)):
+            inside[start:start + block] |= (squared_distances(rows, c) <= r).any(1)
+    return inside

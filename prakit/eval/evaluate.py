@@ -1,0 +1,208 @@
+"""``prakit eval``: a run or a sample store -> numbers, ``eval.json``, a table and plots.
+
+Given a run directory, the samples are drawn first (``prakit sample``'s resumable store, under
+``RUN_DIR/samples/``, named after the checkpoint, the count and the sampling options), but
+only if an evaluator needs them. The reference defaults to the run's own training store.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import attrs
+import torch
+
+from prakit import __version__, registry
+from prakit.components import EvaluatorConfig
+from prakit.config import ExperimentConfig, SampleConfig, from_data, load_config, structure, unstructure
+from prakit.data.store import is_finished, open_store, read_attrs
+from prakit.errors import PrakitError
+from prakit.eval.context import EvalContext
+from prakit.eval.reference import open_reference
+from prakit.eval.report import markdown_table, text_table, write_json
+from prakit.plots import line_plot
+
+#: What ``prakit eval`` computes when neither the command nor the config names evaluators.
+DEFAULT_EVALUATORS = ("fid", "precision_recall")
+#: The config sections an evaluation may override: how to sample and what to compute, never the model.
+OVERRIDABLE = ("sample", "eval")
+
+
+@attrs.frozen
+class Target:
+    """What is evaluated: the run's config, where the samples are (or go), how they are drawn."""
+
+    config: ExperimentConfig
+    samples: Path
+    checkpoint: Path | None
+    options: SampleConfig
+    num: int
+    out: Path
+    run_dir: Path | None = None
+
+
+def resolve(path: str | Path, overrides: Sequence[str] = (), *, num: int | None = None,
+            out: str | Path | None = None) -> Target:
+    """A run directory (its latest checkpoint) or a sample store, with ``sample.*``/``eval.*`` overrides."""
+    from prakit.sample import resolve_checkpoint
+
+    path = Path(path)
+    bad = [o for o in overrides if o.split(".", 1)[0] not in OVERRIDABLE]
+    if bad:
+        raise PrakitError(f"prakit eval can change only the {' and '.join(OVERRIDABLE)} sections, not {', '.join(bad)}: "
+                          "a different model is a different run")
+    if (path / "config.toml").is_file():
+        cfg = load_config(path / "config.toml", overrides)
+        checkpoint = resolve_checkpoint(path)
+        num = num or cfg.eval.num or cfg.sample.num
+        return Target(cfg, samples_path(path, checkpoint, cfg.sample, num), checkpoint, cfg.sample, num,
+                      Path(out) if out else path, run_dir=path)
+    if not (path / "zarr.json").is_file():
+        raise PrakitError(f"{path} is neither a run directory (with config.toml) nor a sample store")
+    attrs_ = read_attrs(path)
+    if attrs_.get("kind") != "samples":
+        raise PrakitError(f"{path} is a store of real images, not of samples: evaluate a run directory or a "
+                          "sample store, and give real images as --ref")
+    if any(o.startswith("sample.") for o in overrides) or (num and num != attrs_["num"]):
+        raise PrakitError(f"{path} holds {attrs_['num']} samples already drawn; to sample otherwise, evaluate the run")
+    cfg = from_data(attrs_["config"], overrides)
+    options = structure({k: v for k, v in attrs_["sampling"].items() if k in attrs.fields_dict(SampleConfig)},
+                        SampleConfig)
+    checkpoint = Path(attrs_["checkpoint"])
+    return Target(cfg, path, checkpoint if checkpoint.is_file() else None, options, attrs_["num"],
+                  Path(out) if out else path.with_name(f"{path.name}.eval"))
+
+
+def samples_path(run_dir: Path, checkpoint: Path, options: SampleConfig, num: int) -> Path:
+    """``RUN_DIR/samples/<checkpoint>-n<num>-<digest of the sampling options>.zarr``."""
+    facts = json.dumps({"checkpoint": checkpoint.name, "num": num, "options": unstructure(options)}, sort_keys=True)
+    digest = hashlib.blake2b(facts.encode(), digest_size=4).hexdigest()
+    return run_dir / "samples" / f"{checkpoint.name.removesuffix('.pt')}-n{num}-{digest}.zarr"
+
+
+def evaluator_configs(cfg: ExperimentConfig, names: Sequence[str] | None = None) -> list[EvaluatorConfig]:
+    """The evaluators named (with their defaults), else the config's, else :data:`DEFAULT_EVALUATORS`."""
+    if names:
+        return [registry.get("evaluator").config(name) for name in names]
+    return list(cfg.eval.evaluators) or [registry.get("evaluator").config(name) for name in DEFAULT_EVALUATORS]
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def evaluate(target: Target, *, evaluators: Sequence[str] | None = None, reference: str | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    """Run the evaluators on ``target``; write ``eval.json``, ``eval.md`` and the plots into
+    ``target.out``; return what ``eval.json`` holds."""
+    from prakit.sample import load_model, sample_run
+
+    cfg = target.config
+    configs = evaluator_configs(cfg, evaluators)
+    built = [registry.build(c) for c in configs]  # a bad name fails before any work
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ref = open_reference(reference or cfg.eval.reference or cfg.data.store)
+    checkpoint = target.checkpoint
+
+    def draw_samples():
+        if not is_finished(target.samples):
+            if checkpoint is None:
+                raise PrakitError(f"the samples at {target.samples} are unfinished and their checkpoint is gone")
+            sample_run(checkpoint, target.samples, num=target.num, overrides=attrs.asdict(target.options),
+                       progress=progress)
+        return open_store(target.samples)
+
+    def model():
+        return load_model(checkpoint, target.options.ema, device)[0]
+
+    ctx = EvalContext(cfg.eval, reference=ref, samples=draw_samples, model=model if checkpoint else None,
+                      real=cfg.data.store, sample_options=target.options, device=device, progress=progress)
+    record: dict[str, Any] = {
+        "prakit": __version__, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "run": str(target.run_dir) if target.run_dir else None,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "sampling": {**unstructure(target.options), "num": target.num},
+        "reference": ref.describe(), "device": device_name(device),
+        "numbers": {}, "higher_is_better": {}, "evaluators": [],
+    }
+    for c, evaluator in zip(configs, built):
+        start = time.perf_counter()
+        result = evaluator.evaluate(ctx)
+        numbers, curves = split_result(c.name, result)
+        clash = set(numbers) & set(record["numbers"])
+        if clash:
+            raise PrakitError(f"evaluator {c.name!r} reports {', '.join(sorted(clash))} again: give the two "
+                              "evaluators different feature networks, or drop one")
+        record["numbers"].update(numbers)
+        record["higher_is_better"].update(directions(evaluator, numbers))
+        record["evaluators"].append({"name": c.name, "config": unstructure(c), "numbers": numbers,
+                                     "curves": curves, "seconds": round(time.perf_counter() - start, 3)})
+    if "samples" in ctx.__dict__:  # the samples were used
+        record["samples"] = {"path": str(target.samples), "count": len(ctx.samples),
+                             "fingerprint": ctx.samples.attrs["fingerprint"]}
+    record["features"] = ctx.networks()
+    write_outputs(record, target.out, ctx.samples if "samples" in ctx.__dict__ else None)
+    return record
+
+
+def split_result(name: str, result) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """An evaluator's result as (numbers, curves); anything else is the plugin's error."""
+    numbers, curves = {}, {}
+    for key, value in result.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            numbers[key] = float(value)
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
+            curves[key] = [float(v) for v in value]
+        else:
+            raise PrakitError(f"evaluator {name!r} returned {key} = {value!r}; an evaluator returns numbers and lists of numbers")
+    return numbers, curves
+
+
+def directions(evaluator, numbers: dict[str, float]) -> dict[str, bool]:
+    """Whether higher is better, for each number the evaluator declares (``fid@featnet`` as ``fid``)."""
+    declared = evaluator.higher_is_better
+    return {k: declared[k.split("@")[0]] for k in numbers if k.split("@")[0] in declared}
+
+
+def write_outputs(record: dict[str, Any], out: Path, samples) -> None:
+    """``eval.json``, ``eval.md``, one plot per evaluator with curves, and a grid of the samples."""
+    from prakit.data import export_grid
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(record, out / "eval.json")
+    (out / "eval.md").write_text(heading(record) + "\n\n" + markdown_table(*numbers_table(record)))
+    for entry in record["evaluators"]:
+        if entry["curves"]:
+            line_plot({k: (range(len(v)), v) for k, v in entry["curves"].items()}, out / f"{entry['name']}.png",
+                      title=entry["name"], xlabel="token position", ylabel="")
+    if samples is not None:
+        export_grid(samples.path, out / "samples.png")
+
+
+def numbers_table(record: dict[str, Any]) -> tuple[list[str], list[list]]:
+    return ["number", "value"], [[k, v] for k, v in record["numbers"].items()]
+
+
+def heading(record: dict[str, Any]) -> str:
+    """Two lines saying what was evaluated against what."""
+    s, ref = record["sampling"], record["reference"]
+    what = f"{record.get('samples', {}).get('count', s['num']):,} samples" if "samples" in record else "the model"
+    networks = ", ".join(
+        f"{name}" + (f" (held-out accuracy {info['held_out_accuracy']:.1%})" if "held_out_accuracy" in info else "")
+        for name, info in record["features"].items()
+    )
+    source = record["run"] or record["checkpoint"] or ""
+    return (f"{what} of {source} (ema {s['ema']}, guidance {s['cfg_scale']:g}, {record['device']})\n"
+            f"reference {ref['path']} ({ref['kind']})" + (f"; features: {networks}" if networks else ""))
+
+
+def format_record(record: dict[str, Any]) -> str:
+    """The terminal table ``prakit eval`` prints."""
+    return heading(record) + "\n" + text_table(*numbers_table(record))

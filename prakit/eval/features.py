@@ -1,0 +1,203 @@
+"""Features of a set of images under a feature network: extracted once, streamed, and cached.
+
+A set of images (a store, or the images of a reference file) is read in batches, so memory
+stays bounded however many images there are; the features are written straight into
+memory-mapped ``.npy`` files. They are cached beside the images, in ``<images>.features/``
+(or under ``$PRAKIT_FEATURE_CACHE``), in one folder per (network fingerprint, image count) whose
+``meta.json`` records the images' content fingerprint: a changed set of images is extracted
+again, an unchanged one never is. FID, KID, the Inception score and precision/recall of one
+evaluation therefore share one pass over the images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import attrs
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from prakit.components import FeatureNetwork
+from prakit.data.prepare import exclusive
+
+CACHE_ENV = "PRAKIT_FEATURE_CACHE"
+#: Where ``inception`` finds its weights file when the config names none (read by the plugin and
+#: by :func:`prakit.eval.settings.default_features`).
+INCEPTION_WEIGHTS_ENV = "PRAKIT_INCEPTION_WEIGHTS"
+
+
+class Images(Protocol):
+    """A fixed set of labelled uint8 images that features can be extracted from."""
+
+    path: Path
+    fingerprint: str  # changes whenever any image or label does
+
+    def __len__(self) -> int: ...
+
+    def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Images (n, H, W, C) uint8 and labels (n,) of ``indices`` (sorted, ascending)."""
+
+
+@attrs.frozen(eq=False)
+class Features:
+    """Features (N, D) float32, logits (N, K) or None, and labels (N,) of N images."""
+
+    features: np.ndarray
+    logits: np.ndarray | None
+    labels: np.ndarray
+    network: str  # the network's fingerprint
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+@attrs.frozen(eq=False)
+class Moments:
+    """Mean and covariance (ddof 1, float64) of N feature vectors: what FID compares."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    count: int
+
+
+def moments(features: np.ndarray, chunk: int = 8192) -> Moments:
+    """The mean and covariance of ``features`` in float64, read ``chunk`` rows at a time."""
+    n, dim = features.shape
+    if n < 2:
+        raise ValueError(f"moments need at least 2 feature vectors, got {n}")
+    total, outer = np.zeros(dim), np.zeros((dim, dim))
+    for start in range(0, n, chunk):
+        block = np.asarray(features[start:start + chunk], dtype=np.float64)
+        total += block.sum(0)
+        outer += block.T @ block
+    mu = total / n
+    return Moments(mu, (outer - n * np.outer(mu, mu)) / (n - 1), n)
+
+
+def spread(length: int, count: int | None) -> np.ndarray:
+    """``count`` indices spread evenly over ``range(length)`` (all of them if count is None or larger),
+    so a subset of a store ordered by class still covers every class."""
+    if count is None or count >= length:
+        return np.arange(length)
+    return np.arange(count) * length // count
+
+
+def cache_folder(images: Images) -> Path:
+    """Where the features of ``images`` are cached."""
+    root = os.environ.get(CACHE_ENV)
+    name = f"{images.path.name}.features"
+    return Path(root) / f"{images.fingerprint[:16]}-{name}" if root else images.path.with_name(name)
+
+
+def cached_features(
+    images: Images,
+    network: FeatureNetwork,
+    name: str,
+    *,
+    count: int | None = None,
+    batch_size: int = 100,
+    device: torch.device | None = None,
+    progress: bool = False,
+) -> Features:
+    """The features of ``count`` images spread over ``images`` (all by default) under ``network``
+    (registered as ``name``), from the cache or extracted into it."""
+    indices = spread(len(images), count)
+    fingerprint = network.fingerprint()
+    folder = cache_folder(images) / f"{name}-{fingerprint[:12]}-n{len(indices)}"
+    meta = {"images": images.fingerprint, "network": fingerprint, "count": len(indices), "of": len(images)}
+    with exclusive(folder):  # jobs sharing a reference extract it once
+        if _read_meta(folder) != meta:
+            _extract_into(folder, meta, images, indices, network, batch_size, device, progress, name)
+    return _load(folder, fingerprint)
+
+
+def extract(
+    images: Images,
+    network: FeatureNetwork,
+    indices: np.ndarray,
+    *,
+    batch_size: int = 100,
+    device: torch.device | None = None,
+    progress: bool = False,
+    desc: str = "features",
+) -> Iterator[tuple[slice, np.ndarray, np.ndarray | None, np.ndarray]]:
+    """``(rows, features, logits, labels)`` batch by batch, the next batch read while this one runs."""
+    device = device or torch.device("cpu")
+    network = network.to(device).eval()
+    batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+    bar = tqdm(total=len(indices), disable=not progress, unit="img", desc=desc, leave=False)
+    with ThreadPoolExecutor(1, thread_name_prefix="prakit-features") as reader:
+        pending = reader.submit(images.read, batches[0]) if batches else None
+        start = 0
+        for i, batch in enumerate(batches):
+            pixels, labels = pending.result()
+            if i + 1 < len(batches):
+                pending = reader.submit(images.read, batches[i + 1])
+            with torch.no_grad():
+                features, logits = network(torch.from_numpy(np.ascontiguousarray(pixels)).to(device))
+            rows = slice(start, start + len(batch))
+            yield rows, _numpy(features), None if logits is None else _numpy(logits), np.asarray(labels)
+            start += len(batch)
+            bar.update(len(batch))
+    bar.close()
+
+
+def _numpy(values: torch.Tensor) -> np.ndarray:
+    return values.detach().float().cpu().numpy()
+
+
+def _extract_into(folder: Path, meta: dict, images: Images, indices: np.ndarray, network: FeatureNetwork,
+                  batch_size: int, device, progress: bool, name: str) -> None:
+    """Extract into a fresh temporary folder, then swap it in: a kill leaves the old cache or none."""
+    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir(parents=True)
+    try:
+        n = len(indices)
+        features = np.lib.format.open_memmap(tmp / "features.npy", "w+", np.float32, (n, network.num_features))
+        logits = (np.lib.format.open_memmap(tmp / "logits.npy", "w+", np.float32, (n, network.num_logits))
+                  if network.num_logits else None)
+        labels = np.empty(n, np.int64)
+        for rows, f, l, y in extract(images, network, indices, batch_size=batch_size, device=device,
+                                     progress=progress, desc=f"{name} features of {images.path.name}"):
+            features[rows] = f
+            if logits is not None:
+                logits[rows] = l
+            labels[rows] = y
+        features.flush()
+        if logits is not None:
+            logits.flush()
+        del features, logits
+        np.save(tmp / "labels.npy", labels)
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.old")
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _read_meta(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _load(folder: Path, fingerprint: str) -> Features:
+    logits = folder / "logits.npy"
+    return Features(
+        features=np.load(folder / "features.npy", mmap_mode="r"),
+        logits=np.load(logits, mmap_mode="r") if logits.exists() else None,
+        labels=np.load(folder / "labels.npy"),
+        network=fingerprint,
+    )

@@ -1,0 +1,100 @@
+"""The guidance and EMA search: evaluate a run under every combination of sampling settings.
+
+``prakit eval RUN_DIR --search sample.cfg_scale=1.5,2,3 --search sample.ema=slow,fast --num 10000``
+draws ``num`` samples per setting (each into its own resumable store), evaluates each into
+``RUN_DIR/search/<setting>/``, and tabulates them in ``RUN_DIR/search/search.{md,csv,json}``,
+naming the best. A setting whose evaluation is already there is not redone, so an interrupted
+search continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from prakit.config.io import parse_override
+from prakit.errors import PrakitError
+from prakit.eval.evaluate import evaluate, evaluator_configs, resolve
+from prakit.eval.report import text_table, write_json, write_tables
+from prakit.config import unstructure
+
+
+def parse_grid(specs: Sequence[str]) -> dict[str, list]:
+    """``["sample.cfg_scale=1.5,2", "sample.ema=slow,fast"]`` -> ``{"sample.cfg_scale": [1.5, 2], ...}``."""
+    grid = {}
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        if not sep or not key.startswith("sample.") or not values:
+            raise PrakitError(f"--search {spec!r} must look like sample.FIELD=V1,V2,... (it searches sampling settings)")
+        grid[key] = [parse_override(f"{key}={v.strip()}")[1] for v in values.split(",")]
+    return grid
+
+
+def label(setting: dict[str, Any]) -> str:
+    """``cfg_scale=2,ema=slow``: the folder name of one setting."""
+    return ",".join(f"{k.removeprefix('sample.')}={v}" for k, v in setting.items())
+
+
+def search(run_dir: str | Path, grid: dict[str, list], *, overrides: Sequence[str] = (), num: int | None = None,
+           evaluators: Sequence[str] | None = None, reference: str | None = None, select: str | None = None,
+           progress: bool = True) -> dict[str, Any]:
+    """Evaluate every setting of ``grid``; return (and write) the table and the best setting by ``select``."""
+    run_dir = Path(run_dir)
+    folder = run_dir / "search"
+    rows = []
+    for values in itertools.product(*grid.values()):
+        setting = dict(zip(grid, values))
+        changes = [f"{k}={json.dumps(v)}" for k, v in setting.items()]
+        target = resolve(run_dir, [*overrides, *changes], num=num, out=folder / label(setting))
+        record = done_before(target, evaluators, reference)
+        if record is None:
+            record = evaluate(target, evaluators=evaluators, reference=reference, progress=progress)
+        rows.append({"setting": setting, "numbers": record["numbers"], "higher_is_better": record["higher_is_better"]})
+    best_by = select or default_selection(rows)
+    best = pick_best(rows, best_by)
+    result = {"grid": grid, "num": target.num, "select": best_by, "best": best["setting"], "rows": rows}
+    header, table = search_table(rows, grid)
+    write_json(result, folder / "search.json")
+    write_tables(header, table, folder / "search")
+    result["text"] = text_table(header, table) + f"\nbest by {best_by}: {label(best['setting'])}"
+    return result
+
+
+def done_before(target, evaluators, reference) -> dict | None:
+    """The evaluation already in ``target.out``, if it was made the same way."""
+    path = target.out / "eval.json"
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    wanted = [unstructure(c) for c in evaluator_configs(target.config, evaluators)]
+    same = (record["sampling"] == {**unstructure(target.options), "num": target.num}
+            and [e["config"] for e in record["evaluators"]] == wanted
+            and record["reference"]["path"] == str(reference or target.config.eval.reference or target.config.data.store)
+            and record["checkpoint"] == str(target.checkpoint))
+    return record if same else None
+
+
+def default_selection(rows: list[dict]) -> str:
+    """fid if it was computed, else the first number that has a better direction."""
+    directions = rows[0]["higher_is_better"]
+    if "fid" in directions:
+        return "fid"
+    if not directions:
+        raise PrakitError("none of the evaluators' numbers says which way is better: name one with --select")
+    return next(iter(directions))
+
+
+def pick_best(rows: list[dict], number: str) -> dict:
+    if number not in rows[0]["higher_is_better"]:
+        known = ", ".join(rows[0]["higher_is_better"]) or "none"
+        raise PrakitError(f"--select {number!r} is not a number the evaluators rank; they rank: {known}")
+    sign = 1 if rows[0]["higher_is_better"][number] else -1
+    return max(rows, key=lambda row: sign * row["numbers"][number])
+
+
+def search_table(rows: list[dict], grid: dict[str, list]) -> tuple[list[str], list[list]]:
+    numbers = list(rows[0]["numbers"])
+    header = [k.removeprefix("sample.") for k in grid] + numbers
+    return header, [[row["setting"][k] for k in grid] + [row["numbers"][n] for n in numbers] for row in rows]
