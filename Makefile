@@ -14,8 +14,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 quickstart: $(VENV)/.installed
 	$(BIN)/prakit train experiments/quickstart.toml --run-dir runs/quickstart
-	$(BIN)/prakit sample runs/quickstart --num 100 --out runs/quickstart/samples.zarr \
-		--grid runs/quickstart/grid.png
+	$(BIN)/prakit eval runs/quickstart
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

@@ -31,7 +31,8 @@ COMMANDS = list(command_paths(build_parser()))
 
 
 def test_the_command_tree_has_the_documented_commands():
-    assert {("plugins", "list"), ("config", "show"), ("config", "validate"), ("model", "summary")} <= set(COMMANDS)
+    assert {("plugins", "list"), ("config", "show"), ("config", "validate"), ("model", "summary"), ("eval",),
+            ("reference",), ("compare",)} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "prakit")
@@ -64,7 +65,7 @@ def test_an_unknown_kind_is_a_clean_error():
     assert out.returncode == 2
     assert out.stderr.strip() == (
         "prakit: error: unknown component kind 'decodr'; did you mean 'decoder'? "
-        "known: backbone, dataset, decoder, evaluator, generator, rollout"
+        "known: backbone, dataset, decoder, evaluator, features, generator, rollout"
     )
 
 

@@ -97,7 +97,7 @@ def test_a_duplicate_name_is_an_error_naming_both_plugins(fresh_plugins):
 def test_every_hook_is_documented_and_implemented_by_the_toy_plugin(toy_plugin):
     docs = (ROOT / "docs" / "plugins.md").read_text()
     specs = [name for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "prakit_spec")]
-    assert len(specs) == 6
+    assert len(specs) == 7
     for name in specs:
         assert inspect.getdoc(getattr(hookspecs, name)), f"{name} has no docstring"
         assert f"`{name}`" in docs, f"{name} is not documented in docs/plugins.md"

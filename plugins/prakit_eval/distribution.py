@@ -9,6 +9,7 @@ Inception score are computed by torchmetrics.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import ClassVar
 
@@ -152,7 +153,7 @@ class PrecisionRecallConfig(EvaluatorConfig):
     name: ClassVar[str] = "precision_recall"
     k: int = attrs.field(default=3, validator=gt(0))
     reference_images: int = attrs.field(default=PR_REFERENCE_IMAGES, validator=gt(1))
-    block: int = attrs.field(default=2048, validator=gt(0))
+    block: int = attrs.field(default=2048, validator=ge(16))
     features: FeatureNetworkConfig | None = None
 
 
@@ -190,8 +191,14 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def knn_radii(points: torch.Tensor, k: int, block: int) -> torch.Tensor:
-    """Squared distance from each point to its k-th nearest other point."""
-    return torch.cat([squared_distances(rows, points).kthvalue(k + 1, dim=1).values for rows in points.split(block)])
+    """Squared distance from each point to its k-th nearest other point, in (block x block) pieces."""
+    radii = []
+    for rows in points.split(block):
+        nearest = torch.full((len(rows), 0), math.inf, device=points.device)
+        for columns in points.split(block):  # keep the k + 1 smallest (the point itself among them)
+            nearest = torch.cat([nearest, squared_distances(rows, columns)], 1).topk(k + 1, dim=1, largest=False).values
+        radii.append(nearest[:, k])
+    return torch.cat(radii)
 
 
 def covered(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, block: int) -> torch.Tensor:

@@ -30,13 +30,12 @@ from torch import nn
 
 from prakit.components import FeatureNetwork, FeatureNetworkConfig
 from prakit.errors import PrakitError
+from prakit.eval.features import INCEPTION_WEIGHTS_ENV as WEIGHTS_ENV
 
 WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_NAME}"
 WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 WEIGHTS_BYTES = 95_628_359
-#: Where the weights file is when the config does not say.
-WEIGHTS_ENV = "PRAKIT_INCEPTION_WEIGHTS"
 INPUT_SIZE = 299
 #: Names the preprocessing in :meth:`InceptionV3.fingerprint`: change it whenever the preprocessing changes.
 PREPROCESSING = "tf1-bilinear-299/(x-128)/128/v1"
