@@ -210,6 +210,9 @@ class Evaluator(abc.ABC):
     #: False for numbers that change from run to run (timings): the contract then checks only their names.
     deterministic: ClassVar[bool] = True
 
+    def __init__(self, cfg: EvaluatorConfig):
+        self.cfg = cfg
+
     @abc.abstractmethod
     def evaluate(self, ctx: EvalContext) -> Mapping[str, float | Sequence[float]]:
         """Named numbers; a sequence is a curve (plotted and kept in ``eval.json``, not tabulated)."""

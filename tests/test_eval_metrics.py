@@ -243,3 +243,15 @@ def test_the_rollout_gap_is_zero_when_the_samples_are_the_truth(tmp_path, toy_pl
     # a model whose tokens depend on what it read, and which is wrong, reads its own errors differently
     wrong = rollout_gap(constant_model(bias=0.2, weight=0.3), white)
     assert abs(wrong["rollout_gap"]) > 1e-4 and wrong["error_reading_truth"][0] > 0.1
+
+
+def test_the_default_feature_network_is_inception_only_when_its_weights_are_named(monkeypatch):
+    from prakit.eval.context import default_features
+    from prakit.eval.features import INCEPTION_WEIGHTS_ENV
+
+    monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
+    assert default_features(EvalConfig()).name == "featnet"
+    monkeypatch.setenv(INCEPTION_WEIGHTS_ENV, "/weights/pt_inception-2015-12-05-6726825d.pth")
+    assert default_features(EvalConfig()).name == "inception"
+    chosen = registry.get("features").config("featnet", steps=10)
+    assert default_features(EvalConfig(features=chosen)) is chosen  # the config's choice wins

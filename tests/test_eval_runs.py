@@ -121,6 +121,10 @@ def test_bad_evaluations_are_one_line_errors(runs, tmp_path):
         (["eval", run, "--evaluators", "fdi"], "unknown evaluator 'fdi'; did you mean 'fid'?"),
         (["eval", str(tmp_path)], "is neither a run directory (with config.toml) nor a sample store"),
         (["eval", run, "--ref", str(tmp_path / "nope.npz")], "no reference at"),
+        (["eval", run, "--num", "0"], "--num must be at least 1"),
+        (["eval", run, "--search", "model.depth=1,2"], "--search 'model.depth=1,2' must look like sample.FIELD=V1,V2"),
+        (["eval", run, "--search", "sample.cfg_scale=1,2", "--select", "speed", "--num", "20", "--evaluators", "fid"],
+         "--select 'speed' is not a number the evaluators rank; they rank: fid"),
         (["compare", run, str(runs["teacher"])], "has no eval.json: evaluate it first with `prakit eval"),
     ]
     for args, message in cases:

@@ -92,9 +92,6 @@ class ToyEvaluator(Evaluator):
 
     higher_is_better = {"mean": True}
 
-    def __init__(self, cfg):
-        pass
-
     def evaluate(self, ctx):
         return {"mean": float(ctx.samples.images[:].mean()), "real_mean": float(ctx.real.images[:].mean())}
 

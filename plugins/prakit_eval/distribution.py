@@ -52,6 +52,14 @@ def tensor(values: np.ndarray, dtype=np.float64) -> torch.Tensor:
     return torch.from_numpy(np.array(values, dtype))
 
 
+def seeded_result(metric, seed: int, name: str) -> dict[str, float]:
+    """A torchmetrics ``(mean, std)`` over random subsets drawn from ``seed``, as ``{name, name_std}``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return {name: float(mean), f"{name}_std": float(std)}
+
+
 def frechet_distance(a: Moments, b: Moments) -> float:
     """torchmetrics' Frechet distance between two Gaussians given by their float64 moments."""
     return float(_compute_fid(*(torch.from_numpy(np.asarray(m, np.float64)) for m in (a.mu, a.sigma, b.mu, b.sigma))))
@@ -69,9 +77,6 @@ class FID(Evaluator):
     """Frechet distance between the feature moments of the samples and of the reference (lower is better)."""
 
     higher_is_better = {"fid": False}
-
-    def __init__(self, cfg: FIDConfig):
-        self.cfg = cfg
 
     def evaluate(self, ctx) -> dict[str, float]:
         fake, real = ctx.moments("samples", self.cfg.features), ctx.moments("reference", self.cfg.features)
@@ -94,9 +99,6 @@ class KID(Evaluator):
 
     higher_is_better = {"kid": False}
 
-    def __init__(self, cfg: KIDConfig):
-        self.cfg = cfg
-
     def evaluate(self, ctx) -> dict[str, float]:
         cfg = self.cfg
         fake, real = ctx.features("samples", cfg.features), ctx.features("reference", cfg.features)
@@ -105,11 +107,7 @@ class KID(Evaluator):
         for features, is_real in ((fake, False), (real, True)):
             for start in range(0, len(features), 10_000):
                 kid.update(tensor(features.features[start:start + 10_000]), is_real)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            mean, std = kid.compute()
-        name = qualified("kid", cfg.features)
-        return {name: float(mean), f"{name}_std": float(std)}
+        return seeded_result(kid, cfg.seed, qualified("kid", cfg.features))
 
 
 @attrs.frozen
@@ -127,9 +125,6 @@ class InceptionScoreEvaluator(Evaluator):
 
     higher_is_better = {"inception_score": True}
 
-    def __init__(self, cfg: InceptionScoreConfig):
-        self.cfg = cfg
-
     def evaluate(self, ctx) -> dict[str, float]:
         cfg = self.cfg
         logits = ctx.features("samples", cfg.features).logits
@@ -138,11 +133,7 @@ class InceptionScoreEvaluator(Evaluator):
                               f"{ctx.features_config(cfg.features).name!r} gives none")
         score = metric(InceptionScore, splits=cfg.splits)
         score.update(tensor(logits))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            mean, std = score.compute()
-        name = qualified("inception_score", cfg.features)
-        return {name: float(mean), f"{name}_std": float(std)}
+        return seeded_result(score, cfg.seed, qualified("inception_score", cfg.features))
 
 
 @attrs.frozen
@@ -161,9 +152,6 @@ class PrecisionRecall(Evaluator):
     """Share of samples inside the reference manifold (precision) and of references inside the samples' (recall)."""
 
     higher_is_better = {"precision": True, "recall": True}
-
-    def __init__(self, cfg: PrecisionRecallConfig):
-        self.cfg = cfg
 
     def evaluate(self, ctx) -> dict[str, float]:
         cfg = self.cfg

@@ -43,9 +43,6 @@ class ClassConsistency(Evaluator):
 
     higher_is_better = {"class_consistency": True, "classifier_accuracy": True}
 
-    def __init__(self, cfg: ClassConsistencyConfig):
-        self.cfg = cfg
-
     def evaluate(self, ctx) -> dict[str, float]:
         cfg = self.cfg.features or FeatNetConfig()
         network = ctx.network(cfg)
@@ -77,9 +74,6 @@ class LinearProbe(Evaluator):
     """Top-1 accuracy of a linear classifier on mean-pooled backbone features of real images."""
 
     higher_is_better = {"linear_probe": True}
-
-    def __init__(self, cfg: LinearProbeConfig):
-        self.cfg = cfg
 
     @torch.no_grad()
     def evaluate(self, ctx) -> dict[str, float]:
@@ -138,9 +132,6 @@ class RolloutGap(Evaluator):
 
     higher_is_better = {"rollout_gap": False, "rollout_gap_relative": False}
 
-    def __init__(self, cfg: RolloutGapConfig):
-        self.cfg = cfg
-
     @torch.no_grad()
     def evaluate(self, ctx) -> dict[str, float | list[float]]:
         cfg, model, options = self.cfg, ctx.model, ctx.sample_options
@@ -182,9 +173,6 @@ class ReconstructionPSNR(Evaluator):
 
     higher_is_better = {"reconstruction_psnr": True}
 
-    def __init__(self, cfg: ReconstructionPSNRConfig):
-        self.cfg = cfg
-
     @torch.no_grad()
     def evaluate(self, ctx) -> dict[str, float]:
         model, psnrs = ctx.model, []
@@ -213,9 +201,6 @@ class SamplingSpeed(Evaluator):
 
     higher_is_better = {"images_per_s": True, "s_per_image": False}
     deterministic = False
-
-    def __init__(self, cfg: SamplingSpeedConfig):
-        self.cfg = cfg
 
     @torch.no_grad()
     def evaluate(self, ctx) -> dict[str, float]:

@@ -73,7 +73,7 @@ def run_eval(args: argparse.Namespace) -> int:
     target = resolve(args.target, args.overrides, num=args.num, out=args.out)
     record = evaluate(target, evaluators=args.evaluators, reference=args.ref, progress=progress)
     print(format_record(record))
-    print(f"written: {target.out / 'eval.json'}, {target.out / 'eval.md'}")
+    print(f"written: {', '.join(record['written'])}")
     return 0
 
 

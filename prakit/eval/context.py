@@ -66,6 +66,10 @@ class EvalContext:
             raise PrakitError("this evaluation has no samples: evaluate a run directory or a sample store")
         return self._samples if isinstance(self._samples, Store) else self._samples()
 
+    def drawn_samples(self) -> Store | None:
+        """The sample store if an evaluator has read it, else None."""
+        return self.__dict__.get("samples")
+
     @functools.cached_property
     def model(self) -> Any:
         """The model that drew the samples (eval mode, on ``device``)."""

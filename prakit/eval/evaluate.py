@@ -24,6 +24,7 @@ from prakit.data.store import is_finished, open_store, read_attrs
 from prakit.errors import PrakitError
 from prakit.eval.context import EvalContext
 from prakit.eval.reference import open_reference
+from prakit.config.io import atomic_write_text
 from prakit.eval.report import markdown_table, text_table, write_json
 from prakit.plots import line_plot
 
@@ -52,6 +53,8 @@ def resolve(path: str | Path, overrides: Sequence[str] = (), *, num: int | None 
     from prakit.sample import resolve_checkpoint
 
     path = Path(path)
+    if num is not None and num < 1:
+        raise PrakitError(f"--num must be at least 1, got {num}")
     bad = [o for o in overrides if o.split(".", 1)[0] not in OVERRIDABLE]
     if bad:
         raise PrakitError(f"prakit eval can change only the {' and '.join(OVERRIDABLE)} sections, not {', '.join(bad)}: "
@@ -144,11 +147,12 @@ def evaluate(target: Target, *, evaluators: Sequence[str] | None = None, referen
         record["higher_is_better"].update(directions(evaluator, numbers))
         record["evaluators"].append({"name": c.name, "config": unstructure(c), "numbers": numbers,
                                      "curves": curves, "seconds": round(time.perf_counter() - start, 3)})
-    if "samples" in ctx.__dict__:  # the samples were used
-        record["samples"] = {"path": str(target.samples), "count": len(ctx.samples),
-                             "fingerprint": ctx.samples.attrs["fingerprint"]}
+    samples = ctx.drawn_samples()
+    if samples is not None:
+        record["samples"] = {"path": str(target.samples), "count": len(samples),
+                             "fingerprint": samples.attrs["fingerprint"]}
     record["features"] = ctx.networks()
-    write_outputs(record, target.out, ctx.samples if "samples" in ctx.__dict__ else None)
+    write_outputs(record, target.out, samples)
     return record
 
 
@@ -172,18 +176,19 @@ def directions(evaluator, numbers: dict[str, float]) -> dict[str, bool]:
 
 
 def write_outputs(record: dict[str, Any], out: Path, samples) -> None:
-    """``eval.json``, ``eval.md``, one plot per evaluator with curves, and a grid of the samples."""
+    """One plot per evaluator with curves, a grid of the samples, ``eval.md`` and ``eval.json``
+    (last, listing the others under ``written``)."""
     from prakit.data import export_grid
 
     out.mkdir(parents=True, exist_ok=True)
-    write_json(record, out / "eval.json")
-    (out / "eval.md").write_text(heading(record) + "\n\n" + markdown_table(*numbers_table(record)))
-    for entry in record["evaluators"]:
-        if entry["curves"]:
-            line_plot({k: (range(len(v)), v) for k, v in entry["curves"].items()}, out / f"{entry['name']}.png",
-                      title=entry["name"], xlabel="token position", ylabel="")
+    paths = [line_plot({k: (range(len(v)), v) for k, v in entry["curves"].items()}, out / f"{entry['name']}.png",
+                       title=entry["name"], xlabel="token position")
+             for entry in record["evaluators"] if entry["curves"]]
     if samples is not None:
-        export_grid(samples.path, out / "samples.png")
+        paths.append(export_grid(samples.path, out / "samples.png"))
+    atomic_write_text(out / "eval.md", heading(record) + "\n\n" + markdown_table(*numbers_table(record)))
+    record["written"] = [str(p) for p in (out / "eval.json", out / "eval.md", *paths)]
+    write_json(record, out / "eval.json")
 
 
 def numbers_table(record: dict[str, Any]) -> tuple[list[str], list[list]]:

@@ -14,11 +14,12 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from prakit import registry
+from prakit.config import unstructure
 from prakit.config.io import parse_override
 from prakit.errors import PrakitError
 from prakit.eval.evaluate import evaluate, evaluator_configs, resolve
 from prakit.eval.report import text_table, write_json, write_tables
-from prakit.config import unstructure
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list]:
@@ -43,6 +44,12 @@ def search(run_dir: str | Path, grid: dict[str, list], *, overrides: Sequence[st
     """Evaluate every setting of ``grid``; return (and write) the table and the best setting by ``select``."""
     run_dir = Path(run_dir)
     folder = run_dir / "search"
+    if select is not None:  # checked before anything is drawn
+        ranked = {k for c in evaluator_configs(resolve(run_dir, overrides).config, evaluators)
+                  for k in registry.build(c).higher_is_better}
+        if select.split("@")[0] not in ranked:
+            raise PrakitError(f"--select {select!r} is not a number the evaluators rank; they rank: "
+                              f"{', '.join(sorted(ranked)) or 'none'}")
     rows = []
     for values in itertools.product(*grid.values()):
         setting = dict(zip(grid, values))
@@ -71,7 +78,7 @@ def done_before(target, evaluators, reference) -> dict | None:
     wanted = [unstructure(c) for c in evaluator_configs(target.config, evaluators)]
     same = (record["sampling"] == {**unstructure(target.options), "num": target.num}
             and [e["config"] for e in record["evaluators"]] == wanted
-            and record["reference"]["path"] == str(reference or target.config.eval.reference or target.config.data.store)
+            and record["reference"]["path"] == str(Path(reference or target.config.eval.reference or target.config.data.store))
             and record["checkpoint"] == str(target.checkpoint))
     return record if same else None
 
@@ -87,9 +94,9 @@ def default_selection(rows: list[dict]) -> str:
 
 
 def pick_best(rows: list[dict], number: str) -> dict:
-    if number not in rows[0]["higher_is_better"]:
+    if number not in rows[0]["higher_is_better"]:  # a feature network's suffix that was not computed
         known = ", ".join(rows[0]["higher_is_better"]) or "none"
-        raise PrakitError(f"--select {number!r} is not a number the evaluators rank; they rank: {known}")
+        raise PrakitError(f"--select {number!r} is not among the numbers computed: {known}")
     sign = 1 if rows[0]["higher_is_better"][number] else -1
     return max(rows, key=lambda row: sign * row["numbers"][number])
 
