@@ -1,13 +1,8 @@
 """Every built-in component passes the contract of its kind."""
 
 import attrs
-
 from prakit_baselines.identity import IdentityDecoderConfig
-from prakit_baselines.rollouts import ExactRolloutConfig, NoiseInjectionConfig, TeacherForcingConfig
-from prakit_models.diffusion import DiffusionHeadConfig
-from prakit_models.flow import FlowHeadConfig
-from prakit_models.transformer import TransformerConfig
-from prakit_pra.mlp_decoder import MLPDecoderConfig
+from prakit_baselines.rollouts import NoiseInjectionConfig, TeacherForcingConfig
 from prakit_eval.distribution import FIDConfig, InceptionScoreConfig, KIDConfig, PrecisionRecallConfig
 from prakit_eval.featnet import FeatNetConfig
 from prakit_eval.model_metrics import (
@@ -17,7 +12,11 @@ from prakit_eval.model_metrics import (
     RolloutGapConfig,
     SamplingSpeedConfig,
 )
-from prakit_pra.rollout import PRARolloutConfig, SelfSampleRolloutConfig
+from prakit_models.diffusion import DiffusionHeadConfig
+from prakit_models.flow import FlowHeadConfig
+from prakit_models.transformer import TransformerConfig
+from prakit_pra.mlp_decoder import MLPDecoderConfig
+from prakit_pra.rollout import PRARolloutConfig
 
 from prakit.config import ModelConfig
 from prakit.testing import (

@@ -1,8 +1,8 @@
 """The contract kit itself: conforming components pass, broken ones fail the right check."""
 
 import attrs
-import pytest
 import numpy as np
+import pytest
 from toys import (
     ToyBackbone,
     ToyBackboneConfig,

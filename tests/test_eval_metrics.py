@@ -16,7 +16,6 @@ from toys import ToyFeatures, ToyFeaturesConfig
 
 from prakit import registry
 from prakit.config import EvalConfig, ModelConfig, SampleConfig
-from prakit.data import open_store
 from prakit.errors import PrakitError
 from prakit.eval import EvalContext
 from prakit.eval.features import Moments, cached_features, extract, moments
