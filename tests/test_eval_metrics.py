@@ -254,3 +254,18 @@ def test_the_default_feature_network_is_inception_only_when_its_weights_are_name
     assert default_features(EvalConfig()).name == "inception"
     chosen = registry.get("features").config("featnet", steps=10)
     assert default_features(EvalConfig(features=chosen)) is chosen  # the config's choice wins
+
+
+def test_featnet_reads_greyscale_as_rgb_and_refuses_what_it_cannot_read(tmp_path):
+    from prakit_eval.featnet import FeatNet, FeatNetConfig
+
+    images, labels = labelled_images(30, seed=8)
+    rgb = write_images(tmp_path / "rgb.zarr", images, labels, ("a", "b"))
+    grey = write_images(tmp_path / "grey.zarr", images[..., :1].copy(), labels, ("a", "b"))
+    cfg = FeatNetConfig(steps=5, width=8, features=8)
+    on_rgb, on_grey = FeatNet(cfg, store=rgb), FeatNet(cfg, store=grey)
+    one = torch.from_numpy(images[:4, ..., :1].copy())
+    with torch.no_grad():
+        torch.testing.assert_close(on_rgb(one)[0], on_rgb(one.expand(-1, -1, -1, 3))[0])
+        with pytest.raises(PrakitError, match=r"\(1-channel images\) and cannot read 3-channel images"):
+            on_grey(torch.from_numpy(images[:4]))

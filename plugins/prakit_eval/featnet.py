@@ -80,17 +80,23 @@ class FeatNet(FeatureNetwork):
             raise PrakitError("featnet is fitted to a store of real labelled images and none was given: "
                               "set eval.reference to a store, or check that data.store exists")
         self.cfg, self.source = cfg, str(store.path)
-        h, _, channels = store.image_shape
+        h, _, self.channels = store.image_shape
         self.resolution = min(h, cfg.resolution)
         self.num_features, self.num_logits = cfg.features, len(store.class_names)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            self.model = FeatNetModel(channels, cfg.width, cfg.features, self.num_logits)
+            self.model = FeatNetModel(self.channels, cfg.width, cfg.features, self.num_logits)
         self.accuracy = load_or_fit(self, store, device or torch.device("cpu"), progress)
         self._fingerprint = state_digest(self.model, f"featnet-v{VERSION}-{self.resolution}")
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, H, W, C) -> float (B, C, r, r) in [-1, 1], area-downscaled to the resolution."""
+        """uint8 (B, H, W, C) -> float (B, C, r, r) in [-1, 1], area-resized to the resolution;
+        greyscale images are repeated to RGB for a network fitted to RGB."""
+        if images.shape[-1] != self.channels:
+            if images.shape[-1] != 1:
+                raise PrakitError(f"featnet was fitted to {self.source} ({self.channels}-channel images) and cannot "
+                                  f"read {images.shape[-1]}-channel images: use a reference of the same kind")
+            images = images.expand(*images.shape[:-1], self.channels)
         x = images.permute(0, 3, 1, 2).float() / 127.5 - 1
         return F.interpolate(x, size=self.resolution, mode="area") if x.shape[-1] != self.resolution else x
 

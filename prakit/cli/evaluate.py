@@ -60,16 +60,21 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from prakit.errors import PrakitError
     from prakit.eval.evaluate import evaluate, format_record, resolve
 
     progress = not args.no_progress
     if args.search:
         from prakit.eval.search import parse_grid, search
 
+        if args.out:
+            raise PrakitError("a search writes into RUN_DIR/search/; drop --out")
         result = search(args.target, parse_grid(args.search), overrides=args.overrides, num=args.num,
                         evaluators=args.evaluators, reference=args.ref, select=args.select, progress=progress)
         print(result["text"])
         return 0
+    if args.select:
+        raise PrakitError("--select ranks the settings of a --search; add --search sample.KEY=V1,V2")
     target = resolve(args.target, args.overrides, num=args.num, out=args.out)
     record = evaluate(target, evaluators=args.evaluators, reference=args.ref, progress=progress)
     print(format_record(record))

@@ -148,7 +148,7 @@ def table(comparison: dict[str, Any], *, numeric: bool = False) -> tuple[list[st
             if numeric:
                 values += [s and s["mean"], s and s["std"]] if grouped else [s and s["mean"]]
             else:
-                values.append(None if s is None else s["mean"] if len(s["values"]) == 1
+                values.append(None if s is None else s["mean"] if len(set(s["values"])) == 1
                               else f"{cell(s['mean'])} ± {cell(s['std'])}")
         rows.append(values)
     return header, rows
