@@ -59,6 +59,11 @@ def load_model(checkpoint: Path, ema: str | None, device: torch.device) -> tuple
     return model.to(device).eval(), cfg
 
 
+def inference_device() -> torch.device:
+    """Where sampling and evaluation run: the GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def balanced_labels(indices: Sequence[int], num: int, classes: Sequence[int]) -> torch.Tensor:
     """Sample i of ``num`` gets class ``classes[i * len(classes) // num]``: equal contiguous blocks."""
     return torch.tensor([classes[i * len(classes) // num] for i in indices])
@@ -84,7 +89,7 @@ def sample_run(
     from prakit.data import SampleStore
 
     checkpoint = resolve_checkpoint(source)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = inference_device()
     model, cfg = load_model(checkpoint, ema, device)
     options = attrs.evolve(cfg.sample, **(overrides or {}))
     batch_size = options.batch_size

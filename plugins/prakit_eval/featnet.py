@@ -25,9 +25,10 @@ from tqdm import tqdm
 
 from prakit.components import FeatureNetwork, FeatureNetworkConfig
 from prakit.config import unstructure
+from prakit.config.io import atomic_file
 from prakit.data.prepare import exclusive
 from prakit.errors import PrakitError
-from prakit.eval.features import cache_folder, spread
+from prakit.eval.features import cache_folder, held_out_split, spread
 from prakit.eval.reference import StoreImages
 
 VERSION = 1  # of the architecture and the preprocessing: part of the fingerprint
@@ -121,19 +122,19 @@ def state_digest(module: nn.Module, tag: str) -> str:
 
 def load_or_fit(net: FeatNet, store, device: torch.device, progress: bool) -> float:
     """Load the weights fitted to ``store`` with this config from the cache, or fit and cache them."""
-    key = {"store": store.attrs["fingerprint"], "config": unstructure(net.cfg), "version": VERSION}
-    name = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=6).hexdigest()
+    key = json.dumps({"store": store.attrs["fingerprint"], "config": unstructure(net.cfg), "version": VERSION},
+                     sort_keys=True)
+    name = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
     path = cache_folder(StoreImages(store)) / f"featnet-{name}.pt"
     with exclusive(path):  # jobs sharing a store fit it once
         if path.exists():
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            if saved.get("key") == json.dumps(key, sort_keys=True):
+            if saved.get("key") == key:
                 net.model.load_state_dict(saved["model"])
                 return float(saved["accuracy"])
         accuracy = fit(net, store, device, progress)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save({"key": json.dumps(key, sort_keys=True), "model": net.model.state_dict(), "accuracy": accuracy}, tmp)
-        tmp.replace(path)
+        with atomic_file(path, "wb") as f:
+            torch.save({"key": key, "model": net.model.state_dict(), "accuracy": accuracy}, f)
     return accuracy
 
 
@@ -141,9 +142,7 @@ def fit(net: FeatNet, store, device: torch.device, progress: bool) -> float:
     """Train ``net.model`` on the store from a fixed seed; return its held-out accuracy."""
     cfg = net.cfg
     x, y = load_images(net, store, device)
-    order = np.random.default_rng(cfg.seed).permutation(len(y))
-    test = np.sort(order[: max(1, round(cfg.held_out * len(y)))])
-    train = np.sort(order[len(test):])
+    train, test = held_out_split(len(y), cfg.held_out, cfg.seed)
     net.model.to(device).train()
     optimizer = torch.optim.AdamW(net.model.parameters(), lr=cfg.lr, weight_decay=0.05)
     rng = np.random.default_rng([cfg.seed, 1])

@@ -14,7 +14,7 @@ from attrs.validators import ge, gt, lt, optional
 
 from prakit.components import Evaluator, EvaluatorConfig, FeatureNetworkConfig
 from prakit.errors import PrakitError
-from prakit.eval.features import spread
+from prakit.eval.features import held_out_split, spread
 from prakit.model import to_uint8
 from prakit.random import sample_generators
 from prakit.train.loop import to_model_input
@@ -86,8 +86,7 @@ class LinearProbe(Evaluator):
             features.append(h[:, 1:].float().mean(1).cpu())  # position 0 has read no pixel yet
             labels.append(y.cpu())
         x, y = torch.cat(features), torch.cat(labels)
-        order = torch.from_numpy(np.random.default_rng(cfg.seed).permutation(len(y)))
-        test, train = order[: max(1, round(cfg.held_out * len(y)))], order[max(1, round(cfg.held_out * len(y))):]
+        train, test = map(torch.from_numpy, held_out_split(len(y), cfg.held_out, cfg.seed))
         accuracy = probe_accuracy(x[train], y[train], x[test], y[test], weight_decay=cfg.weight_decay)
         return {"linear_probe": accuracy, "linear_probe_layer": float(layer)}
 
@@ -137,7 +136,7 @@ class RolloutGap(Evaluator):
         cfg, model, options = self.cfg, ctx.model, ctx.sample_options
         steps = cfg.steps or options.steps
         temperature = cfg.temperature or options.temperature
-        true_error, own_error = torch.zeros(model.seq_len), torch.zeros(model.seq_len)
+        true_error, own_error, n = torch.zeros(model.seq_len), torch.zeros(model.seq_len), 0
         for indices, images, labels in real_batches(ctx, cfg.num, cfg.batch_size):
             x = model.patchify(images)
 
@@ -152,7 +151,7 @@ class RolloutGap(Evaluator):
             from_own = predict(from_truth.to(x.dtype))  # token i read as the model generated it from the truth
             true_error += (from_truth - x.float()).square().mean(-1).sum(0).cpu()
             own_error += (from_own - x.float()).square().mean(-1).sum(0).cpu()
-        n = len(spread(len(ctx.real), cfg.num))
+            n += len(indices)
         true_error, own_error = true_error / n, own_error / n
         gap = float((own_error - true_error).mean())
         return {"rollout_gap": gap, "rollout_gap_relative": gap / max(float(true_error.mean()), 1e-12),

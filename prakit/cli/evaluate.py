@@ -83,17 +83,16 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_reference(args: argparse.Namespace) -> int:
-    import torch
-
     from prakit import registry
     from prakit.config import EvalConfig
     from prakit.data import open_store
     from prakit.eval.context import default_features
     from prakit.eval.reference import StoreReference, write_reference
+    from prakit.sample import inference_device
 
     store = open_store(args.store)
     cfg = registry.get("features").config(args.features) if args.features else default_features(EvalConfig())
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = inference_device()
     network = registry.build(cfg, store=store, device=device, progress=not args.no_progress)
     out = write_reference(StoreReference(store), network, cfg.name, args.out, count=args.count,
                           batch_size=args.batch_size, device=device, progress=not args.no_progress)

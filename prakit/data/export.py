@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from prakit.config.io import atomic_file
 from prakit.data.store import open_store
 
 
@@ -19,19 +20,13 @@ def export_npz(store_path: str | os.PathLike, npz_path: str | os.PathLike) -> Pa
     size = store.image_shape[0]
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
               "shape": (len(store), size, size, 3)}
-    tmp = npz_path.with_name(f".{npz_path.name}.tmp")
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-            with archive.open("arr_0.npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array_header_1_0(f, header)
-                for _, images, _ in store.shards():
-                    f.write(np.ascontiguousarray(np.broadcast_to(images, (*images.shape[:3], 3))).data)
-            with archive.open("arr_1.npy", "w") as f:
-                np.lib.format.write_array(f, store.all_labels())
-        os.replace(tmp, npz_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(npz_path, "wb") as out, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        with archive.open("arr_0.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            for _, images, _ in store.shards():
+                f.write(np.ascontiguousarray(np.broadcast_to(images, (*images.shape[:3], 3))).data)
+        with archive.open("arr_1.npy", "w") as f:
+            np.lib.format.write_array(f, store.all_labels())
     return npz_path
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from prakit.config import from_data
-from prakit.config.io import read_file
+from prakit.config.io import atomic_write_text, read_file
 from prakit.errors import PrakitError
 from prakit.eval.report import cell, csv_table, markdown_table, text_table, write_json
 from prakit.plots import line_plot
@@ -168,8 +168,8 @@ def write_comparison(comparison: dict[str, Any], out: str | os.PathLike) -> list
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "comparison.md", out / "comparison.csv"]
-    paths[0].write_text(markdown_table(*table(comparison)))
-    paths[1].write_text(csv_table(*table(comparison, numeric=True)))
+    atomic_write_text(paths[0], markdown_table(*table(comparison)))
+    atomic_write_text(paths[1], csv_table(*table(comparison, numeric=True)))
     paths.append(write_json(comparison, out / "comparison.json"))
     curves = {row["name"]: (range(len(row["rollout_gap_curve"])), row["rollout_gap_curve"])
               for row in comparison["rows"] if row["rollout_gap_curve"]}

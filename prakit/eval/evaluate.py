@@ -105,12 +105,12 @@ def evaluate(target: Target, *, evaluators: Sequence[str] | None = None, referen
              progress: bool = True) -> dict[str, Any]:
     """Run the evaluators on ``target``; write ``eval.json``, ``eval.md`` and the plots into
     ``target.out``; return what ``eval.json`` holds."""
-    from prakit.sample import load_model, sample_run
+    from prakit.sample import inference_device, load_model, sample_run
 
     cfg = target.config
     configs = evaluator_configs(cfg, evaluators)
     built = [registry.build(c) for c in configs]  # a bad name fails before any work
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = inference_device()
     ref = open_reference(reference or cfg.eval.reference or cfg.data.store)
     checkpoint = target.checkpoint
 

@@ -89,6 +89,13 @@ def spread(length: int, count: int | None) -> np.ndarray:
     return np.arange(count) * length // count
 
 
+def held_out_split(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, test)`` of ``range(count)``, sorted: a seeded random ``fraction`` (at least one) held out."""
+    order = np.random.default_rng(seed).permutation(count)
+    test = order[: max(1, round(fraction * count))]
+    return np.sort(order[len(test):]), np.sort(test)
+
+
 def cache_folder(images: Images) -> Path:
     """Where the features of ``images`` are cached."""
     root = os.environ.get(CACHE_ENV)

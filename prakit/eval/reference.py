@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from prakit.components import FeatureNetwork
+from prakit.config.io import atomic_file
 from prakit.data.store import Store, open_store, runs
 from prakit.errors import PrakitError
 from prakit.eval.features import Features, Moments, cached_features, moments, spread
@@ -203,14 +204,6 @@ def write_reference(reference: StoreReference, network: FeatureNetwork, name: st
               "labels": features.labels[keep], "prakit": np.array(json.dumps(meta))}
     if features.logits is not None:
         arrays["logits"] = np.asarray(features.logits[keep])
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
+    with atomic_file(out, "wb") as f:
+        np.savez(f, **arrays)
+    return Path(out)

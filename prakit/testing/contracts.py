@@ -306,7 +306,7 @@ def labelled_images(count: int, seed: int, size: int = 8, classes: int = 2) -> t
 
 def write_images(path, images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]):
     """A finished store holding ``images`` and ``labels``."""
-    from prakit.data import SampleStore, open_store
+    from prakit.data import SampleStore
 
     store = SampleStore.open(path, num=len(images), image_shape=images.shape[1:], attrs={"class_names": list(class_names)})
     store.write(range(len(images)), images, labels)
