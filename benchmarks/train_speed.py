@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import report
+
 from prakit.config import load_config
 from prakit.model import ARModel
 from prakit.random import sample_generators
@@ -60,7 +60,7 @@ def main() -> None:
     batch = args.batch_size or cfg.train.batch_size
     size, channels = cfg.data.image_size, cfg.data.channels
     torch.manual_seed(0)
-    model = ARModel(cfg.model, image_size=size, channels=channels, num_classes=cfg.data.num_classes).to(device)
+    model = ARModel.from_config(cfg).to(device)
     optimizer = make_optimizer(model, cfg)
     emas = [EMA(model, d) for d in cfg.optim.ema_decays]
     images = torch.rand(batch, channels, size, size, device=device) * 2 - 1

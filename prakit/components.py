@@ -13,7 +13,7 @@ the null class used for classifier-free guidance).
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Protocol, Sequence
 
 import attrs
 import numpy as np
@@ -24,6 +24,7 @@ from prakit.errors import PrakitError
 from prakit.random import Generators
 
 if TYPE_CHECKING:
+    from prakit.config import SampleConfig
     from prakit.eval.context import EvalContext
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "StateGenerator",
     "PixelDecoder",
     "RolloutApproximator",
+    "RolloutModel",
     "Evaluator",
     "FeatureNetwork",
     "Dataset",
@@ -130,10 +132,16 @@ class Backbone(nn.Module, abc.ABC):
 class StateGenerator(nn.Module, abc.ABC):
     """Per-token model of p(z_i | h_i): the head that generates intermediate states.
 
-    Built as ``build(cfg, state_dim=, cond_dim=)``.
+    Built as ``build(cfg, state_dim=, cond_dim=, state_bound=)``: ``state_bound`` is the
+    decoder's :attr:`PixelDecoder.state_bound` (None: unbounded), the range a sampler may clip to.
     """
 
     state_dim: int
+
+    def network_evaluations(self, steps: int) -> int:
+        """Evaluations of the head's network per token in a ``steps``-step sample (a guided
+        evaluation counts once: its conditional and null rows run as one batch)."""
+        return steps
 
     @abc.abstractmethod
     def loss(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -150,7 +158,8 @@ class StateGenerator(nn.Module, abc.ABC):
         cfg_scale: float = 1.0,
         h_uncond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Draw states of shape ``h.shape[:-1] + (state_dim,)``.
+        """Draw float32 states of shape ``h.shape[:-1] + (state_dim,)``, whatever ``h``'s dtype
+        (under bf16 autocast the networks run in bf16, the sampler's state stays in fp32).
 
         ``generator`` is one torch generator or one per row of ``h`` (draw noise with
         :func:`prakit.random.randn`). With ``h_uncond`` (the null-class condition, same shape as
@@ -167,6 +176,9 @@ class PixelDecoder(nn.Module, abc.ABC):
 
     token_dim: int
     state_dim: int
+    #: Every component of an encoded state lies in [-state_bound, state_bound] (None: unbounded);
+    #: the head clips its clean-state estimate to it.
+    state_bound: float | None = None
 
     @abc.abstractmethod
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,21 +188,54 @@ class PixelDecoder(nn.Module, abc.ABC):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(..., state_dim) -> (..., token_dim)."""
 
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        """Map a generated state onto the set ``encode`` produces (applied after guidance, before
+        decoding); the identity by default."""
+        return z
+
     def reconstruction_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Scalar loss that trains the encoder/decoder pair; mean squared error by default."""
         return torch.mean((self.decode(self.encode(x)) - x) ** 2)
 
 
+class RolloutModel(Protocol):
+    """What a rollout approximator may use of the model it trains (:class:`prakit.model.ARModel`)."""
+
+    backbone: Backbone
+    generator: StateGenerator
+    decoder: PixelDecoder
+    seq_len: int
+    #: The run's ``sample`` section: how inference draws tokens.
+    sampling: SampleConfig
+    training: bool
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def states_to_tokens(self, z: torch.Tensor) -> torch.Tensor:
+        """Generated states (..., state_dim) -> the pixel tokens inference feeds back."""
+
+    def sample_tokens(
+        self,
+        labels: torch.Tensor,
+        options: SampleConfig,
+        *,
+        generator: Generators = None,
+        prefix: torch.Tensor | None = None,
+        length: int | None = None,
+    ) -> torch.Tensor:
+        """Tokens (B, length, token_dim) as inference draws them, after the ground-truth ``prefix``."""
+
+
 class RolloutApproximator(nn.Module, abc.ABC):
     """Builds the backbone's training inputs ``x~`` from a batch.
 
-    Built as ``build(cfg)``. ``model`` is the composed model: it exposes at least ``decoder``
-    (a :class:`PixelDecoder`); approximators that roll the model out use more of it.
+    Built as ``build(cfg)``. ``model`` is the model being trained, seen through
+    :class:`RolloutModel`.
     """
 
     @abc.abstractmethod
     def forward(
-        self, x: torch.Tensor, z: torch.Tensor, labels: torch.Tensor, *, model: Any, step: int
+        self, x: torch.Tensor, z: torch.Tensor, labels: torch.Tensor, *, model: RolloutModel, step: int
     ) -> torch.Tensor:
         """Return ``x~`` with the shape and dtype of ``x``; ``step`` is the training step."""
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from prakit import registry
 from prakit.components import Backbone, PixelDecoder, RolloutApproximator, StateGenerator
-from prakit.config import ModelConfig, SampleConfig
+from prakit.config import ExperimentConfig, ModelConfig, SampleConfig
 from prakit.random import Generators
 
 Check = Callable[[str, torch.Tensor], torch.Tensor]
@@ -34,11 +34,19 @@ class ARModel(nn.Module):
     decoder: PixelDecoder
     rollout: RolloutApproximator
 
-    def __init__(self, cfg: ModelConfig, *, image_size: int, channels: int, num_classes: int):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        *,
+        image_size: int,
+        channels: int,
+        num_classes: int,
+        sampling: SampleConfig = SampleConfig(),
+    ):
         super().__init__()
         if image_size % cfg.patch_size:
             raise ValueError(f"image_size {image_size} is not a multiple of patch_size {cfg.patch_size}")
-        self.cfg = cfg
+        self.cfg, self.sampling = cfg, sampling
         self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
         side = image_size // cfg.patch_size
         self.grid = (side, side)
@@ -48,8 +56,16 @@ class ARModel(nn.Module):
         self.backbone = registry.build(
             cfg.backbone, token_dim=self.token_dim, seq_len=self.seq_len, num_classes=num_classes, grid=self.grid
         )
-        self.generator = registry.build(cfg.generator, state_dim=self.decoder.state_dim, cond_dim=self.backbone.width)
+        self.generator = registry.build(cfg.generator, state_dim=self.decoder.state_dim, cond_dim=self.backbone.width,
+                                        state_bound=self.decoder.state_bound)
         self.rollout = registry.build(cfg.rollout)
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig) -> ARModel:
+        """The model an experiment config describes, sampling with its ``sample`` section."""
+        data = cfg.data
+        return cls(cfg.model, image_size=data.image_size, channels=data.channels, num_classes=data.num_classes,
+                   sampling=cfg.sample)
 
     @property
     def null_class(self) -> int:
@@ -119,19 +135,22 @@ class ARModel(nn.Module):
         *,
         generator: Generators = None,
         prefix: torch.Tensor | None = None,
+        length: int | None = None,
     ) -> torch.Tensor:
-        """Generate pixel tokens (B, L, token_dim) one at a time with the KV cache.
+        """Generate pixel tokens (B, length, token_dim) one at a time with the KV cache.
 
-        ``prefix`` (B, k, token_dim) is read as given and the rest is generated. With guidance,
-        conditional and null-class rows run as one batch.
+        ``prefix`` (B, k, token_dim) is read as given and the rest, up to ``length`` tokens (all
+        ``seq_len`` by default), is generated. With guidance, conditional and null-class rows run
+        as one batch.
         """
         guided = options.cfg_scale != 1.0
         rows = torch.cat([labels, torch.full_like(labels, self.null_class)]) if guided else labels
+        length = self.seq_len if length is None else length
         h, cache = self.backbone.start(rows)
         tokens = [] if prefix is None else list(prefix.unbind(1))
         for i in range(len(tokens)):
             h = self.backbone.step(torch.cat([tokens[i]] * (1 + guided)), cache)
-        for i in range(len(tokens), self.seq_len):
+        for i in range(len(tokens), length):
             h_cond, h_uncond = h.chunk(2) if guided else (h, None)
             z = self.generator.sample(
                 h_cond,
@@ -141,10 +160,15 @@ class ARModel(nn.Module):
                 cfg_scale=self.guidance_at(i, options),
                 h_uncond=h_uncond,
             )
-            tokens.append(self.decoder.decode(z))
-            if i + 1 < self.seq_len:
+            tokens.append(self.states_to_tokens(z))
+            if i + 1 < length:
                 h = self.backbone.step(torch.cat([tokens[i]] * (1 + guided)), cache)
         return torch.stack(tokens, 1)
+
+    def states_to_tokens(self, z: torch.Tensor) -> torch.Tensor:
+        """Generated states -> the pixel tokens fed back: projected onto the decoder's state set,
+        decoded and clamped to [-1, 1], the range of every token the backbone trains on."""
+        return self.decoder.decode(self.decoder.project(z)).clamp(-1, 1)
 
     def guidance_at(self, position: int, options: SampleConfig) -> float:
         """The guidance scale at ``position``: constant, or rising linearly from 1 (MAR)."""

@@ -11,7 +11,7 @@ import attrs
 import torch
 from tqdm import tqdm
 
-from prakit.config import ExperimentConfig, SampleConfig, from_data, unstructure
+from prakit.config import ExperimentConfig, from_data, unstructure
 from prakit.errors import PrakitError
 from prakit.model import ARModel
 from prakit.random import sample_generators
@@ -51,8 +51,7 @@ def load_model(checkpoint: Path, ema: str | None, device: torch.device) -> tuple
     state = load_checkpoint(checkpoint, map_location="cpu")
     cfg = from_data(json.loads(state["config"]))
     ema = choose_ema(cfg, ema or cfg.sample.ema)
-    model = ARModel(cfg.model, image_size=cfg.data.image_size, channels=cfg.data.channels,
-                    num_classes=cfg.data.num_classes)
+    model = ARModel.from_config(cfg)
     if ema is not None and ema not in state["ema"]:
         raise PrakitError(f"{checkpoint} has no EMA {ema!r}; it has: {', '.join(state['ema']) or 'none'}")
     load_weights(model, state["model"] if ema is None else state["ema"][ema], checkpoint)

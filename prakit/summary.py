@@ -19,7 +19,7 @@ from prakit.model import ARModel, parameter_counts
 def meta_model(cfg: ExperimentConfig) -> ARModel:
     """The experiment's model with parameters on the meta device (no memory allocated)."""
     with torch.device("meta"):
-        return ARModel(cfg.model, image_size=cfg.data.image_size, channels=cfg.data.channels, num_classes=cfg.data.num_classes)
+        return ARModel.from_config(cfg)
 
 
 def summarize(cfg: ExperimentConfig, flops: bool = True) -> dict[str, Any]:
@@ -43,6 +43,7 @@ def summarize(cfg: ExperimentConfig, flops: bool = True) -> dict[str, Any]:
             "train_per_step": per_image * cfg.train.batch_size,
             "sample_per_image": sampling_flops(model, cfg.sample, steps),
             "sample_head_steps": steps,
+            "head_evaluations_per_token": model.generator.network_evaluations(steps),
         }
     return summary
 

@@ -7,6 +7,7 @@ import attrs
 import pytest
 import torch
 
+from prakit import registry
 from prakit.config import load_config
 from prakit.model import ARModel
 
@@ -37,6 +38,28 @@ def test_comparison_files_differ_only_in_the_swapped_components(folder, base):
         assert without_swapped(cfg) == reference, name
     x_pred = load_config(ROOT / "experiments" / folder / "x-pred.toml")
     assert x_pred.model.generator.prediction == "x"
+
+
+@pytest.mark.parametrize("folder", ["imagenet256/comparison", "digits"])
+def test_comparison_files_match_pra_in_size_and_sampling_cost_or_say_how_they_differ(folder):
+    """Within 3% of pra's parameters and at its head evaluations per token, or the header says otherwise."""
+    from prakit.cli.model import si
+    from prakit.summary import summarize
+
+    def facts(name):
+        summary = summarize(load_config(ROOT / "experiments" / folder / f"{name}.toml"))
+        flops = summary["flops"]
+        return summary["parameters"]["total"], flops["head_evaluations_per_token"], flops["sample_per_image"]
+
+    params, evaluations, sampling = facts("pra")
+    for name in NAMES:
+        header = (ROOT / "experiments" / folder / f"{name}.toml").read_text().split("\nextends")[0]
+        own_params, own_evaluations, own_sampling = facts(name)
+        if abs(own_params / params - 1) > 0.03:
+            assert f"{si(own_params)} parameters against pra's {si(params)}" in header, name
+        if own_evaluations != evaluations:
+            assert f"{own_evaluations} head evaluations per token against DDIM's {evaluations}" in header, name
+            assert f"{si(own_sampling)} sampling FLOPs per image against {si(sampling)}" in header, name
 
 
 SMALL = [
@@ -70,3 +93,48 @@ def test_every_baseline_overfits_a_tiny_fixed_batch(name):
         losses.append(loss.item())
     first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
     assert last < FACTOR * first, f"{name}: loss {first:.4f} -> {last:.4f}"
+
+
+def sign_coherence(rollout, steps=400, batch=32) -> float:
+    """Train a tiny model on images of 4 tokens that are all +0.5 or all -0.5 (one class); return
+    the share of its samples whose 4 tokens keep one sign (chance: 1/8). Only a model that reads
+    its context keeps the sign its first token chose."""
+    torch.manual_seed(0)
+    cfg = load_config(ROOT / "experiments" / "quickstart.toml", [
+        "model.patch_size=2", "data.image_size=4", "data.channels=1", "data.num_classes=1",
+        "model.backbone.width=32", "model.backbone.depth=2", "model.backbone.heads=2",
+        "model.generator.width=32", "model.generator.depth=2", "model.generator.sample_steps=5",
+        "model.decoder.state_dim=4", "model.decoder.width=32",
+    ])
+    model = ARModel.from_config(attrs.evolve(cfg, model=attrs.evolve(cfg.model, rollout=rollout)))
+    model.sampling = attrs.evolve(model.sampling, cfg_scale=1.0, steps=None)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    labels = torch.zeros(batch, dtype=torch.long)
+    for step in range(steps):
+        signs = torch.randint(0, 2, (batch, 1, 1, 1)).float() * 2 - 1
+        loss = model.loss(0.5 * signs.expand(batch, 1, 4, 4), labels, step).total
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    tokens = model.eval().sample_tokens(torch.zeros(400, dtype=torch.long), model.sampling)
+    signs = torch.sign(tokens.mean(-1))
+    return (signs == signs[:, :1]).all(1).float().mean().item()
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread (two fight over the cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_exact_rollout_keeps_the_coherence_teacher_forcing_reaches(one_thread):
+    rollouts = registry.get("rollout")
+    teacher_forcing = sign_coherence(rollouts.config("teacher_forcing"))
+    exact = sign_coherence(rollouts.config("exact_rollout"))
+    free_running = sign_coherence(rollouts.config("exact_rollout", window=3, min_prefix=0))
+    assert teacher_forcing > 0.85
+    assert exact > teacher_forcing - 0.05
+    assert free_running < teacher_forcing - 0.1  # whole rollouts against the true targets: the context stops mattering

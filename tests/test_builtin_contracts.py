@@ -1,8 +1,11 @@
 """Every built-in component passes the contract of its kind."""
 
+import importlib
+from pathlib import Path
+
 import attrs
 from prakit_baselines.identity import IdentityDecoderConfig
-from prakit_baselines.rollouts import NoiseInjectionConfig, TeacherForcingConfig
+from prakit_baselines.rollouts import ExactRolloutConfig, NoiseInjectionConfig, TeacherForcingConfig
 from prakit_eval.distribution import FIDConfig, InceptionScoreConfig, KIDConfig, PrecisionRecallConfig
 from prakit_eval.featnet import FeatNetConfig
 from prakit_eval.model_metrics import (
@@ -16,11 +19,14 @@ from prakit_models.diffusion import DiffusionHeadConfig
 from prakit_models.flow import FlowHeadConfig
 from prakit_models.transformer import TransformerConfig
 from prakit_pra.mlp_decoder import MLPDecoderConfig
-from prakit_pra.rollout import PRARolloutConfig
+from prakit_pra.rollout import PRARolloutConfig, SelfSampleRolloutConfig
 
+from prakit import registry
+from prakit.components import KINDS
 from prakit.config import ModelConfig
 from prakit.testing import (
     BackboneContract,
+    ComponentContract,
     DecoderContract,
     EvaluatorContract,
     FeatureNetworkContract,
@@ -28,6 +34,7 @@ from prakit.testing import (
     RolloutContract,
 )
 
+BUILT_IN_PLUGINS = {"models", "pra", "baselines", "eval", "datasets"}
 TINY_MODEL = ModelConfig(
     backbone=TransformerConfig(width=16, depth=2, heads=2),
     generator=DiffusionHeadConfig(width=16, depth=1, sample_steps=2),
@@ -67,6 +74,22 @@ class TestPRARollout(RolloutContract):
 
 class TestPRARolloutFixed(RolloutContract):
     config = PRARolloutConfig(sigma="fixed", sigma_max=0.2)
+
+
+class TestPRARolloutCalibrated(RolloutContract):
+    config = PRARolloutConfig(sigma="calibrated", calib_warmup=0, calib_tokens=8, calib_steps=2)
+
+
+class TestSelfSampleRollout(RolloutContract):
+    config = SelfSampleRolloutConfig(steps=2, mix=0.5)
+
+
+class TestExactRollout(RolloutContract):
+    config = ExactRolloutConfig(window=2, head_steps=2)
+
+
+class TestExactRolloutOnAFraction(RolloutContract):
+    config = ExactRolloutConfig(fraction=0.5, window=1, min_prefix=0)
 
 
 class TestTransformer(BackboneContract):
@@ -141,3 +164,18 @@ class TestReconstructionPSNRLossless(EvaluatorContract):
 class TestSamplingSpeed(EvaluatorContract):
     config = SamplingSpeedConfig(batch_size=4, batches=1)
     model_config = TINY_MODEL
+
+
+def contract_classes(cls=ComponentContract):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from contract_classes(sub)
+
+
+def test_every_built_in_component_has_a_contract_subclass():
+    for module in Path(__file__).parent.glob("test_*.py"):  # contracts live beside the tests of their kind
+        importlib.import_module(module.stem)
+    covered = {(c.kind, c.config.name) for c in contract_classes() if getattr(c, "config", None) is not None}
+    built_in = {(kind, name) for kind in KINDS for name in registry.get(kind).names()
+                if registry.get(kind).entry(name).plugin in BUILT_IN_PLUGINS}
+    assert len(built_in) > 20 and not built_in - covered, f"no contract test for {sorted(built_in - covered)}"

@@ -224,7 +224,7 @@ def test_source_fields_on_the_command_line():
 
 
 class TestImageFolderContract(DatasetContract):
-    config = None  # each test gets a config over a fresh two-class tree
+    config = ImageFolderConfig(root=".")  # each test replaces it with a config over a fresh two-class tree
 
     @pytest.fixture(autouse=True)
     def _tree(self, tmp_path):

@@ -22,6 +22,7 @@ from prakit_eval.inception import (
 )
 
 from prakit.errors import PrakitError
+from prakit.testing import FeatureNetworkContract
 
 MIXED_SHAPES = {  # (channels, side) of each block's output for a 299x299 input
     "Mixed_5b": (256, 35),
@@ -394,3 +395,16 @@ def test_fingerprint_names_the_preprocessing(net, monkeypatch):
 def test_the_network_stays_in_eval_mode(net):
     net.train()
     assert not any(module.training for module in net.modules())
+
+
+class TestInceptionContract(FeatureNetworkContract):
+    """The feature network contract, on random weights given as the published file would be."""
+
+    config = InceptionConfig()
+
+    @pytest.fixture(autouse=True)
+    def weights(self, tmp_path_factory, monkeypatch):
+        path = tmp_path_factory.getbasetemp() / "inception-contract.pth"
+        digest = write(InceptionV3.with_random_weights(seed=0).state_dict(), path)
+        monkeypatch.setattr(inception, "WEIGHTS_SHA256", digest)
+        monkeypatch.setenv(WEIGHTS_ENV, str(path))

@@ -22,7 +22,8 @@ def tiny(rollout="teacher_forcing", decoder="mlp", generator="diffusion", **mode
     decoders = {"mlp": {"state_dim": 4, "width": 16, "depth": 1}, "identity": {}}
     cfg = ModelConfig(
         backbone=component("backbone", "transformer", width=32, depth=2, heads=2),
-        generator=component("generator", generator, width=32, depth=2, sample_steps=4),
+        generator=component("generator", generator, width=32, depth=2, sample_steps=4)
+        if isinstance(generator, str) else generator,
         decoder=component("decoder", decoder, **decoders[decoder]),
         rollout=component("rollout", rollout) if isinstance(rollout, str) else rollout,
         patch_size=4,
@@ -105,25 +106,111 @@ def test_pra_builds_each_position_independently():
     assert not torch.allclose(a, model.patchify(images))  # the inputs are perturbed
 
 
-def test_exact_rollout_inputs_are_the_models_own_samples():
-    cfg = registry.get("rollout").config("exact_rollout", head_steps=3)
+def test_calibrated_pra_waits_for_its_warm_up_and_keeps_sigma_within_its_range():
+    cfg = registry.get("rollout").config("pra", sigma="calibrated", calib_warmup=5, calib_every=1, calib_tokens=8,
+                                         sigma_min=0.1, sigma_max=0.3)
     model = tiny(rollout=cfg)
     images, labels = batch()
-    inputs = rollout_inputs(model, images, labels, seed=7)
-    torch.manual_seed(7)
-    torch.rand(())  # the rollout's draw for its per-step probability
-    own = model.sample_tokens(labels, SampleConfig(steps=3))
+    z = model.decoder.encode(model.patchify(images))
+    rollout_inputs(model, images, labels, step=4)
+    assert torch.isnan(model.rollout.measured_sigma)  # an untrained head's error says nothing yet
+    rollout_inputs(model, images, labels, step=5)
+    assert model.rollout.measured_sigma > 0.3  # the head is far off at first...
+    assert torch.all(model.rollout.sigma(z) == 0.3)  # ...but sigma stays within [sigma_min, sigma_max]
+    model.rollout.measured_sigma.fill_(0.01)
+    assert torch.all(model.rollout.sigma(z) == 0.1)
+
+
+def test_calibrated_pra_measures_the_heads_rms_error_on_teacher_forced_tokens():
+    cfg = registry.get("rollout").config("pra", sigma="calibrated", calib_warmup=0, calib_tokens=16, calib_steps=3,
+                                         sigma_max=100.0)
+    model = tiny(rollout=cfg)
+    images, labels = batch()
+    x = model.patchify(images)
+    z = model.decoder.encode(x)
+    torch.manual_seed(0)
+    model.rollout.calibrate(x, z, labels, model)
+    torch.manual_seed(0)
+    h = model.backbone(x[:, :-1], labels).flatten(0, 1)
+    pick = torch.randperm(h.shape[0])[:16]
+    error = (model.generator.sample(h[pick], steps=3) - z.flatten(0, 1)[pick]).square().mean().sqrt()
+    torch.testing.assert_close(model.rollout.measured_sigma, error)
+    torch.testing.assert_close(model.rollout.sigma(z), error.expand(4, 4, 1))
+
+
+def test_selfsample_reads_the_models_own_token_drawn_from_the_true_prefix_at_every_position():
+    cfg = registry.get("rollout").config("pra_selfsample", steps=3, temperature=0.8)
+    model = tiny(rollout=cfg)
+    images, labels = batch()
+    x = model.patchify(images)
+    inputs = rollout_inputs(model, images, labels, seed=2)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        h = model.backbone(x[:, :-1], labels)
+        own = model.states_to_tokens(model.generator.sample(h, steps=3, temperature=0.8))
     torch.testing.assert_close(inputs, own)
+    changed = model.unpatchify(x.index_fill(1, torch.tensor([1]), 0.3))
+    moved = rollout_inputs(model, changed, labels, seed=2)
+    torch.testing.assert_close(moved[:, :2], inputs[:, :2])  # position i reads only the true tokens before it
+    assert not torch.allclose(moved[:, 2:], inputs[:, 2:])
 
 
-def test_exact_rollout_cost_controls_keep_the_rest_teacher_forced():
-    cfg = registry.get("rollout").config("exact_rollout", fraction=0.5, prefix=1, head_steps=2)
+def test_projected_states_are_renormalised_after_guidance_before_they_are_decoded():
+    decoder = registry.get("decoder").config("mlp", state_dim=4, width=16, depth=1, project_state=True)
+    model = tiny(decoder="mlp").eval()
+    model.decoder = registry.build(decoder, token_dim=model.token_dim)
+    generated, decoded = [], []
+    generate, decode = model.generator.sample, model.decoder.decode
+    model.generator.sample = lambda *args, **kwargs: generated.append(generate(*args, **kwargs)) or generated[-1]
+    model.decoder.decode = lambda z: decoded.append(z) or decode(z)
+    sample(model, torch.tensor([0, 1]), [0, 1], cfg_scale=2.0)
+    states = torch.cat(generated)
+    torch.testing.assert_close(torch.cat(decoded), torch.nn.functional.layer_norm(states, (4,)))
+    assert not torch.allclose(torch.cat(decoded), states)
+    with pytest.raises(ValueError, match="normalize_state"):
+        registry.get("decoder").config("mlp", normalize_state=False, project_state=True)
+
+
+def exact_rollout_window(seed, min_prefix, inputs):
+    """The window start the exact rollout draws under ``seed`` (after its probability draw)."""
+    torch.manual_seed(seed)
+    torch.rand(())
+    return int(torch.randint(min_prefix, inputs, ()))
+
+
+def test_exact_rollout_reads_its_own_window_after_a_ground_truth_prefix_as_inference_draws_it():
+    model = tiny(rollout=registry.get("rollout").config("exact_rollout", window=1))
+    model.sampling = SampleConfig(cfg_scale=2.0, temperature=0.9, steps=3)
+    images, labels = batch()
+    x = model.patchify(images)
+    calls = []
+    sample_states = model.generator.sample
+    model.generator.sample = lambda *args, **kwargs: calls.append(kwargs) or sample_states(*args, **kwargs)
+    inputs = rollout_inputs(model, images, labels, seed=7)
+    start = exact_rollout_window(7, 1, inputs=3)
+    own = model.sample_tokens(labels, model.sampling, prefix=x[:, :start], length=start + 1)
+    torch.testing.assert_close(inputs[:, start], own[:, start])  # the model's own token, guided as at inference
+    assert calls[0]["cfg_scale"] != 1.0 and calls[0]["steps"] == 3 and calls[0]["temperature"] == 0.9
+    others = [i for i in range(4) if i != start]
+    torch.testing.assert_close(inputs[:, others], x[:, others])  # before and after the window: ground truth
+    assert model.training  # sampled in eval mode, handed back in training mode
+
+
+def test_exact_rollout_never_draws_the_last_token_and_keeps_the_rest_teacher_forced():
+    cfg = registry.get("rollout").config("exact_rollout", fraction=0.5, window=8, head_steps=2)
     model = tiny(rollout=cfg)
     images, labels = batch()
-    inputs, x = rollout_inputs(model, images, labels), model.patchify(images)
+    x = model.patchify(images)
+    drawn = []
+    sample_states = model.generator.sample
+    model.generator.sample = lambda h, **kwargs: drawn.append(kwargs["steps"]) or sample_states(h, **kwargs)
+    inputs = rollout_inputs(model, images, labels, seed=3)
+    start = exact_rollout_window(3, 1, inputs=3)
+    assert drawn == [2] * (3 - start)  # positions start..2: the window stops before the last token
     torch.testing.assert_close(inputs[2:], x[2:])  # rows past the fraction
-    torch.testing.assert_close(inputs[:2, :1], x[:2, :1])  # the ground-truth prefix
-    assert not torch.allclose(inputs[:2, 1:], x[:2, 1:])
+    torch.testing.assert_close(inputs[:2, : start], x[:2, : start])  # the ground-truth prefix
+    torch.testing.assert_close(inputs[:, 3], x[:, 3])
+    assert not torch.allclose(inputs[:2, start:3], x[:2, start:3])
     never = registry.get("rollout").config("exact_rollout", probability=0.0)
     torch.testing.assert_close(rollout_inputs(tiny(rollout=never), images, labels), x)
 
@@ -151,8 +238,30 @@ def test_kv_cached_sampling_equals_full_recomputation():
         for _ in range(model.seq_len):
             h = model.backbone(tokens, labels)[:, -1]
             z = model.generator.sample(h, generator=gens)
-            tokens = torch.cat([tokens, model.decoder.decode(z)[:, None]], 1)
+            tokens = torch.cat([tokens, model.states_to_tokens(z)[:, None]], 1)
     torch.testing.assert_close(cached, tokens, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("decoder, generator", [
+    ("identity", registry.get("generator").config("flow", prediction="v", width=32, depth=2, sample_steps=4)),
+    ("mlp", "diffusion"),
+])
+def test_generated_tokens_are_clamped_to_the_pixel_range_before_they_are_fed_back(decoder, generator):
+    model = tiny(decoder=decoder, generator=generator).eval()
+    read = []
+    step = model.backbone.step
+    model.backbone.step = lambda token, cache: read.append(token) or step(token, cache)
+    decoded = []
+    decode = model.decoder.decode
+    model.decoder.decode = lambda z: decoded.append(decode(z)) or decoded[-1]
+    tokens = sample(model, torch.tensor([0, 1, 2]), [0, 1, 2], cfg_scale=3.0)
+    assert max(d.abs().max() for d in decoded) > 1  # the decoder overshoots...
+    assert tokens.abs().max() <= 1 and max(t.abs().max() for t in read) <= 1  # ...what is fed back does not
+
+
+def test_the_head_clips_to_the_range_the_decoder_declares():
+    assert tiny(decoder="identity").generator.clip == 1.0  # pixels
+    assert tiny(decoder="mlp").generator.clip == pytest.approx(3**0.5)  # a LayerNorm'd 4-dim state: sqrt(4 - 1)
 
 
 def test_guidance_starts_at_one_on_a_linear_schedule_and_scale_one_is_unguided():
@@ -203,9 +312,9 @@ def test_every_experiment_builds_with_the_right_shapes(path):
     from prakit.summary import meta_model
 
     cfg = load_config(path)
-    if cfg.model.rollout.name == "exact_rollout":  # roll out 2 tokens, not 256 (slow on meta)
+    if cfg.model.rollout.name == "exact_rollout":  # roll out 1 token, not 4 (slow on meta)
         seq_len = (cfg.data.image_size // cfg.model.patch_size) ** 2
-        cfg = load_config(path, [f"model.rollout.prefix={seq_len - 2}", "model.rollout.head_steps=1"])
+        cfg = load_config(path, [f"model.rollout.min_prefix={seq_len - 2}", "model.rollout.head_steps=1"])
     model = meta_model(cfg)
     size, channels = cfg.data.image_size, cfg.data.channels
     images = torch.zeros(2, channels, size, size, device="meta")

@@ -8,13 +8,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from prakit import registry
+from prakit.testing import perturb_parameters
 
 TOKEN_DIM, GRID, NUM_CLASSES = 12, (3, 3), 10
 SEQ_LEN = GRID[0] * GRID[1]
-STATE_DIM, COND_DIM = 4, 16
+STATE_DIM, COND_DIM, STATE_BOUND = 4, 16, 3.0
 HEADS = [  # (name, config fields) of each head variant
     ("diffusion", {"prediction": "eps"}),
     ("diffusion", {"prediction": "v"}),
+    ("diffusion", {"prediction": "eps", "sampler": "ddpm"}),
     ("flow", {"prediction": "x", "sampler": "heun"}),
     ("flow", {"prediction": "x", "sampler": "euler"}),
     ("flow", {"prediction": "v", "sampler": "heun"}),
@@ -31,7 +33,7 @@ def build_backbone(grid=GRID, seq_len=SEQ_LEN, **fields):
 
 def build_head(name="diffusion", **fields):
     cfg = registry.get("generator").config(name, **{"width": 32, "depth": 2, **fields})
-    return registry.get("generator").build(cfg, state_dim=STATE_DIM, cond_dim=COND_DIM)
+    return registry.get("generator").build(cfg, state_dim=STATE_DIM, cond_dim=COND_DIM, state_bound=STATE_BOUND)
 
 
 def tokens_and_labels(batch=3, length=SEQ_LEN - 1):
@@ -131,24 +133,25 @@ def test_rope2d_scores_depend_on_the_2d_offset_from_read_to_predicted_token():
     assert torch.stack([same[0] for same in by_offset.values()]).std(dim=0).min() > 0.01  # and vary with it
 
 
+@pytest.mark.parametrize("steps", [10, 50])  # at 50 flow steps the last one has 1 - t < t_eps
 @pytest.mark.parametrize("name, fields", HEADS, ids=HEAD_IDS)
-def test_exact_network_has_zero_loss_and_samples_its_target(name, fields, monkeypatch):
+def test_exact_network_has_zero_loss_and_samples_its_target(name, fields, steps, monkeypatch):
     head = build_head(name, **fields)
     monkeypatch.setattr(head.net, "forward", exact_network(head))
     h = torch.randn(2, 3, COND_DIM).clamp(-2, 2)
     z = h[..., :STATE_DIM]
     assert head.loss(h, z).max() < 1e-6
-    # 10 flow steps keep 1 - t >= t_eps, where Euler and Heun are exact on straight paths.
-    sample = head.sample(h, steps=10, generator=torch.Generator().manual_seed(0))
+    sample = head.sample(h, steps=steps, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(sample, z, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("steps", [10, 50])
 @pytest.mark.parametrize("name, fields", HEADS, ids=HEAD_IDS)
-def test_guidance_extrapolates_from_the_unconditional_target(name, fields, monkeypatch):
+def test_guidance_extrapolates_from_the_unconditional_target(name, fields, steps, monkeypatch):
     head = build_head(name, **fields)
     monkeypatch.setattr(head.net, "forward", exact_network(head))
     h, h_uncond = torch.rand(2, 6, COND_DIM) - 0.5
-    sample = head.sample(h, steps=10, cfg_scale=2.0, h_uncond=h_uncond)
+    sample = head.sample(h, steps=steps, cfg_scale=2.0, h_uncond=h_uncond)
     expected = h_uncond[:, :STATE_DIM] + 2.0 * (h[:, :STATE_DIM] - h_uncond[:, :STATE_DIM])
     torch.testing.assert_close(sample, expected, rtol=0, atol=1e-4)
 
@@ -175,6 +178,52 @@ def test_diffusion_sample_clips_the_clean_estimate():
     assert clipped.abs().max() <= 2.0
     unclipped = build_head(clip_x0=False).sample(h, steps=10, generator=torch.Generator().manual_seed(0))
     assert unclipped.abs().max() > 10.0
+
+
+def standard_normal_oracle(head):
+    """The exact eps of states drawn from N(0, 1): E[eps | x_t] = sqrt(1 - alpha_bar_t) x_t."""
+    return lambda x_t, t, h: (1 - head.alpha_bar[t, None]).sqrt() * x_t
+
+
+def test_ddpm_samples_the_data_distribution_and_temperature_scales_each_steps_noise(monkeypatch):
+    h = torch.zeros(20_000, COND_DIM)
+
+    def draw(sampler, temperature, steps):
+        head = build_head(sampler=sampler, clip_x0=False)
+        monkeypatch.setattr(head.net, "forward", standard_normal_oracle(head))
+        return head.sample(h, steps=steps, temperature=temperature, generator=torch.Generator().manual_seed(0))
+
+    # The posterior ("fixed small") variance leaves out the uncertainty of x0: a little narrow on
+    # respaced steps, exact on all 1000.
+    assert draw("ddpm", 1.0, 1000).std().item() == pytest.approx(1.0, abs=0.01)
+    assert 0.93 < draw("ddpm", 1.0, 50).std().item() < 0.97
+    assert draw("ddpm", 0.5, 50).std().item() < 0.8  # less noise per step, narrower samples
+    # One step adds no noise: DDPM's temperature does not touch the starting noise, DDIM's scales it.
+    torch.testing.assert_close(draw("ddpm", 0.5, 1), draw("ddpm", 1.0, 1))
+    torch.testing.assert_close(draw("ddim", 0.5, 1), 0.5 * draw("ddim", 1.0, 1))
+
+
+def test_heun_takes_two_network_evaluations_per_step_but_the_last():
+    calls = []
+    head = build_head("flow", sampler="heun")
+    forward = head.net.forward
+    head.net.forward = lambda *args: calls.append(1) or forward(*args)
+    head.sample(torch.zeros(2, COND_DIM), steps=7)
+    assert len(calls) == head.network_evaluations(7) == 13
+    assert build_head("flow", sampler="euler").network_evaluations(7) == build_head().network_evaluations(7) == 7
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the CPU case is in GeneratorContract")
+@pytest.mark.parametrize("name", ["diffusion", "flow"])
+def test_the_sampling_state_stays_fp32_under_bf16_autocast_on_a_gpu(name):
+    head = build_head(name).cuda().eval()
+    perturb_parameters(head)
+    h = torch.randn(64, COND_DIM, device="cuda")
+    full = head.sample(h, generator=torch.Generator("cuda").manual_seed(0))
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        mixed = head.sample(h.bfloat16(), generator=torch.Generator("cuda").manual_seed(0))
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, full, atol=0.1, rtol=0.05)
 
 
 def fit_batch(head, steps=300):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -62,6 +63,29 @@ def torchrun(*args, env, **kw):
     )
 
 
+def ranks(*args, env=None, world_size=2, **kw) -> list[subprocess.Popen]:
+    """``prakit ARGS`` in ``world_size`` gloo processes started by hand: torchrun kills the other
+    ranks as soon as one fails, and its ranks outlive a killed torchrun."""
+    group = {"OMP_NUM_THREADS": "1", "WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1",
+             "MASTER_PORT": str(free_port()), **(env or {})}
+    return [subprocess.Popen([sys.executable, "-m", "prakit", *args], **kw,
+                             env={**os.environ, **group, "RANK": str(r), "LOCAL_RANK": str(r)})
+            for r in range(world_size)]
+
+
+def kill_at_checkpoint(procs: list[subprocess.Popen], run_dir: Path, step: int) -> None:
+    """SIGKILL ``procs`` as soon as ``run_dir`` holds the checkpoint at ``step``, before the run's end."""
+    checkpoints, name = run_dir / "checkpoints", f"ckpt-{step:08d}*.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(checkpoints.glob(name)):
+        time.sleep(0.05)
+    for proc in procs:
+        proc.send_signal(signal.SIGKILL)
+    codes = [proc.wait() for proc in procs]
+    assert codes == [-signal.SIGKILL] * len(procs), f"the run ended before the kill (exit status {codes})"
+    assert list(checkpoints.glob(name)), "no checkpoint before the kill"
+
+
 def losses(run_dir: Path) -> list[tuple[int, float]]:
     return [(row["step"], row["loss"]) for row in read_metrics(run_dir / "metrics.jsonl")]
 
@@ -73,23 +97,56 @@ def test_a_killed_run_resumes_with_identical_losses(store, tmp_path):
     reference = losses(tmp_path / "whole")
     assert [s for s, _ in reference] == list(range(16))
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "prakit", *args, "--run-dir", str(killed_dir)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((killed_dir / "checkpoints").glob("ckpt-00000008*.pt")):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert list((killed_dir / "checkpoints").glob("ckpt-00000008*.pt")), "no checkpoint before the kill"
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    kill_at_checkpoint([proc], killed_dir, 8)
     resumed = prakit(*args, "--run-dir", str(killed_dir))
     assert resumed.returncode == 0, resumed.stderr
     assert losses(killed_dir) == reference  # bit for bit, each step logged once
 
 
+def test_each_rank_draws_its_own_noise_and_a_killed_two_rank_run_resumes_with_identical_losses(store, tmp_path):
+    import torch
+
+    from prakit.train.checkpoint import load_checkpoint
+
+    args = ["train", str(QUICKSTART), *tiny(store, "train.steps=12")]
+    whole = torchrun(*args, "--run-dir", str(tmp_path / "whole"), env={})
+    assert whole.returncode == 0, whole.stderr
+    reference = losses(tmp_path / "whole")
+    assert [s for s, _ in reference] == list(range(12))
+    states = load_checkpoint(tmp_path / "whole" / "checkpoints" / "ckpt-00000012.pt")["rng"]
+    assert len(states) == 2 and not torch.equal(states[0]["torch"], states[1]["torch"])  # a stream per rank
+
+    killed_dir = tmp_path / "killed"
+    kill_at_checkpoint(ranks(*args, "--run-dir", str(killed_dir), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL), killed_dir, 8)
+    resumed = torchrun(*args, "--run-dir", str(killed_dir), env={})
+    assert resumed.returncode == 0, resumed.stderr
+    assert losses(killed_dir) == reference  # each rank resumed its own stream
+
+
+def test_resuming_on_another_number_of_ranks_begins_fresh_streams_and_says_so(store, tmp_path):
+    from prakit.train.checkpoint import load_checkpoint
+
+    two = torchrun("train", str(QUICKSTART), *tiny(store, "train.steps=4"), "--run-dir", str(tmp_path / "a"), env={})
+    assert two.returncode == 0, two.stderr
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    for run_dir in (tmp_path / "a", tmp_path / "b"):
+        one = prakit("train", str(QUICKSTART), *tiny(store, "train.steps=8"), "--run-dir", str(run_dir))
+        assert one.returncode == 0, one.stderr
+        assert ("ckpt-00000004.pt holds the random states of 2 rank(s) and this run has 1: every rank begins a "
+                "fresh random stream at step 4") in one.stderr
+    assert [s for s, _ in losses(tmp_path / "a")] == list(range(8))
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")  # the fresh streams are a function of the checkpoint
+    assert len(load_checkpoint(tmp_path / "a" / "checkpoints" / "ckpt-00000008.pt")["rng"]) == 1
+
+
 def test_two_process_ddp_equals_one_process_with_the_same_global_batch(store, tmp_path, toy_distribution):
-    # Deterministic components (toy plugin): the loss depends only on the batch and the weights.
+    # Deterministic components (toy plugin): the loss depends only on the batch and the weights. Each
+    # rank draws its own noise, so only a model that draws none computes the same as one process.
     deterministic = ["model.backbone.name=toy", "model.generator.name=toy", "model.decoder.name=toy",
                      "model.rollout.name=teacher_forcing", "model.class_dropout=0.0", "train.steps=6"]
     args = ["train", str(QUICKSTART), *tiny(store, *deterministic, model=())]
@@ -107,18 +164,14 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(store, tm
 
 
 def test_a_non_finite_loss_on_one_rank_stops_every_rank(store, tmp_path, toy_distribution):
-    # Two ranks started by hand, not by torchrun: torchrun kills the other ranks as soon as one
-    # fails, and this test checks that each rank stops by itself, with its own message.
+    # Each rank stops by itself, with its own message.
     nan_on_rank_1 = ["model.backbone.name=toy", "model.generator.name=toy", "model.decoder.name=toy",
                      "model.rollout.name=toy_nan", "model.rollout.after=3", "model.rollout.rank=1", "train.steps=6"]
     args = ["train", str(QUICKSTART), *tiny(store, *nan_on_rank_1, model=()), "--run-dir", str(tmp_path / "run")]
-    group = {"PYTHONPATH": toy_distribution, "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2",
-             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
-    ranks = [subprocess.Popen([sys.executable, "-m", "prakit", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, env={**os.environ, **group, "RANK": str(r), "LOCAL_RANK": str(r)})
-             for r in range(2)]
-    stderr = [rank.communicate(timeout=300)[1] for rank in ranks]
-    assert [rank.returncode for rank in ranks] == [2, 2], stderr
+    procs = ranks(*args, env={"PYTHONPATH": toy_distribution}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                  text=True)
+    stderr = [proc.communicate(timeout=300)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [2, 2], stderr
     assert "non-finite loss at step 3 on rank 0 of 2: another rank's loss went non-finite" in stderr[0]
     assert "non-finite loss at step 3 on rank 1 of 2: the first non-finite output came from rollout" in stderr[1]
 

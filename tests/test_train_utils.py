@@ -160,6 +160,47 @@ def test_rng_restore_reproduces_the_draws_after_a_weights_only_round_trip():
     assert_identical(draws(), expected)
 
 
+def seeded_draws(seed: int) -> list:
+    rng.seed_all(seed)
+    return draws()
+
+
+def test_each_rank_and_each_resumed_step_seeds_its_own_stream_in_every_generator():
+    streams = [seeded_draws(rng.rank_seed(0, rank, step)) for rank, step in ((0, 0), (1, 0), (0, 8))]
+    for other in streams[1:]:
+        assert all(not torch.equal(torch.as_tensor(a), torch.as_tensor(b)) for a, b in zip(streams[0], other))
+    assert_identical(seeded_draws(rng.rank_seed(0, 1)), streams[1])
+    assert rng.rank_seed(0, 0) != rng.rank_seed(1, 0)
+
+
+def test_restore_rank_restores_its_own_state_or_reseeds_on_another_world_size():
+    states, expected = [], []
+    for rank in range(2):
+        rng.seed_all(rng.rank_seed(0, rank))
+        states.append(rng.capture())
+        expected.append(draws())
+    assert rng.restore_rank(states, 1, 2, seed=0, step=4)
+    assert_identical(draws(), expected[1])
+    assert not rng.restore_rank(states, 2, 3, seed=0, step=4)  # three ranks: rank 2 begins a fresh stream
+    assert_identical(draws(), seeded_draws(rng.rank_seed(0, 2, 4)))
+
+
+def test_a_checkpoint_from_before_per_rank_states_holds_one_ranks_state(tmp_path):
+    from prakit.train.distributed import Distributed
+    from prakit.train.loop import restore_rng
+
+    path, cpu = tmp_path / "ckpt-00000004.pt", torch.device("cpu")
+    state = rng.capture()  # what "rng" held before: a single state
+    expected = draws()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        restore_rng(state, Distributed(0, 1, 0, cpu), 0, 4, path)
+    assert_identical(draws(), expected)
+    with pytest.warns(UserWarning, match=r"ckpt-00000004.pt holds the random states of 1 rank\(s\) and this run has 2"):
+        restore_rng(state, Distributed(0, 2, 0, cpu), 0, 4, path)
+    assert_identical(draws(), seeded_draws(rng.rank_seed(0, 0, 4)))
+
+
 # -- checkpoints: round trip --------------------------------------------------------------
 
 

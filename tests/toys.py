@@ -67,7 +67,7 @@ class ToyGeneratorConfig(GeneratorConfig):
 class ToyGenerator(StateGenerator):
     """A Gaussian with a learned mean: z ~ N(W h, temperature^2)."""
 
-    def __init__(self, cfg, *, state_dim, cond_dim):
+    def __init__(self, cfg, *, state_dim, cond_dim, state_bound=None):
         super().__init__()
         self.state_dim = state_dim
         self.mean = nn.Linear(cond_dim, state_dim)
@@ -79,7 +79,7 @@ class ToyGenerator(StateGenerator):
         mean = self.mean(h)
         if h_uncond is not None:
             mean = self.mean(h_uncond) + cfg_scale * (mean - self.mean(h_uncond))
-        return mean + temperature * randn(mean.shape, generator)
+        return (mean + temperature * randn(mean.shape, generator, device=mean.device)).float()
 
 
 @attrs.frozen

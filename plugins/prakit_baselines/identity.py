@@ -14,7 +14,9 @@ class IdentityDecoderConfig(DecoderConfig):
 
 
 class IdentityDecoder(PixelDecoder):
-    """z = x: the head generates raw pixel tokens (plain pixel-space AR)."""
+    """z = x: the head generates raw pixel tokens (plain pixel-space AR), in [-1, 1]."""
+
+    state_bound = 1.0
 
     def __init__(self, cfg: IdentityDecoderConfig, *, token_dim: int):
         super().__init__()

@@ -1,14 +1,13 @@
 """Baseline rollout approximators: teacher forcing, pixel-space noise injection, exact rollout."""
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 import torch
 from attrs.validators import ge, gt, in_, le, optional
 
-from prakit.components import RolloutApproximator, RolloutConfig
-from prakit.config import SampleConfig
+from prakit.components import RolloutApproximator, RolloutConfig, RolloutModel
 
 
 @attrs.frozen
@@ -22,7 +21,7 @@ class TeacherForcing(RolloutApproximator):
     def __init__(self, cfg: TeacherForcingConfig):
         super().__init__()
 
-    def forward(self, x, z, labels, *, model: Any, step: int) -> torch.Tensor:
+    def forward(self, x, z, labels, *, model: RolloutModel, step: int) -> torch.Tensor:
         return x
 
 
@@ -56,41 +55,50 @@ class NoiseInjection(RolloutApproximator):
             value = cfg.sigma_max
         return torch.full((batch, 1, 1), value, device=device)
 
-    def forward(self, x, z, labels, *, model: Any, step: int) -> torch.Tensor:
+    def forward(self, x, z, labels, *, model: RolloutModel, step: int) -> torch.Tensor:
         sigma = self.sigma(x.shape[0], step, x.device).to(x.dtype)
         return x + sigma * torch.randn_like(x)
 
 
 @attrs.frozen
 class ExactRolloutConfig(RolloutConfig):
-    """Cost controls: roll out on a training step with ``probability``, for the first
-    ``fraction`` of the batch, after a ground-truth ``prefix``; ``head_steps`` per token."""
+    """On a training step (with ``probability``), the first ``fraction`` of the batch reads a
+    ``window`` of the model's own tokens after a ground-truth prefix of random length (at least
+    ``min_prefix`` tokens), and the ground truth after them, so every input stays on the image
+    its targets come from. Tokens are drawn as inference draws them: the run's ``sample``
+    settings, with ``head_steps`` (if set) in place of its head steps."""
 
     name: ClassVar[str] = "exact_rollout"
     probability: float = attrs.field(default=1.0, validator=[ge(0.0), le(1.0)])
     fraction: float = attrs.field(default=1.0, validator=[ge(0.0), le(1.0)])
-    prefix: int = attrs.field(default=0, validator=ge(0))
+    window: int = attrs.field(default=4, validator=gt(0))
+    min_prefix: int = attrs.field(default=1, validator=ge(0))
     head_steps: int | None = attrs.field(default=None, validator=optional(gt(0)))
-    temperature: float = attrs.field(default=1.0, validator=gt(0.0))
 
 
 class ExactRollout(RolloutApproximator):
-    """x~ = the model's own samples, drawn token by token with the KV cache, without gradient."""
+    """x~ = the ground truth with a window of the model's own tokens, drawn with the KV cache
+    after the ground-truth prefix, without gradient."""
 
     def __init__(self, cfg: ExactRolloutConfig):
         super().__init__()
         self.cfg = cfg
 
-    def forward(self, x, z, labels, *, model: Any, step: int) -> torch.Tensor:
+    def forward(self, x, z, labels, *, model: RolloutModel, step: int) -> torch.Tensor:
         cfg = self.cfg
         rows = round(cfg.fraction * x.shape[0])
-        if rows == 0 or cfg.prefix >= x.shape[1] or torch.rand(()) >= cfg.probability:
+        inputs = x.shape[1] - 1  # the last token is never an input, so it is never drawn
+        if rows == 0 or cfg.min_prefix >= inputs or torch.rand(()) >= cfg.probability:
             return x
+        start = int(torch.randint(cfg.min_prefix, inputs, ()))
+        end = min(start + cfg.window, inputs)
+        options = model.sampling if cfg.head_steps is None else attrs.evolve(model.sampling, steps=cfg.head_steps)
         was_training = model.training
-        model.eval()
+        model.train(False)
         try:
-            options = SampleConfig(temperature=cfg.temperature, steps=cfg.head_steps, cfg_scale=1.0)
-            rolled = model.sample_tokens(labels[:rows], options, prefix=x[:rows, : cfg.prefix])
+            rolled = model.sample_tokens(labels[:rows], options, prefix=x[:rows, :start], length=end)
         finally:
             model.train(was_training)
-        return torch.cat([rolled.to(x.dtype), x[rows:]])
+        out = x.clone()
+        out[:rows, start:end] = rolled[:, start:].to(x.dtype)
+        return out

@@ -145,7 +145,7 @@ class RolloutGap(Evaluator):
                 h = model.backbone(inputs[:, :-1], labels)
                 z = model.generator.sample(h, steps=steps, temperature=temperature,
                                            generator=sample_generators(cfg.seed, indices.tolist()))
-                return model.decoder.decode(z).float().clamp(-1, 1)
+                return model.states_to_tokens(z).float()
 
             from_truth = predict(x)
             from_own = predict(from_truth.to(x.dtype))  # token i read as the model generated it from the truth

@@ -14,8 +14,10 @@ from torch import nn
 from prakit.components import StateGenerator
 from prakit.random import Generators, randn
 
-#: ``guided(x, t)``: the head's guided prediction for states x (N, state_dim) at time t (a number).
+#: ``guided(x, t)``: the head's guided prediction (fp32) for states x (N, state_dim) at time t (a number).
 Guided = Callable[[torch.Tensor, float], torch.Tensor]
+#: ``draw()``: fresh standard normal noise (N, state_dim), fp32, from the sample's generators.
+Draw = Callable[[], torch.Tensor]
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -94,9 +96,9 @@ class AdaLNHead(StateGenerator):
     rows (:meth:`row_loss`) and the sampler (:meth:`integrate`).
     """
 
-    def __init__(self, cfg: Any, *, state_dim: int, cond_dim: int):
+    def __init__(self, cfg: Any, *, state_dim: int, cond_dim: int, state_bound: float | None = None):
         super().__init__()
-        self.cfg, self.state_dim, self.cond_dim = cfg, state_dim, cond_dim
+        self.cfg, self.state_dim, self.cond_dim, self.state_bound = cfg, state_dim, cond_dim, state_bound
         self.net = AdaLNMLP(state_dim, cond_dim, cfg.width, cfg.depth)
 
     @abc.abstractmethod
@@ -108,8 +110,9 @@ class AdaLNHead(StateGenerator):
         """Loss (N,) of targets z (N, state_dim) under h (N, cond_dim), with fresh times and noise."""
 
     @abc.abstractmethod
-    def integrate(self, x: torch.Tensor, guided: Guided, steps: int) -> torch.Tensor:
-        """Map noise x (N, state_dim) to states in ``steps`` steps of ``guided`` predictions."""
+    def integrate(self, draw: Draw, guided: Guided, steps: int, temperature: float) -> torch.Tensor:
+        """States (N, state_dim) from ``steps`` steps of ``guided`` predictions; ``draw()`` gives
+        fresh standard normal noise (N, state_dim), ``temperature`` scales the sampler's noise."""
 
     def loss(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         m = self.cfg.batch_mul  # each token m times, with fresh times and noise
@@ -128,7 +131,7 @@ class AdaLNHead(StateGenerator):
         cfg_scale: float = 1.0,
         h_uncond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Integrate from noise; with ``h_uncond`` each step runs [h, h_uncond] as one batch."""
+        """Integrate from noise in fp32; with ``h_uncond`` each step runs [h, h_uncond] as one batch."""
         shape = (*h.shape[:-1], self.state_dim)
         h_rows = h.reshape(-1, self.cond_dim)
         if h_uncond is not None:
@@ -145,6 +148,7 @@ class AdaLNHead(StateGenerator):
             cond, uncond = pred.chunk(2)
             return uncond + cfg_scale * (cond - uncond)
 
-        noise = randn(shape, generator, device=h.device).view(-1, self.state_dim)
-        x = self.integrate(temperature * noise, guided, steps or self.cfg.sample_steps)
-        return x.view(shape).to(h.dtype)
+        def draw() -> torch.Tensor:
+            return randn(shape, generator, device=h.device).view(-1, self.state_dim)
+
+        return self.integrate(draw, guided, steps or self.cfg.sample_steps, temperature).view(shape)

@@ -9,13 +9,15 @@ import torch
 from attrs.validators import ge, gt, in_, le
 
 from prakit.components import GeneratorConfig
-from prakit_models.adaln_mlp import AdaLNHead, Guided
+from prakit_models.adaln_mlp import AdaLNHead, Draw, Guided
 
 
 @attrs.frozen
 class FlowHeadConfig(GeneratorConfig):
     """t ~ sigmoid(N(``t_mean``, ``t_std``)) in training; ``t_eps`` bounds 1 - t below where an
-    x-prediction is turned into a velocity; Heun's last step is an Euler step (JiT)."""
+    x-prediction is turned into a velocity; the last step returns the clean estimate the guided
+    velocity implies (for x-prediction the network's own clean prediction when unguided);
+    ``temperature`` scales the starting noise."""
 
     name: ClassVar[str] = "flow"
     width: int = attrs.field(default=1024, validator=gt(0))
@@ -55,13 +57,24 @@ class FlowHead(AdaLNHead):
         target = z - noise if self.cfg.prediction == "v" else self.velocity(z, z_t, t)
         return (self.predict(z_t, t, h).float() - target.float()).pow(2).mean(dim=-1)
 
-    def integrate(self, x: torch.Tensor, guided: Guided, steps: int) -> torch.Tensor:
-        """Euler or Heun from t = 0 to 1 in ``steps`` uniform steps; the last step is always Euler."""
-        for i in range(steps):
+    def clean(self, z_t: torch.Tensor, v: torch.Tensor, t: float) -> torch.Tensor:
+        """The clean state a velocity v at (z_t, t) points to: the inverse of :meth:`velocity` for
+        x-prediction, an Euler step to t = 1 for v-prediction."""
+        span = 1 - t if self.cfg.prediction == "v" else max(1 - t, self.cfg.t_eps)
+        return z_t + span * v
+
+    def integrate(self, draw: Draw, guided: Guided, steps: int, temperature: float) -> torch.Tensor:
+        """Euler or Heun from t = 0 in ``steps`` uniform steps; the last step jumps to the clean estimate."""
+        x = temperature * draw()
+        for i in range(steps - 1):
             t, t_next = i / steps, (i + 1) / steps
             v = guided(x, t)
             x_next = x + (t_next - t) * v
-            if self.cfg.sampler == "heun" and i + 1 < steps:
+            if self.cfg.sampler == "heun":
                 x_next = x + (t_next - t) * 0.5 * (v + guided(x_next, t_next))
             x = x_next
-        return x
+        t = (steps - 1) / steps
+        return self.clean(x, guided(x, t), t)
+
+    def network_evaluations(self, steps: int) -> int:
+        return 2 * steps - 1 if self.cfg.sampler == "heun" else steps

@@ -1,20 +1,21 @@
 """Parallel Rollout Approximation: perturb the target states, decode them, feed them as inputs."""
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 import torch
 from attrs.validators import ge, gt, in_, le
 
-from prakit.components import RolloutApproximator, RolloutConfig
+from prakit.components import RolloutApproximator, RolloutConfig, RolloutModel
 
 
 @attrs.frozen
 class PRARolloutConfig(RolloutConfig):
     """``uniform``: sigma_i ~ U[sigma_min, sigma_max] independently per position; ``fixed``:
     sigma_max; ``calibrated``: sigma = calib_scale x the head's measured per-dimension sampling
-    error, re-measured every ``calib_every`` steps on ``calib_tokens`` teacher-forced tokens with
-    ``calib_steps`` head steps (sigma_max until the first measurement)."""
+    error, kept within [sigma_min, sigma_max], re-measured every ``calib_every`` steps from step
+    ``calib_warmup`` on ``calib_tokens`` teacher-forced tokens with ``calib_steps`` head steps
+    (sigma_max until the first measurement: an untrained head's error says nothing)."""
 
     name: ClassVar[str] = "pra"
     sigma: str = attrs.field(default="uniform", validator=in_(("uniform", "fixed", "calibrated")))
@@ -22,6 +23,7 @@ class PRARolloutConfig(RolloutConfig):
     sigma_max: float = attrs.field(default=0.5, validator=ge(0.0))
     calib_scale: float = attrs.field(default=1.0, validator=gt(0.0))
     calib_every: int = attrs.field(default=10, validator=gt(0))
+    calib_warmup: int = attrs.field(default=1000, validator=ge(0))
     calib_tokens: int = attrs.field(default=64, validator=gt(0))
     calib_steps: int = attrs.field(default=10, validator=gt(0))
     calib_momentum: float = attrs.field(default=0.9, validator=[ge(0.0), le(1.0)])
@@ -33,7 +35,8 @@ class PRARolloutConfig(RolloutConfig):
 
 
 class PRARollout(RolloutApproximator):
-    """x~_i = sg(D(sg(z_i) + sigma_i eps_i)), each position independent (fully parallel)."""
+    """x~_i = sg(D(sg(z_i) + sigma_i eps_i)), each position independent (fully parallel); the
+    perturbed state becomes a token the way a generated one does (``states_to_tokens``)."""
 
     def __init__(self, cfg: PRARolloutConfig):
         super().__init__()
@@ -41,12 +44,12 @@ class PRARollout(RolloutApproximator):
         # Running estimate of the head's sampling error; NaN until first measured.
         self.register_buffer("measured_sigma", torch.tensor(float("nan")))
 
-    def forward(self, x, z, labels, *, model: Any, step: int) -> torch.Tensor:
-        z = z.detach()
-        if self.cfg.sigma == "calibrated" and self.training and step % self.cfg.calib_every == 0:
+    def forward(self, x, z, labels, *, model: RolloutModel, step: int) -> torch.Tensor:
+        cfg, z = self.cfg, z.detach()
+        if cfg.sigma == "calibrated" and self.training and step >= cfg.calib_warmup and step % cfg.calib_every == 0:
             self.calibrate(x, z, labels, model)
         with torch.no_grad():
-            return model.decoder.decode(z + self.sigma(z) * torch.randn_like(z)).to(x.dtype)
+            return model.states_to_tokens(z + self.sigma(z) * torch.randn_like(z)).to(x.dtype)
 
     def sigma(self, z: torch.Tensor) -> torch.Tensor:
         """Per-position noise scales (..., L, 1)."""
@@ -55,11 +58,12 @@ class PRARollout(RolloutApproximator):
         if cfg.sigma == "uniform":
             return cfg.sigma_min + (cfg.sigma_max - cfg.sigma_min) * torch.rand(shape, device=z.device, dtype=z.dtype)
         if cfg.sigma == "calibrated":  # no host sync: NaN (not yet measured) becomes sigma_max
-            return torch.nan_to_num(cfg.calib_scale * self.measured_sigma, nan=cfg.sigma_max).to(z.dtype).expand(shape)
+            sigma = torch.nan_to_num(cfg.calib_scale * self.measured_sigma, nan=cfg.sigma_max)
+            return sigma.clamp(cfg.sigma_min, cfg.sigma_max).to(z.dtype).expand(shape)
         return torch.full(shape, cfg.sigma_max, device=z.device, dtype=z.dtype)
 
     @torch.no_grad()
-    def calibrate(self, x, z, labels, model: Any) -> None:
+    def calibrate(self, x, z, labels, model: RolloutModel) -> None:
         """Measure the head's RMS error per state dimension on a few teacher-forced tokens."""
         cfg = self.cfg
         rows = min(x.shape[0], -(-cfg.calib_tokens // x.shape[1]))
@@ -90,11 +94,11 @@ class SelfSampleRollout(RolloutApproximator):
         self.cfg = cfg
 
     @torch.no_grad()
-    def forward(self, x, z, labels, *, model: Any, step: int) -> torch.Tensor:
+    def forward(self, x, z, labels, *, model: RolloutModel, step: int) -> torch.Tensor:
         cfg = self.cfg
         h = model.backbone(x[:, :-1], labels)
         z_hat = model.generator.sample(h, steps=cfg.steps, temperature=cfg.temperature)
-        sampled = model.decoder.decode(z_hat).to(x.dtype)
+        sampled = model.states_to_tokens(z_hat).to(x.dtype)
         if cfg.mix == 1.0:
             return sampled
         take = torch.rand((*x.shape[:-1], 1), device=x.device) < cfg.mix

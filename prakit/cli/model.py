@@ -36,8 +36,8 @@ def run_summary(args: argparse.Namespace) -> int:
 def format_summary(s: dict, cfg_scale: float) -> str:
     params, comps = s["parameters"], s["components"]
     lines = [f"{'component':<10} {'name':<16} {'parameters':>12}"]
-    lines += [f"{kind:<10} {comps[kind]:<16} {_si(params[kind]):>12}" for kind in comps]
-    lines.append(f"{'total':<10} {'':<16} {_si(params['total']):>12}")
+    lines += [f"{kind:<10} {comps[kind]:<16} {si(params[kind]):>12}" for kind in comps]
+    lines.append(f"{'total':<10} {'':<16} {si(params['total']):>12}")
     h, w, c = s["image"]
     gh, gw = s["grid"]
     lines.append("")
@@ -45,13 +45,14 @@ def format_summary(s: dict, cfg_scale: float) -> str:
                  f"{s['token_dim']} dims; state {s['state_dim']} dims; width {s['width']}")
     if "flops" in s:
         f = s["flops"]
-        lines.append(f"training FLOPs: {_si(f['train_per_image'])} per image, {_si(f['train_per_step'])} per step")
-        lines.append(f"sampling FLOPs: {_si(f['sample_per_image'])} per image "
-                     f"({f['sample_head_steps']} head steps, cfg {cfg_scale:g})")
+        lines.append(f"training FLOPs: {si(f['train_per_image'])} per image, {si(f['train_per_step'])} per step")
+        lines.append(f"sampling FLOPs: {si(f['sample_per_image'])} per image ({f['sample_head_steps']} head steps, "
+                     f"{f['head_evaluations_per_token']} head evaluations per token, cfg {cfg_scale:g})")
     return "\n".join(lines)
 
 
-def _si(n: float) -> str:
+def si(n: float) -> str:
+    """A count with an SI suffix, as `prakit model summary` prints it: 132.36M, 1.92T."""
     for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= scale:
             return f"{n / scale:.2f}{unit}"

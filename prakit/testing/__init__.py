@@ -16,6 +16,7 @@ from prakit.testing.contracts import (
     LinearDecoder,
     RolloutContract,
     perturb_parameters,
+    tiny_model_config,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "LinearDecoder",
     "RolloutContract",
     "perturb_parameters",
+    "tiny_model_config",
 ]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 
 from prakit import registry
 from prakit.components import ComponentConfig, PixelDecoder
-from prakit.config import ModelConfig, structure, unstructure
+from prakit.config import ModelConfig, SampleConfig, structure, unstructure
 from prakit.data import open_store
 from prakit.model import ARModel
 
@@ -185,9 +184,10 @@ class GeneratorContract(ModuleContract):
     kind = "generator"
     state_dim: ClassVar[int] = 4
     cond_dim: ClassVar[int] = 16
+    state_bound: ClassVar[float | None] = 3.0
 
     def deps(self):
-        return {"state_dim": self.state_dim, "cond_dim": self.cond_dim}
+        return {"state_dim": self.state_dim, "cond_dim": self.cond_dim, "state_bound": self.state_bound}
 
     def inputs(self, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(seed)
@@ -221,9 +221,20 @@ class GeneratorContract(ModuleContract):
                 return generator.sample(h, temperature=1.0, generator=torch.Generator().manual_seed(seed))
 
         a, b, c = draw(0), draw(0), draw(1)
-        assert a.shape == (2, 3, self.state_dim) and a.dtype == h.dtype
+        assert a.shape == (2, 3, self.state_dim) and a.dtype == torch.float32
         torch.testing.assert_close(a, b)
         assert not torch.allclose(a, c)
+
+    def test_sampling_state_stays_fp32_under_bf16_autocast(self):
+        generator = self.build().eval()
+        perturb_parameters(generator)
+        h, _ = self.inputs()
+        with torch.no_grad():
+            full = generator.sample(h, generator=torch.Generator().manual_seed(0))
+            with torch.autocast("cpu", dtype=torch.bfloat16):  # as on a GPU, where h arrives in bf16
+                mixed = generator.sample(h.bfloat16(), generator=torch.Generator().manual_seed(0))
+        assert mixed.dtype == torch.float32
+        torch.testing.assert_close(mixed, full, atol=0.1, rtol=0.05)  # bf16 networks, fp32 state
 
     def test_rows_drawn_with_their_own_generators_do_not_depend_on_the_batch(self):
         generator = self.build().eval()
@@ -253,30 +264,44 @@ class GeneratorContract(ModuleContract):
         assert not torch.allclose(draw(h_uncond=h_uncond, cfg_scale=3.0), plain)
 
 
+def tiny_model_config(rollout: str = "teacher_forcing") -> ModelConfig:
+    """A tiny model of prakit's built-in components (4x4 patches, 2-step head)."""
+    def component(kind: str, name: str, **fields: Any) -> ComponentConfig:
+        return registry.get(kind).config(name, **fields)
+
+    return ModelConfig(
+        backbone=component("backbone", "transformer", width=16, depth=2, heads=2),
+        generator=component("generator", "diffusion", width=16, depth=1, sample_steps=2),
+        decoder=component("decoder", "mlp", state_dim=4, width=16, depth=1),
+        rollout=component("rollout", rollout),
+        patch_size=4,
+    )
+
+
 class RolloutContract(ComponentContract):
-    """Set ``model_config`` (a tiny ``ModelConfig``) for approximators that run the model; the
-    others read only ``model.decoder``, a random linear decoder here."""
+    """The approximator runs on a tiny real model of 3 x 3 tokens (``model_config``; None: the
+    built-in components of :func:`tiny_model_config`), in training mode, as in a training step."""
 
     kind = "rollout"
-    token_dim: ClassVar[int] = 12
     stops_gradient: ClassVar[bool] = True
     model_config: ClassVar[ModelConfig | None] = None
+    sampling: ClassVar[SampleConfig] = SampleConfig(cfg_scale=2.0, steps=2)
 
-    def model(self) -> Any:
+    def model(self) -> ARModel:
         torch.manual_seed(123)
-        if self.model_config is None:
-            return SimpleNamespace(decoder=LinearDecoder(self.token_dim, 4), seq_len=6)
-        image_size = 2 * self.model_config.patch_size  # a 2 x 2 grid of tokens
-        return ARModel(self.model_config, image_size=image_size, channels=3, num_classes=2)
+        cfg = self.model_config or tiny_model_config()
+        model = ARModel(cfg, image_size=3 * cfg.patch_size, channels=3, num_classes=2, sampling=self.sampling)
+        perturb_parameters(model)  # as if trained a little: zero-initialised layers move
+        return model.train()
 
-    def inputs(self, model: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def inputs(self, model: ARModel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(1)
-        x = torch.rand(2, model.seq_len, model.decoder.token_dim, generator=g) * 2 - 1
+        x = torch.rand(2, model.seq_len, model.token_dim, generator=g) * 2 - 1
         return x, model.decoder.encode(x), torch.tensor([0, 1])
 
     def run(self, seed: int = 0, step: int = 0) -> torch.Tensor:
         model = self.model()
-        rollout = self.build()
+        rollout = self.build().train()
         x, z, labels = self.inputs(model)
         torch.manual_seed(seed)
         return rollout(x, z, labels, model=model, step=step)
@@ -289,6 +314,15 @@ class RolloutContract(ComponentContract):
 
     def test_deterministic_under_a_seed(self):
         torch.testing.assert_close(self.run(seed=3), self.run(seed=3))
+
+    def test_leaves_the_model_as_it_found_it(self):
+        model = self.model()
+        before = {name: value.clone() for name, value in model.state_dict().items()}
+        x, z, labels = self.inputs(model)
+        self.build().train()(x, z, labels, model=model, step=0)
+        assert model.training
+        for name, value in model.state_dict().items():
+            torch.testing.assert_close(value, before[name], msg=f"the rollout changed {name}")
 
     def test_inputs_carry_no_gradient_into_the_model(self):
         if not self.stops_gradient:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import attrs
 import torch
@@ -32,6 +33,14 @@ class Distributed:
         if self.world_size > 1:
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         return bool(finite)
+
+    def all_gather(self, value: Any) -> list[Any]:
+        """``value`` from every rank, in rank order, on every rank (any picklable value)."""
+        if self.world_size == 1:
+            return [value]
+        values = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         """The mean of ``value`` over all ranks."""

@@ -2,8 +2,9 @@
 
 A run directory holds ``config.toml`` (the resolved config), ``checkpoints/``, ``metrics.jsonl``,
 ``grids/`` and, at the end, ``loss.png``. Every checkpoint carries the model, the EMAs, the
-optimizer, every RNG and the step; the data order is a function of the step, so a resumed run
-continues exactly where the checkpoint left it.
+optimizer, every rank's RNGs and the step; the data order is a function of the step, so a run
+resumed on as many ranks continues exactly where the checkpoint left it. Each rank draws its own
+noise (:mod:`prakit.train.rng`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import warnings
 from pathlib import Path
 
 import attrs
@@ -89,19 +91,20 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
         ensure_store(cfg.data)
     env.barrier()
 
-    torch.manual_seed(tcfg.seed)
-    model = ARModel(cfg.model, image_size=cfg.data.image_size, channels=cfg.data.channels,
-                    num_classes=cfg.data.num_classes).to(env.device)
+    torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
+    model = ARModel.from_config(cfg).to(env.device)
     if tcfg.activation_checkpointing:
         model.backbone.enable_activation_checkpointing()
     optimizer = make_optimizer(model, cfg)
     emas = {ema_name(d): EMA(model, d) for d in cfg.optim.ema_decays}
+    rng.seed_all(rng.rank_seed(tcfg.seed, env.rank))  # then a random stream of its own on each rank
     start = int(resumed["step"]) if resumed else 0
     loader = TrainLoader(cfg.data.store, batch_size=per_rank, seed=tcfg.seed, rank=env.rank,
                          world_size=env.world_size, hflip=cfg.data.hflip, num_workers=cfg.data.num_workers)
     batches = loader.batches(start * tcfg.grad_accum)  # draws from the global RNG: before restoring it
     if resumed:
         restore(resumed, model, optimizer, emas, last_ckpt)
+        restore_rng(resumed["rng"], env, tcfg.seed, start, last_ckpt)
         del resumed  # do not hold a second copy of the weights for the whole run
     ddp = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
     forward = torch.compile(ddp) if tcfg.compile else ddp
@@ -143,8 +146,9 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
                 metrics.write(row)
             bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{row['images_per_s']:.0f}")
         if done % tcfg.ckpt_every == 0 or done == tcfg.steps:
+            rng_states = env.all_gather(rng.capture())  # every rank resumes its own
             if env.is_main:
-                state = checkpoint_state(done, model, optimizer, emas, cfg)
+                state = checkpoint_state(done, model, optimizer, emas, cfg, rng_states)
                 milestone = bool(tcfg.milestone_every) and done % tcfg.milestone_every == 0
                 last_ckpt = save_checkpoint(ckpt_dir, done, state, keep_last=tcfg.keep_last, milestone=milestone)
             env.barrier()
@@ -251,24 +255,36 @@ def precision_context(precision: str, device: torch.device):
     return contextlib.nullcontext()
 
 
-def checkpoint_state(step: int, model, optimizer, emas: dict, cfg: ExperimentConfig) -> dict:
+def checkpoint_state(step: int, model, optimizer, emas: dict, cfg: ExperimentConfig, rng_states: list) -> dict:
     return {
         "step": step,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "ema": {name: ema.state_dict() for name, ema in emas.items()},
-        "rng": rng.capture(),
+        "rng": rng_states,
         "config": json.dumps(unstructure(cfg)),
     }
 
 
 def restore(state: dict, model, optimizer, emas: dict, path: Path) -> None:
-    """Load the checkpoint ``path``'s state into the live objects."""
+    """Load the checkpoint ``path``'s weights, optimizer and EMAs into the live objects."""
     load_weights(model, state["model"], path)
     optimizer.load_state_dict(state["optimizer"])
     for name, ema in emas.items():
         ema.load_state_dict(state["ema"][name])
-    rng.restore(state["rng"])
+
+
+def restore_rng(states: list | dict, env: distributed.Distributed, seed: int, step: int, path: Path) -> None:
+    """Restore this rank's RNGs from the checkpoint ``path``; say so when it was written by another
+    number of ranks and every rank begins a fresh stream instead."""
+    states = [states] if isinstance(states, dict) else states  # written before per-rank states: one rank's
+    if not rng.restore_rank(states, env.rank, env.world_size, seed=seed, step=step) and env.is_main:
+        warnings.warn(
+            f"{path} holds the random states of {len(states)} rank(s) and this run has {env.world_size}: every rank "
+            f"begins a fresh random stream at step {step} (from train.seed, its rank and the step), so the run "
+            f"goes on but does not repeat an uninterrupted one bit for bit",
+            stacklevel=2,
+        )
 
 
 def non_finite(

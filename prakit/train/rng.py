@@ -1,7 +1,8 @@
-"""Capture and restore every random number generator a training run draws from.
+"""Seed, capture and restore every random number generator a training run draws from.
 
-The state is made of tensors and plain Python values only, so it survives ``torch.save`` and
-``torch.load(..., weights_only=True)`` inside a checkpoint.
+Each rank of a run draws from its own stream, seeded from (seed, rank, the step it began at), so
+that ranks draw different noise. A captured state is made of tensors and plain Python values
+only, so it survives ``torch.save`` and ``torch.load(..., weights_only=True)`` inside a checkpoint.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from prakit.random import hash_seed
 
 
 def capture() -> dict[str, Any]:
@@ -41,3 +44,27 @@ def restore(state: dict[str, Any]) -> None:
     if torch.cuda.is_available():
         for device, cuda_state in zip(range(torch.cuda.device_count()), state.get("cuda", ())):
             torch.cuda.set_rng_state(cuda_state.cpu(), device)
+
+
+def seed_all(value: int) -> None:
+    """Seed Python's ``random``, numpy's global generator and torch's CPU and CUDA generators
+    from ``value`` (in [0, 2**64))."""
+    random.seed(value)
+    np.random.seed([value & 0xFFFFFFFF, value >> 32])
+    torch.manual_seed(value)
+
+
+def rank_seed(seed: int, rank: int, step: int = 0) -> int:
+    """The seed of ``rank``'s stream in a run seeded ``seed``, for a stream begun at ``step``."""
+    return hash_seed(hash_seed(seed, rank), step)
+
+
+def restore_rank(states: list[dict[str, Any]], rank: int, world_size: int, *, seed: int, step: int) -> bool:
+    """Restore ``rank``'s generators from ``states``, one :func:`capture` per rank; return whether
+    that was exact. States of another number of ranks cannot be shared out: every rank then
+    begins a fresh stream at ``step`` (:func:`rank_seed`)."""
+    if len(states) == world_size:
+        restore(states[rank])
+        return True
+    seed_all(rank_seed(seed, rank, step))
+    return False
