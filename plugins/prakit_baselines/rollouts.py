@@ -71,7 +71,7 @@ class ExactRolloutConfig(RolloutConfig):
     name: ClassVar[str] = "exact_rollout"
     probability: float = attrs.field(default=1.0, validator=[ge(0.0), le(1.0)])
     fraction: float = attrs.field(default=1.0, validator=[ge(0.0), le(1.0)])
-    window: int = attrs.field(default=4, validator=gt(0))
+    window: int = attrs.field(default=1, validator=gt(0))
     min_prefix: int = attrs.field(default=1, validator=ge(0))
     head_steps: int | None = attrs.field(default=None, validator=optional(gt(0)))
 
