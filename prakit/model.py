@@ -27,7 +27,11 @@ class Losses:
 
 
 class ARModel(nn.Module):
-    """Pixel-space AR model: patches -> decoder states -> rollout inputs -> backbone -> head."""
+    """Pixel-space AR model: patches -> decoder states -> rollout inputs -> backbone -> head.
+
+    ``sampling`` is how inference draws from it (the run's ``sample`` section): rollouts that
+    roll the model out during training draw the same way.
+    """
 
     backbone: Backbone
     generator: StateGenerator
