@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from prakit import registry
-from prakit.components import Backbone, PixelDecoder, RolloutApproximator, StateGenerator
+from prakit.components import Backbone, ComponentConfig, PixelDecoder, RolloutApproximator, StateGenerator
 from prakit.config import ExperimentConfig, ModelConfig, SampleConfig
+from prakit.errors import ConfigError, PrakitError
 from prakit.random import Generators
 
 Check = Callable[[str, torch.Tensor], torch.Tensor]
@@ -49,20 +50,21 @@ class ARModel(nn.Module):
     ):
         super().__init__()
         if image_size % cfg.patch_size:
-            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {cfg.patch_size}")
+            raise ConfigError([("model.patch_size", f"{cfg.patch_size} does not divide data.image_size {image_size}; "
+                                                    "choose a patch size that does")])
         self.cfg, self.sampling = cfg, sampling
         self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
         side = image_size // cfg.patch_size
         self.grid = (side, side)
         self.seq_len = side * side
         self.token_dim = channels * cfg.patch_size**2
-        self.decoder = registry.build(cfg.decoder, token_dim=self.token_dim)
-        self.backbone = registry.build(
+        self.decoder = build(cfg.decoder, token_dim=self.token_dim)
+        self.backbone = build(
             cfg.backbone, token_dim=self.token_dim, seq_len=self.seq_len, num_classes=num_classes, grid=self.grid
         )
-        self.generator = registry.build(cfg.generator, state_dim=self.decoder.state_dim, cond_dim=self.backbone.width,
-                                        state_bound=self.decoder.state_bound)
-        self.rollout = registry.build(cfg.rollout)
+        self.generator = build(cfg.generator, state_dim=self.decoder.state_dim, cond_dim=self.backbone.width,
+                               state_bound=self.decoder.state_bound)
+        self.rollout = build(cfg.rollout)
 
     @classmethod
     def from_config(cls, cfg: ExperimentConfig) -> ARModel:
@@ -186,6 +188,16 @@ class ARModel(nn.Module):
         """Images (B, H, W, C) uint8 for ``labels``; pass one generator per row for sharding-proof seeds."""
         images = self.unpatchify(self.sample_tokens(labels, options, generator=generator))
         return to_uint8(images)
+
+
+def build(cfg: ComponentConfig, **deps) -> nn.Module:
+    """Build a model component; one that raises while being built is a ConfigError naming it."""
+    try:
+        return registry.build(cfg, **deps)
+    except PrakitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plugin may raise anything for a config it cannot build
+        raise ConfigError([(f"model.{cfg.kind}", f"{cfg.name!r} cannot be built with this config: {exc}")]) from None
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import attrs
 import torch
 from tqdm import tqdm
 
-from prakit.config import ExperimentConfig, from_data, unstructure
-from prakit.errors import PrakitError
+from prakit.config import ExperimentConfig, SampleConfig, from_data, unstructure
+from prakit.errors import PrakitError, UnknownNameError
 from prakit.model import ARModel
 from prakit.random import sample_generators
 from prakit.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights
+
+#: The suffixes of experiment configs, which ``prakit sample`` is sometimes given by mistake.
+CONFIG_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
 
 
 def resolve_checkpoint(source: str | Path) -> Path:
@@ -28,7 +32,34 @@ def resolve_checkpoint(source: str | Path) -> Path:
         return found
     if not source.exists():
         raise PrakitError(f"{source} is neither a run directory nor a checkpoint file")
+    if source.suffix in CONFIG_SUFFIXES:
+        raise PrakitError(f"{source} is an experiment config; prakit sample takes a run directory (runs/NAME) or a "
+                          f"checkpoint file: train it first with `prakit train {source}`")
     return source
+
+
+def with_options(options: SampleConfig, changes: dict[str, Any],
+                 name: Callable[[str], str] = lambda field: f"sample.{field}") -> SampleConfig:
+    """``options`` with ``changes``, each checked by SampleConfig's validators; ``name`` names a field in errors."""
+    for field, value in changes.items():
+        if field not in attrs.fields_dict(SampleConfig):
+            raise UnknownNameError("sampling option", field, attrs.fields_dict(SampleConfig))
+        try:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{field!r} must be a finite number: {value}")
+            options = attrs.evolve(options, **{field: value})
+        except (ValueError, TypeError) as exc:
+            rule = str(exc).rsplit(": ", 1)[0].replace(repr(field), name(field))
+            raise PrakitError(f"{rule}, got {value!r}") from None
+    return options
+
+
+def check_classes(classes: Sequence[int], num_classes: int) -> None:
+    """Refuse a class the run's model has no embedding for."""
+    for c in classes:
+        if not 0 <= c < num_classes:
+            raise PrakitError(f"--classes must be in 0..{num_classes - 1} (the run's data.num_classes is "
+                              f"{num_classes}), got {c}")
 
 
 def choose_ema(cfg: ExperimentConfig, which: str) -> str | None:
@@ -86,22 +117,34 @@ def sample_run(
     or with other options (the batch size aside) is refused, or deleted first with ``restart``.
     """
     from prakit.data import SampleStore
+    from prakit.data.samples import SampleMismatchError
 
+    if num < 1:
+        raise PrakitError(f"num must be at least 1, got {num}")
+    overrides = overrides or {}
     checkpoint = resolve_checkpoint(source)
     device = inference_device()
-    model, cfg = load_model(checkpoint, ema, device)
-    options = attrs.evolve(cfg.sample, **(overrides or {}))
+    model, cfg = load_model(checkpoint, ema or overrides.get("ema"), device)
+    options = with_options(cfg.sample, overrides)
+    loaded = choose_ema(cfg, ema or options.ema)
+    if loaded is None:
+        options = attrs.evolve(options, ema="none")
     batch_size = options.batch_size
     classes = list(classes) if classes else list(range(cfg.data.num_classes))
+    check_classes(classes, cfg.data.num_classes)
     size, channels = cfg.data.image_size, cfg.data.channels
     facts = {
         "config": unstructure(cfg),
         "checkpoint": str(checkpoint.resolve()),
-        "sampling": {"ema_weights": ema or cfg.sample.ema, "classes": classes,
+        "sampling": {"ema_weights": loaded or "none", "classes": classes,
                      **{k: v for k, v in unstructure(options).items() if k != "batch_size"}},
     }
-    store = SampleStore.open(out, num=num, image_shape=(size, size, channels), attrs=facts,
-                             on_mismatch="restart" if restart else "error")
+    try:
+        store = SampleStore.open(out, num=num, image_shape=(size, size, channels), attrs=facts,
+                                 on_mismatch="restart" if restart else "error")
+    except SampleMismatchError as exc:
+        raise SampleMismatchError(exc.problem, "rerun with --restart to delete them and start over, "
+                                               "or choose another --out") from None
     todo = store.missing(batch_size)
     bar = tqdm(total=num, initial=num - sum(map(len, todo)), disable=not progress, unit="img", desc="sample")
     for indices in todo:

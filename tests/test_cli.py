@@ -112,3 +112,120 @@ def test_model_summary_counts_parameters_and_flops():
     assert flops["sample_per_image"] > 50 * 2 * 16 * 2 * 3 * 256 * 256
     table = prakit("model", "summary", QUICKSTART, "--no-flops")
     assert "backbone   transformer" in table.stdout and "FLOPs" not in table.stdout
+
+
+@pytest.mark.parametrize("order", ["overrides first", "overrides last", "around an option"])
+def test_overrides_stand_anywhere_after_the_command(order):
+    overrides, option = ["model.decoder.state_dim=32", "model.patch_size=2"], ["--no-flops"]
+    args = {"overrides first": [*overrides, *option], "overrides last": [*option, *overrides],
+            "around an option": [overrides[0], *option, overrides[1]]}[order]
+    result = prakit("model", "summary", QUICKSTART, *args)
+    assert result.returncode == 0, result.stderr
+    assert "state 32 dims" in result.stdout and "64 tokens" in result.stdout
+
+
+def test_an_unknown_argument_is_still_refused():
+    result = prakit("model", "summary", QUICKSTART, "--no-flops", "--what")
+    assert result.returncode == 2 and "unrecognized arguments: --what" in result.stderr
+
+
+def test_documented_component_lists_match_the_registry():
+    """README.md's and docs' lists of registered names (a ``list_components`` comment, an unknown name's ``known:``)."""
+    import re
+
+    from prakit import registry
+
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        for kind, listed in re.findall(r'list_components\("(\w+)"\)\s+# \[([^\]]*)\]', text):
+            assert [name.strip(" '") for name in listed.split(",")] == registry.list_components(kind), doc.name
+        for kind, listed in re.findall(r"unknown (\w+) '\w+'; did you mean '\w+'\? known: ([\w, ]+)", text):
+            assert listed.split(", ") == registry.list_components(kind), doc.name
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A one-step run of a tiny model on 8x8 digits, without EMAs."""
+    from prakit import registry
+    from prakit.config import load_config
+    from prakit.data import prepare
+    from prakit.train.loop import train
+
+    root = tmp_path_factory.mktemp("sample-run")
+    prepare(registry.get("dataset").config("digits"), root / "digits.zarr", size=8, progress=False)
+    cfg = load_config(QUICKSTART, [
+        f"data.store={json.dumps(str(root / 'digits.zarr'))}", "data.image_size=8", "data.num_workers=0",
+        "model.patch_size=4", "model.backbone.width=32", "model.backbone.depth=1", "model.backbone.heads=2",
+        "model.generator.width=32", "model.generator.depth=1", "model.decoder.width=32",
+        "train.steps=1", "train.batch_size=4", "train.sample_every=0", "optim.ema_decays=[]",
+        "sample.steps=2", "sample.batch_size=2",
+    ])
+    return train(cfg, root / "run", progress=False).run_dir
+
+
+def sample(run, out, *options, capsys):
+    """``prakit sample RUN --out OUT --num 2 OPTIONS`` in this process: (exit code, stderr)."""
+    from prakit.cli import main
+
+    code = main(["sample", str(run), "--out", str(out), "--num", "2", *options])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, problem", [
+    (["--num", "0"], "--num must be > 0, got 0"),
+    (["--num", "-3"], "--num must be > 0, got -3"),
+    (["--batch-size", "0"], "--batch-size must be > 0, got 0"),
+    (["--steps", "0"], "--steps must be > 0, got 0"),
+    (["--temperature", "0"], "--temperature must be > 0.0, got 0.0"),
+    (["--cfg", "-1"], "--cfg must be >= 0.0, got -1.0"),
+    (["--cfg", "nan"], "--cfg must be a finite number, got nan"),
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--classes", "99"], "--classes must be in 0..9 (the run's data.num_classes is 10), got 99"),
+    (["--classes", "3", "-1"], "--classes must be in 0..9 (the run's data.num_classes is 10), got -1"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_sample_refuses_bad_options_before_making_a_store(run_dir, tmp_path, capsys, options, problem):
+    code, err = sample(run_dir, tmp_path / "s.zarr", *options, capsys=capsys)
+    assert (code, err) == (2, f"prakit: error: {problem}\n")
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_a_failed_sample_run_does_not_block_the_corrected_one(run_dir, tmp_path, capsys):
+    assert sample(run_dir, tmp_path / "s.zarr", "--classes", "99", capsys=capsys)[0] == 2
+    code, err = sample(run_dir, tmp_path / "s.zarr", "--classes", "9", capsys=capsys)
+    assert code == 0, err
+
+
+def test_sampling_a_config_file_says_to_train_it_first(tmp_path, capsys):
+    code, err = sample(QUICKSTART, tmp_path / "s.zarr", capsys=capsys)
+    assert (code, err) == (2, f"prakit: error: {QUICKSTART} is an experiment config; prakit sample takes a run "
+                              f"directory (runs/NAME) or a checkpoint file: train it first with `prakit train {QUICKSTART}`\n")
+
+
+def test_a_store_of_other_options_names_them_and_the_commands_fixes(run_dir, tmp_path, capsys):
+    from prakit.data import open_store
+
+    out = tmp_path / "s.zarr"
+    assert sample(run_dir, out, "--cfg", "2", capsys=capsys)[0] == 0
+    sampling = open_store(out).attrs["sampling"]
+    assert sampling["ema"] == sampling["ema_weights"] == "none"  # no EMA to load: the live weights
+    code, err = sample(run_dir, out, "--cfg", "3", "--seed", "4", capsys=capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert ("sampling.cfg_scale: 2.0 in the store, 3.0 now; sampling.seed: 0 in the store, 4 now); "
+            "rerun with --restart to delete them and start over, or choose another --out\n") in err
+    assert "on_mismatch" not in err
+
+
+def test_validate_builds_the_model_so_cross_field_problems_show():
+    result = prakit("config", "validate", QUICKSTART, "model.patch_size=3")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "model.patch_size: 3 does not divide data.image_size 16" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["a file", "under /proc"])
+def test_an_impossible_run_directory_is_a_one_line_error(where, tmp_path):
+    run_dir = {"a file": tmp_path / "file", "under /proc": Path("/proc/prakit-run")}[where]
+    (tmp_path / "file").write_text("not a directory")
+    result = prakit("train", QUICKSTART, "--run-dir", str(run_dir), "train.steps=1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if "error" in line]
+    assert str(run_dir) in error and "give a path" in error

@@ -1,6 +1,8 @@
 """Experiment configs: files, overrides, errors by path, round trips, fuzzing."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import attrs
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 from prakit import registry
 from prakit.components import KINDS
 from prakit.config import ExperimentConfig, dumps, from_data, load_config, read_file, structure, unstructure
-from prakit.errors import ConfigError
+from prakit.errors import ConfigError, PrakitError
 from prakit.testing.strategies import configs, mutations
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,3 +194,51 @@ def test_circular_extends_is_a_config_error(tmp_path):
     (tmp_path / "b.toml").write_text('extends = "a.toml"\n')
     with pytest.raises(ConfigError, match="circular"):
         load_config(tmp_path / "a.toml")
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage\x80", "[train]\nname = 'café'\n".encode("latin-1")],
+                         ids=["binary", "latin-1"])
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path, content):
+    (tmp_path / "bad.toml").write_bytes(content)
+    (tmp_path / "child.toml").write_text('extends = "bad.toml"\n')
+    for path in (tmp_path / "bad.toml", tmp_path / "child.toml"):
+        with pytest.raises(ConfigError, match=r"bad\.toml.*\n.*not UTF-8 text \(byte 0x[0-9a-f]{2} at offset \d+\)"):
+            load_config(path)
+
+
+@pytest.mark.parametrize("name, text", [
+    ("deep.toml", "x = " + "[" * 5000 + "]" * 5000),
+    ("deep.json", '{"x": ' + "[" * 5000 + "]" * 5000 + "}"),
+    ("deeper_than_a_copy.json", '{"x": ' + "[" * 900 + "]" * 900 + "}"),
+])
+def test_deeply_nested_lists_are_a_config_error(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=f"{name}.*\n.*nested too deeply"):
+        load_config(tmp_path / name)
+
+
+def test_a_long_extends_chain_loads(tmp_path):
+    for i in range(1200):
+        (tmp_path / f"c{i}.toml").write_text(f'extends = "c{i + 1}.toml"\n[train]\nsteps = {i + 1}\n')
+    (tmp_path / "c1200.toml").write_text(f'extends = "{QUICKSTART}"\n')
+    assert load_config(tmp_path / "c0.toml").train.steps == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from([".toml", ".json"]))
+def test_fuzzed_file_bytes_fail_cleanly(tmp_path_factory, content, suffix):
+    path = tmp_path_factory.mktemp("fuzz") / f"config{suffix}"
+    path.write_bytes(content)
+    try:
+        load_config(path)
+    except PrakitError:
+        pass
+
+
+def test_cli_reports_a_bad_file_in_one_error(tmp_path):
+    (tmp_path / "bad.toml").write_bytes(b"\x80")
+    out = subprocess.run([sys.executable, "-m", "prakit", "config", "validate", str(tmp_path / "bad.toml")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == (f"prakit: error: invalid config {tmp_path / 'bad.toml'}:\n"
+                          "  <root>: not UTF-8 text (byte 0x80 at offset 0); save it as UTF-8\n")

@@ -244,3 +244,15 @@ def test_two_preparations_of_one_store_take_turns(tmp_path):
     assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
     assert sum("already finished" in out for out, _ in outputs) == 1
     open_store(tmp_path / "d.zarr").verify()
+
+
+def test_16_bit_greyscale_images_are_scaled_to_8_bits_not_saturated(tmp_path):
+    from prakit import registry
+
+    (tmp_path / "a").mkdir()
+    wide = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000  # 0 .. 63,000 of 65,535
+    Image.fromarray(wide).save(tmp_path / "a" / "wide.png")
+    assert Image.open(tmp_path / "a" / "wide.png").mode == "I;16"
+    image, _ = registry.build(ImageFolderConfig(root=str(tmp_path)))[0]
+    assert image.shape == (8, 8, 3) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image[..., 0], np.rint(wide / 257).astype(np.uint8))

@@ -107,12 +107,14 @@ def test_a_store_of_another_run_is_refused_unless_told(tmp_path):
     store = open_samples(path)
     fill(store)
     other = {**ATTRS, "config": {"model": "other"}}
-    with pytest.raises(StoreError, match="another config; pass on_mismatch='restart' .* or on_mismatch='resume'"):
+    with pytest.raises(StoreError, match=r"another config \(config.model: \"tiny\" in the store, \"other\" now; "
+                                         r"config.seed: 0 in the store, null now\); pass on_mismatch='restart' "
+                                         r".* or on_mismatch='resume'"):
         SampleStore.open(path, num=60, image_shape=SHAPE, attrs=other)
     with pytest.raises(StoreError, match="another num"):
         SampleStore.open(path, num=61, image_shape=SHAPE, attrs=ATTRS)
     for key in ("checkpoint", "sampling"):
-        with pytest.raises(StoreError, match=f"another {key}; "):
+        with pytest.raises(StoreError, match=rf"another {key} \({key}: .* in the store, \"elsewhere\" now\); "):
             SampleStore.open(path, num=60, image_shape=SHAPE, attrs={**ATTRS, key: "elsewhere"})
     kept = SampleStore.open(path, num=60, image_shape=SHAPE, attrs=other, on_mismatch="resume")
     assert kept.complete and open_store(path).attrs["config"] == {"model": "other"}

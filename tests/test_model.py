@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 
@@ -328,3 +329,18 @@ def test_every_experiment_builds_with_the_right_shapes(path):
     z = model.generator.sample(h[:, :1], steps=1)
     assert z.shape == (2, 1, model.decoder.state_dim)
     assert model.decoder.decode(z).shape == (2, 1, model.token_dim)
+
+
+def test_a_component_that_cannot_be_built_is_a_config_error_naming_it(monkeypatch):
+    from prakit_baselines.identity import IdentityDecoder
+
+    from prakit.errors import ConfigError
+
+    def refuse(self, cfg, *, token_dim):
+        raise ValueError(f"token_dim {token_dim} is not a 16x16x3 patch")
+
+    monkeypatch.setattr(IdentityDecoder, "__init__", refuse)
+    with pytest.raises(ConfigError, match=r"model.decoder: 'identity' cannot be built with this config: token_dim 48"):
+        tiny(decoder="identity")
+    with pytest.raises(ConfigError, match=r"model.patch_size: 3 does not divide data.image_size 8"):
+        ARModel(attrs.evolve(tiny().cfg, patch_size=3), image_size=8, channels=3, num_classes=3)

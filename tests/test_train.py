@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from prakit.config import load_config
+from prakit.errors import ConfigError
 from prakit.train.loop import NonFiniteLossError, RunDirectoryError, train
 from prakit.train.metrics import read_metrics
 
@@ -219,6 +220,59 @@ def test_a_mismatched_checkpoint_is_a_clear_error_and_is_kept(store, tmp_path):
     torch.save(state, tmp_path / "edited.pt")
     with pytest.raises(CheckpointError, match=r"edited.pt does not fit the model its config builds \(Error"):
         load_model(tmp_path / "edited.pt", "none", torch.device("cpu"))
+
+
+def test_no_resume_sets_the_earlier_run_aside_and_a_later_resume_continues_the_new_run(store, tmp_path, capsys):
+    from prakit.train.checkpoint import list_checkpoints
+
+    run = tmp_path / "run"
+    first = train(load_config(QUICKSTART, tiny(store, "train.steps=8", "train.keep_last=1")), run, progress=False)
+    old_losses = losses(run)
+    fresh = load_config(QUICKSTART, tiny(store, "train.steps=4", "train.keep_last=1"))
+    train(fresh, run, resume=False, progress=False)
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["ckpt-00000004.pt"]  # not rotated away
+    assert [s for s, _ in losses(run)] == list(range(4))  # metrics of the new run alone
+    (aside,) = (run / "previous").iterdir()
+    assert f"the earlier run is set aside in {aside}" in capsys.readouterr().err
+    assert (aside / "checkpoints" / first.checkpoint.name).exists() and losses(aside) == old_losses
+    longer = load_config(QUICKSTART, tiny(store, "train.steps=6", "train.keep_last=1"))
+    assert train(longer, run, progress=False).step == 6
+    assert f"resuming {run} from ckpt-00000004.pt at step 4" in capsys.readouterr().err
+    assert [s for s, _ in losses(run)] == list(range(6))
+
+
+def test_a_run_whose_checkpoints_all_fail_to_load_is_an_error_naming_them(store, tmp_path):
+    from prakit.train.checkpoint import CheckpointError
+
+    cfg = load_config(QUICKSTART, tiny(store, "train.steps=8", "train.keep_last=2"))
+    train(cfg, tmp_path / "run", progress=False)
+    for path in (tmp_path / "run" / "checkpoints").iterdir():
+        path.write_bytes(b"garbage")
+    longer = load_config(QUICKSTART, tiny(store, "train.steps=12"))
+    with pytest.raises(CheckpointError, match=r"every checkpoint in .* fails to load \(checkpoint .*ckpt-00000008.pt is "
+                                              r"not a complete archive.*ckpt-00000004.pt.*train with --no-resume"):
+        train(longer, tmp_path / "run", progress=False)
+    result = prakit("train", str(QUICKSTART), *tiny(store, "train.steps=12"), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "every checkpoint" in result.stderr
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_the_corrected_config(store, tmp_path):
+    broken = load_config(QUICKSTART, tiny(store, "train.steps=1", "model.patch_size=3"))
+    with pytest.raises(ConfigError, match="model.patch_size: 3 does not divide data.image_size 8"):
+        train(broken, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "config.toml").exists()
+    fixed = load_config(QUICKSTART, tiny(store, "train.steps=1"))
+    assert train(fixed, tmp_path / "run", progress=False).step == 1  # no --force needed
+    other = load_config(QUICKSTART, tiny(store, "train.steps=1", "optim.lr=0.01"))
+    with pytest.raises(RunDirectoryError, match="differs in: optim.lr"):  # a run with a checkpoint is protected
+        train(other, tmp_path / "run", progress=False)
+
+
+def test_a_new_run_says_it_starts(store, tmp_path):
+    result = prakit("train", str(QUICKSTART), *tiny(store, "train.steps=1"), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"prakit: starting a new run in {tmp_path / 'run'}\n")
 
 
 def test_sampling_is_identical_across_batch_sizes_and_resumed_runs(store, tmp_path):

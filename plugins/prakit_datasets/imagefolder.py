@@ -56,7 +56,7 @@ class ImageFolder(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        """The image converted to RGB (CMYK, greyscale, palette and alpha images included).
+        """The image converted to RGB (CMYK, greyscale, 16-bit, palette and alpha images included).
 
         Raises ``ValueError`` naming the file when it is not a readable image.
         """
@@ -66,7 +66,19 @@ class ImageFolder(Dataset):
                 warnings.simplefilter("ignore")
                 with Image.open(path) as image:
                     image.load()
-                    rgb = image.convert("RGB")
+                    rgb = eight_bit(image).convert("RGB")
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise ValueError(f"{self.files[index]}: not a readable image ({exc})") from None
         return np.asarray(rgb), self.labels[index]
+
+
+#: Pillow's modes of greyscale images with more than 8 bits per pixel (16-bit PNGs open as these).
+WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I")
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit greyscale image scaled to 8 bits (``convert`` would saturate it); others as they are."""
+    if image.mode not in WIDE_GREY_MODES:
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    return Image.fromarray(np.clip(np.rint(values / 257), 0, 255).astype(np.uint8), mode="L")

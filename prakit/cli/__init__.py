@@ -11,6 +11,8 @@ from prakit.cli import config, data, evaluate, launch, model, plugins, run
 from prakit.errors import PrakitError
 
 COMMAND_GROUPS = (run, evaluate, launch, plugins, config, model, data)
+#: The positional arguments that collect KEY=VALUE overrides (``submit``'s mixes them with configs).
+OVERRIDE_FIELDS = ("overrides", "items")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,9 +29,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, category, *_args, **_kw: f"prakit: warning: {message}\n"
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     try:
         return args.run(args) or 0
     except PrakitError as exc:
         print(f"prakit: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path that cannot be read or written: the user's to fix, not a bug
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"prakit: error: {exc.strerror or exc}{where}; give a path that exists or can be created, "
+              "and that this user may write", file=sys.stderr)
+        return 2
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``, taking KEY=VALUE overrides anywhere after the command (after its options too)."""
+    args, rest = parser.parse_known_args(argv)
+    field = next((name for name in OVERRIDE_FIELDS if hasattr(args, name)), None)
+    if field:
+        late = [arg for arg in rest if "=" in arg and not arg.startswith("-")]
+        setattr(args, field, [*getattr(args, field), *late])
+        rest = [arg for arg in rest if arg not in late]
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args

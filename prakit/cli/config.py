@@ -29,8 +29,11 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     from prakit.config import load_config
+    from prakit.summary import meta_model
 
-    model = load_config(args.file, args.overrides).model
+    cfg = load_config(args.file, args.overrides)
+    meta_model(cfg)  # every cross-field problem shows when the model is built (on meta: nothing allocated)
+    model = cfg.model
     parts = ", ".join(f"{kind}={getattr(model, kind).name}" for kind in ("backbone", "generator", "decoder", "rollout"))
     print(f"ok: {args.file} ({parts})")
     return 0

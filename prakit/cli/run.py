@@ -53,13 +53,20 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_sample(args: argparse.Namespace) -> int:
-    from prakit.sample import sample_run
+#: The ``prakit sample`` options that set a field of the ``sample`` section, by field.
+SAMPLE_FLAGS = {"num": "--num", "cfg_scale": "--cfg", "cfg_schedule": "--cfg-schedule", "temperature": "--temperature",
+                "steps": "--steps", "seed": "--seed", "batch_size": "--batch-size"}
 
-    given = {"cfg_scale": args.cfg, "cfg_schedule": args.cfg_schedule, "temperature": args.temperature,
-             "steps": args.steps, "seed": args.seed, "batch_size": args.batch_size}
-    out = sample_run(args.source, args.out, num=args.num, ema=args.ema, classes=args.classes,
-                     overrides={k: v for k, v in given.items() if v is not None}, restart=args.restart)
+
+def run_sample(args: argparse.Namespace) -> int:
+    from prakit.config import SampleConfig
+    from prakit.sample import sample_run, with_options
+
+    given = {field: getattr(args, flag[2:].replace("-", "_")) for field, flag in SAMPLE_FLAGS.items()}
+    given = {k: v for k, v in given.items() if v is not None}
+    with_options(SampleConfig(), given, SAMPLE_FLAGS.get)  # bad values fail before the checkpoint loads
+    out = sample_run(args.source, args.out, num=given.pop("num"), ema=args.ema, classes=args.classes,
+                     overrides=given, restart=args.restart)
     print(f"samples: {out}")
     if args.npz:
         from prakit.data import export_npz

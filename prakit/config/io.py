@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import os
 import tempfile
@@ -27,22 +28,43 @@ def from_data(
     data: dict[str, Any], overrides: Iterable[str] = (), source: str | None = None
 ) -> ExperimentConfig:
     """Plain data (as read from a file) plus overrides -> a validated :class:`ExperimentConfig`."""
-    return structure(apply_overrides(data, overrides), ExperimentConfig, source)
+    try:
+        data = apply_overrides(data, overrides)
+    except RecursionError:
+        raise _too_deep(source) from None
+    return structure(data, ExperimentConfig, source)
 
 
-def read_file(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def read_file(path: str | os.PathLike) -> dict[str, Any]:
     """Parse a ``.toml``, ``.json`` or ``.yaml`` file into plain data.
 
     ``extends = "base.toml"`` (relative to the file) starts from another file's data and merges
     this one over it; a component whose ``name`` changes is replaced, not merged.
     """
-    path = Path(path).resolve()
-    if path in _seen:
-        raise ConfigError([("extends", f"circular: {' -> '.join(map(str, (*_seen, path)))}")], str(path))
+    chain = _extends_chain(Path(path).resolve())
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError([("", f"cannot read the file: {exc.strerror or exc}")], str(path)) from None
+        return functools.reduce(merge, reversed(chain.values()))
+    except RecursionError:
+        raise _too_deep(str(path)) from None
+
+
+def _extends_chain(path: Path) -> dict[Path, dict[str, Any]]:
+    """The data of ``path`` and of each file it extends in turn, without their ``extends`` keys."""
+    chain: dict[Path, dict[str, Any]] = {}
+    while path not in chain:
+        chain[path] = data = _parse(path)
+        base = data.pop("extends", None)
+        if base is None:
+            return chain
+        if not isinstance(base, str):
+            raise ConfigError([("extends", f"expected a file name, got {base!r}")], str(path))
+        path = (path.parent / base).resolve()
+    raise ConfigError([("extends", f"circular: {' -> '.join(map(str, (*chain, path)))}")], str(path))
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    """One file's data, which must be a table."""
+    text = _read_text(path)
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -54,14 +76,25 @@ def read_file(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str
             raise ValueError(f"unknown config format {path.suffix!r}; use .toml, .json or .yaml")
     except (ValueError, tomllib.TOMLDecodeError) as exc:  # JSON and YAML errors are ValueErrors
         raise ConfigError([("", str(exc))], str(path)) from None
+    except RecursionError:
+        raise _too_deep(str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError([("", "the file must hold a table of sections")], str(path))
-    base = data.pop("extends", None)
-    if base is None:
-        return data
-    if not isinstance(base, str):
-        raise ConfigError([("extends", f"expected a file name, got {base!r}")], str(path))
-    return merge(read_file(path.parent / base, (*_seen, path)), data)
+    return data
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read the file: {exc.strerror or exc}")], str(path)) from None
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+        raise ConfigError([("", problem)], str(path)) from None
+
+
+def _too_deep(source: str | None) -> ConfigError:
+    return ConfigError([("", "lists or tables nested too deeply; nest them less")], source)
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

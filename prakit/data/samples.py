@@ -10,6 +10,7 @@ shard finishes the store.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -35,6 +36,14 @@ from prakit.data.store import (
 MISMATCH = ("error", "restart", "resume")
 #: The attributes that say what made the samples: a store is resumed only with the same ones.
 IDENTITY = ("config", "checkpoint", "sampling")
+
+
+class SampleMismatchError(StoreError):
+    """An existing store was made with other attributes; ``problem`` says which, without the fix."""
+
+    def __init__(self, problem: str, fix: str):
+        super().__init__(f"{problem}; {fix}")
+        self.problem = problem
 
 
 class SampleStore:
@@ -89,10 +98,11 @@ class SampleStore:
                 zarr.open_group(path, mode="r+").attrs.update(json_data(attrs))
             elif differ:
                 hint = " or on_mismatch='resume' to keep its samples" if set(differ) <= set(IDENTITY) else ""
-                raise StoreError(
-                    f"{path} holds samples made with another {' and '.join(differ)}; pass "
-                    f"on_mismatch='restart' (`prakit sample --restart`) to delete them and start over{hint}, "
-                    "or choose another path"
+                changes = differences({key: stored.get(key) for key in differ}, {key: wanted[key] for key in differ})
+                more = f"; and {len(changes) - 3} more" if len(changes) > 3 else ""
+                raise SampleMismatchError(
+                    f"{path} holds samples made with another {' and '.join(differ)} ({'; '.join(changes[:3])}{more})",
+                    f"pass on_mismatch='restart' to delete them and start over{hint}, or choose another path",
                 )
         if not path.exists():
             shard = shard or shard_length(image_shape, num, SAMPLES_SHARD_BYTES)
@@ -178,6 +188,14 @@ class SampleStore:
         attrs = read_attrs(self.path)
         class_names = attrs.get("class_names") or [str(c) for c in range(int(self.labels[:].max()) + 1)]
         finish_store(self.path, count=self.num, total=sum(self._totals), attrs={"class_names": class_names})
+
+
+def differences(stored: Any, wanted: Any, key: str = "") -> list[str]:
+    """``KEY: A in the store, B now`` for each leaf that differs between two JSON values."""
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        return [change for name in sorted(stored.keys() | wanted.keys())
+                for change in differences(stored.get(name), wanted.get(name), f"{key}.{name}" if key else name)]
+    return [] if stored == wanted else [f"{key}: {json.dumps(stored)} in the store, {json.dumps(wanted)} now"]
 
 
 def _record_name(shard: int) -> str:

@@ -82,17 +82,26 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
-    """The newest checkpoint in ``directory`` that loads cleanly, or None if there is none.
+    """The newest checkpoint in ``directory`` that loads cleanly, or None if it holds none.
 
-    Newer ones that fail to load are skipped with a warning naming them.
+    Newer ones that fail to load are skipped with a warning naming them; when every one fails,
+    :class:`CheckpointError` names them all and the choices.
     """
+    bad = []
     for path in reversed(list_checkpoints(directory)):
         try:
             _load(path, "cpu", mmap=True)  # maps the tensors instead of reading them
         except CheckpointError as exc:
-            warnings.warn(f"skipping a bad checkpoint: {exc}", stacklevel=2)
+            bad.append(str(exc).split("; ")[0])
             continue
+        for reason in bad:
+            warnings.warn(f"skipping a bad checkpoint: {reason}; resuming from {path.name}", stacklevel=2)
         return path
+    if bad:
+        raise CheckpointError(
+            f"every checkpoint in {directory} fails to load ({'; '.join(bad)}); train with --no-resume to start "
+            f"afresh (the earlier run is set aside, not deleted), or put a good checkpoint back"
+        )
     return None
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -24,7 +26,14 @@ from prakit.config.io import read_file
 from prakit.errors import PrakitError
 from prakit.model import ARModel
 from prakit.train import distributed, rng
-from prakit.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
+from prakit.train.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 from prakit.train.ema import EMA
 from prakit.train.metrics import MetricsLog, plot_loss, read_metrics
 from prakit.train.schedule import learning_rate
@@ -87,6 +96,12 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
     if resumed:
         check_resumable(resumed, cfg, last_ckpt)
     if env.is_main:
+        if resumed:
+            announce(f"resuming {run_dir} from {last_ckpt.name} at step {int(resumed['step'])}")
+        else:
+            aside = None if resume else set_aside(run_dir)
+            why = f" (--no-resume: the earlier run is set aside in {aside})" if aside else ""
+            announce(f"starting a new run in {run_dir}{why}")
         save_config(cfg, run_dir / "config.toml")
         ensure_store(cfg.data)
     env.barrier()
@@ -162,6 +177,34 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
     return RunResult(run_dir, tcfg.steps, last_ckpt, env.is_main)
 
 
+#: Where ``--no-resume`` moves an earlier run's outputs, one dated folder per set-aside run.
+PREVIOUS = "previous"
+
+
+def set_aside(run_dir: Path) -> Path | None:
+    """Move everything an earlier run left in ``run_dir`` to ``run_dir/previous/<UTC time>/``
+    (never deleting it), so that no old checkpoint outranks or rotates away the new run's.
+    Returns where it went, or None if there was nothing."""
+    earlier = [p for p in run_dir.iterdir() if p.name != PREVIOUS] if run_dir.is_dir() else []
+    if not earlier:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    folder = run_dir / PREVIOUS / stamp
+    count = 1
+    while folder.exists():
+        count += 1
+        folder = run_dir / PREVIOUS / f"{stamp}-{count}"
+    folder.mkdir(parents=True)
+    for path in earlier:
+        os.replace(path, folder / path.name)
+    return folder
+
+
+def announce(message: str) -> None:
+    """Say what a run is doing, before its progress bar."""
+    print(f"prakit: {message}", file=sys.stderr, flush=True)
+
+
 def ensure_store(data: DataConfig) -> None:
     """Prepare ``data.store`` from ``data.source`` unless it is finished (concurrent jobs take
     turns: the first prepares it); check that it fits."""
@@ -190,9 +233,11 @@ def ensure_store(data: DataConfig) -> None:
 
 
 def check_run_dir(cfg: ExperimentConfig, run_dir: Path) -> None:
-    """Refuse a run directory whose config differs from ``cfg`` in what the run computes."""
+    """Refuse a run directory whose config differs from ``cfg`` in what the run computes, once
+    that run has written a checkpoint (a run that failed before it is simply replaced)."""
     path = run_dir / "config.toml"
-    mismatched = differing_sections(read_file(path), unstructure(cfg)) if path.exists() else []
+    started = path.exists() and bool(list_checkpoints(run_dir / "checkpoints"))
+    mismatched = differing_sections(read_file(path), unstructure(cfg)) if started else []
     if mismatched:
         raise RunDirectoryError(
             f"{run_dir} holds a run of a different config (differs in: {', '.join(mismatched)}); "

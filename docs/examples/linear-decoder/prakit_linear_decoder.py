@@ -25,6 +25,7 @@ class LinearDecoder(PixelDecoder):
         self.encoder = torch.nn.Linear(token_dim, cfg.state_dim)
         self.decoder = torch.nn.Linear(cfg.state_dim, token_dim)
         self.norm = torch.nn.LayerNorm(cfg.state_dim, elementwise_affine=False)
+        self.state_bound = (cfg.state_dim - 1) ** 0.5  # the largest entry a LayerNorm'd state can hold
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.encoder(x))
