@@ -158,3 +158,24 @@ def test_the_cli_reports_a_damaged_store_in_one_line(store_path):
     out = subprocess.run([sys.executable, "-m", "prakit", "data", "info", str(store_path)], capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.startswith("prakit: error: ") and "is truncated: images/c/0/0/0/0 is missing" in out.stderr
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_shard_overwritten_with_random_bytes_is_a_store_corrupt_error(store_path, workers):
+    from prakit.data import TrainLoader
+    from prakit.errors import PrakitError
+
+    shard = store_path / "images" / "c" / "2" / "0" / "0" / "0"  # samples 16..23
+    shard.write_bytes(np.random.default_rng(0).integers(0, 256, shard.stat().st_size, dtype=np.uint8).tobytes())
+    store = open_store(store_path)  # sizes still match: only reading the samples can tell
+    with pytest.raises(StoreError, match=r"store corrupt at shard 2 \(samples from 16\): .*re-create it"):
+        store.verify()
+    batches = TrainLoader(store_path, batch_size=40, seed=0, num_workers=workers).batches()
+    with pytest.raises(PrakitError) as error:
+        next(batches)
+    assert str(error.value).count("\n") == 0 and "store corrupt at shard 2" in str(error.value)
+    info = subprocess.run([sys.executable, "-m", "prakit", "data", "info", str(store_path)], capture_output=True, text=True)
+    assert info.returncode == 0 and "metadata checked only; --verify re-reads every sample" in info.stdout
+    verify = subprocess.run([sys.executable, "-m", "prakit", "data", "info", str(store_path), "--verify"],
+                            capture_output=True, text=True)
+    assert verify.returncode == 2 and verify.stderr.count("\n") == 1 and "store corrupt at shard 2" in verify.stderr

@@ -134,7 +134,8 @@ def format_info(info: dict, verified: bool = False) -> str:
         ("shuffle seed", str(info["shuffle_seed"])),
         ("skipped", str(info["skipped"])),
         ("size on disk", f"{info['bytes_on_disk'] / 2**20:,.1f} MiB"),
-        ("fingerprint", info["fingerprint"] + (" (verified)" if verified else "")),
+        ("fingerprint", info["fingerprint"] + (" (verified)" if verified else
+                                               " (metadata checked only; --verify re-reads every sample)")),
     ]
     return "\n".join(f"{key:<14}{value}" for key, value in rows)
 

@@ -103,7 +103,17 @@ def iterate(batches: StepBatches, start_step: int = 0, num_workers: int = 0, pin
     loader = torch.utils.data.DataLoader(
         batches, batch_size=None, sampler=itertools.count(start_step), num_workers=num_workers, pin_memory=pin_memory
     )
-    return iter(loader)
+    return unwrapped(iter(loader))  # made now: starting the workers draws from the global RNG
+
+
+def unwrapped(batches: Iterator) -> Iterator:
+    """``batches``, with a worker's PrakitError raised as its own one-line message (torch prefixes
+    the message of an error from a worker with the worker's traceback)."""
+    try:
+        yield from batches
+    except PrakitError as exc:
+        lines = str(exc).rstrip().splitlines()
+        raise PrakitError(lines[-1].split(": ", 1)[-1] if len(lines) > 1 else str(exc)) from None
 
 
 class TrainLoader:

@@ -5,6 +5,7 @@ and the dataset's facts in the group attributes. The format is written down in d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -175,7 +176,8 @@ class Store:
         def fetch(run: tuple[int, int]) -> None:
             at, n = run
             first = int(indices[at])
-            self.images.get_basic_selection(slice(first, first + n), out=NDBuffer.from_numpy_array(out[at:at + n]))
+            with self.reading(first):
+                self.images.get_basic_selection(slice(first, first + n), out=NDBuffer.from_numpy_array(out[at:at + n]))
 
         list(self._threads[1].map(fetch, runs(indices)))
         return out, self.all_labels()[indices]
@@ -184,7 +186,22 @@ class Store:
         """``(start, images, labels)`` for each shard in order: a sequential scan."""
         for start in range(0, len(self), self.shard_length):
             stop = min(start + self.shard_length, len(self))
-            yield start, self.images[start:stop], self.labels[start:stop]
+            with self.reading(start):
+                images = self.images[start:stop]
+            yield start, images, self.labels[start:stop]
+
+    @contextlib.contextmanager
+    def reading(self, first: int) -> Iterator[None]:
+        """Turn a shard that fails to decode (its checksum, its compression) into a StoreError naming it."""
+        try:
+            yield
+        except (ValueError, RuntimeError) as exc:
+            shard = first // self.shard_length
+            raise StoreError(
+                f"{self.path}: store corrupt at shard {shard} (samples from {shard * self.shard_length}): "
+                f"{str(exc).splitlines()[0].rstrip('.') if str(exc) else type(exc).__name__}; "
+                "re-create it with `prakit data prepare`"
+            ) from None
 
     def verify(self) -> None:
         """Re-read every sample and check it against the fingerprint; raise StoreError if it differs."""
