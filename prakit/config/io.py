@@ -97,6 +97,16 @@ def _too_deep(source: str | None) -> ConfigError:
     return ConfigError([("", "lists or tables nested too deeply; nest them less")], source)
 
 
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config data as ``{"model.rollout.name": "pra", ...}``; lists stay values."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out = {}
+    for key, value in data.items():
+        out.update(flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}"))
+    return out
+
+
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """``over`` merged into a copy of ``base``; tables merge key by key unless their ``name`` differs."""
     out = dict(base)

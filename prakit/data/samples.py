@@ -19,17 +19,18 @@ from typing import Any, Sequence
 import numpy as np
 import zarr
 
+from prakit.config.io import flatten
 from prakit.data import journal
 from prakit.data.digest import MODULUS, digest_sum
 from prakit.data.store import (
     SAMPLES_SHARD_BYTES,
     StoreError,
-    runs,
     create_store,
     finish_store,
     is_finished,
     json_data,
     read_attrs,
+    runs,
     shard_length,
 )
 
@@ -190,12 +191,11 @@ class SampleStore:
         finish_store(self.path, count=self.num, total=sum(self._totals), attrs={"class_names": class_names})
 
 
-def differences(stored: Any, wanted: Any, key: str = "") -> list[str]:
-    """``KEY: A in the store, B now`` for each leaf that differs between two JSON values."""
-    if isinstance(stored, dict) and isinstance(wanted, dict):
-        return [change for name in sorted(stored.keys() | wanted.keys())
-                for change in differences(stored.get(name), wanted.get(name), f"{key}.{name}" if key else name)]
-    return [] if stored == wanted else [f"{key}: {json.dumps(stored)} in the store, {json.dumps(wanted)} now"]
+def differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """``KEY: A in the store, B now`` for each flattened key whose value differs."""
+    stored, wanted = flatten(stored), flatten(wanted)
+    return [f"{key}: {json.dumps(stored.get(key))} in the store, {json.dumps(wanted.get(key))} now"
+            for key in sorted(stored.keys() | wanted.keys()) if stored.get(key) != wanted.get(key)]
 
 
 def _record_name(shard: int) -> str:

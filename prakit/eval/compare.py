@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from prakit.config import from_data
-from prakit.config.io import atomic_write_text, read_file
+from prakit.config.io import atomic_write_text, flatten, read_file
 from prakit.errors import PrakitError
 from prakit.eval.report import cell, csv_table, markdown_table, text_table, write_json
 from prakit.plots import line_plot
@@ -25,16 +25,6 @@ from prakit.train.metrics import read_metrics
 IGNORED = ("description", "train.seed")
 #: Facts of the evaluation itself that must match for numbers to be comparable.
 EVALUATION_FACTS = ("reference", "features", "samples")
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested config data as ``{"model.rollout.name": "pra", ...}``; lists stay values."""
-    if not isinstance(data, dict):
-        return {prefix: data}
-    out = {}
-    for key, value in data.items():
-        out.update(flatten(value, f"{prefix}{key}."if isinstance(value, dict) else f"{prefix}{key}"))
-    return out
 
 
 def differing_fields(configs: list[dict[str, Any]]) -> list[str]:
