@@ -9,6 +9,8 @@ from typing import Mapping, Sequence
 
 from PIL import Image, ImageDraw
 
+from prakit.config.io import atomic_file
+
 COLOURS = ("#1f4e9c", "#c8402f", "#2f8f46", "#8a4fb0", "#d08a1c", "#2b9bb0", "#7a7a7a", "#b03a78")
 
 
@@ -56,10 +58,9 @@ def line_plot(
                 draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
             draw.line([width - right - 190, top + 12 + 14 * i, width - right - 170, top + 12 + 14 * i], fill=colour, width=3)
             draw.text((width - right - 165, top + 6 + 14 * i), name[:28], fill="black")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
+    with atomic_file(path, "wb") as f:
+        image.save(f, format="PNG")
+    return Path(path)
 
 
 def _span(values) -> tuple[float, float]:

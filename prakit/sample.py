@@ -76,9 +76,9 @@ def choose_ema(cfg: ExperimentConfig, which: str) -> str | None:
     return which
 
 
-def load_model(checkpoint: Path, ema: str | None, device: torch.device) -> tuple[ARModel, ExperimentConfig]:
+def load_model(checkpoint: Path, ema: str | None, device: torch.device) -> tuple[ARModel, ExperimentConfig, str | None]:
     """The model of a checkpoint with the chosen EMA's weights (see :func:`choose_ema`; ``None``:
-    the run's ``sample.ema``)."""
+    the run's ``sample.ema``), its config, and the name of the EMA loaded (``None``: live weights)."""
     state = load_checkpoint(checkpoint, map_location="cpu")
     cfg = from_data(json.loads(state["config"]))
     ema = choose_ema(cfg, ema or cfg.sample.ema)
@@ -86,7 +86,7 @@ def load_model(checkpoint: Path, ema: str | None, device: torch.device) -> tuple
     if ema is not None and ema not in state["ema"]:
         raise PrakitError(f"{checkpoint} has no EMA {ema!r}; it has: {', '.join(state['ema']) or 'none'}")
     load_weights(model, state["model"] if ema is None else state["ema"][ema], checkpoint)
-    return model.to(device).eval(), cfg
+    return model.to(device).eval(), cfg, ema
 
 
 def inference_device() -> torch.device:
@@ -105,7 +105,6 @@ def sample_run(
     *,
     num: int,
     overrides: dict | None = None,
-    ema: str | None = None,
     classes: Sequence[int] | None = None,
     restart: bool = False,
     progress: bool = True,
@@ -113,8 +112,9 @@ def sample_run(
     """Fill the sample store ``out`` with ``num`` images; a rerun continues where it stopped.
 
     ``overrides`` replace fields of the run's ``sample`` section (cfg_scale, steps, batch_size,
-    seed, ...); ``ema`` defaults to the section's ``ema``. A store made from another checkpoint
-    or with other options (the batch size aside) is refused, or deleted first with ``restart``.
+    seed, ema, ...). A store made from another checkpoint or with other options (the batch size
+    aside) is refused, or deleted first with ``restart``. The store records the options used and
+    the EMA weights loaded (``ema = "none"`` when the run has no EMA).
     """
     from prakit.data import SampleStore
     from prakit.data.samples import SampleMismatchError
@@ -124,9 +124,8 @@ def sample_run(
     overrides = overrides or {}
     checkpoint = resolve_checkpoint(source)
     device = inference_device()
-    model, cfg = load_model(checkpoint, ema or overrides.get("ema"), device)
+    model, cfg, loaded = load_model(checkpoint, overrides.get("ema"), device)
     options = with_options(cfg.sample, overrides)
-    loaded = choose_ema(cfg, ema or options.ema)
     if loaded is None:
         options = attrs.evolve(options, ema="none")
     batch_size = options.batch_size

@@ -7,19 +7,57 @@ is allocated and nothing is timed, so the numbers are exact for the code as writ
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from prakit.config import ExperimentConfig, SampleConfig
+from prakit.errors import PrakitError
 from prakit.model import ARModel, parameter_counts
+
+GIB = 2**30
 
 
 def meta_model(cfg: ExperimentConfig) -> ARModel:
     """The experiment's model with parameters on the meta device (no memory allocated)."""
     with torch.device("meta"):
         return ARModel.from_config(cfg)
+
+
+def training_state_bytes(cfg: ExperimentConfig, parameters: int) -> int:
+    """A lower bound on the memory training holds: fp32 weights, gradients, AdamW's two moments
+    and one copy per EMA (activations come on top)."""
+    return 4 * parameters * (4 + len(cfg.optim.ema_decays))
+
+
+def device_memory(device: torch.device) -> int:
+    """Bytes of memory on ``device``: the GPU's, or the machine's RAM for the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_fits(cfg: ExperimentConfig, device: torch.device) -> None:
+    """Refuse, before anything is allocated, a model whose training state cannot fit ``device``."""
+    counts = parameter_counts(meta_model(cfg))
+    need, have = training_state_bytes(cfg, counts["total"]), device_memory(device)
+    if need > have:
+        largest = max(("backbone", "generator", "decoder", "rollout"), key=counts.__getitem__)
+        raise PrakitError(
+            f"the model has {si(counts['total'])} parameters ({si(counts[largest])} in model.{largest}): its weights, "
+            f"gradients, optimizer state and EMAs need {need / GIB:,.1f} GiB, more than the {have / GIB:,.1f} GiB "
+            f"of {device.type}; make model.{largest} smaller (`prakit model summary` shows the sizes)"
+        )
+
+
+def si(n: float) -> str:
+    """A count with an SI suffix, as `prakit model summary` prints it: 132.36M, 1.92T."""
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(int(n))
 
 
 def summarize(cfg: ExperimentConfig, flops: bool = True) -> dict[str, Any]:

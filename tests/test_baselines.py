@@ -43,8 +43,7 @@ def test_comparison_files_differ_only_in_the_swapped_components(folder, base):
 @pytest.mark.parametrize("folder", ["imagenet256/comparison", "digits"])
 def test_comparison_files_match_pra_in_size_and_sampling_cost_or_say_how_they_differ(folder):
     """Within 3% of pra's parameters and at its head evaluations per token, or the header says otherwise."""
-    from prakit.cli.model import si
-    from prakit.summary import summarize
+    from prakit.summary import si, summarize
 
     def facts(name):
         summary = summarize(load_config(ROOT / "experiments" / folder / f"{name}.toml"))

@@ -84,10 +84,10 @@ def test_config_show_prints_the_resolved_config():
 
 def test_config_validate_reports_success_and_every_problem():
     ok = prakit("config", "validate", QUICKSTART)
-    assert ok.returncode == 0 and ok.stdout.startswith("ok: ")
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: ") and "M parameters, training state >= " in ok.stdout
     bad = prakit("config", "validate", QUICKSTART, "model.decoder.stat_dim=3", "model.rollout.name=pr")
     assert bad.returncode == 2 and bad.stdout == ""
-    assert "model.decoder.stat_dim: extra key" in bad.stderr
+    assert "model.decoder.stat_dim: unknown key 'stat_dim'; did you mean 'state_dim'?" in bad.stderr
     assert "model.rollout.name: unknown rollout 'pr'; did you mean 'pra'?" in bad.stderr
     assert "Traceback" not in bad.stderr
 
@@ -140,6 +140,8 @@ def test_documented_component_lists_match_the_registry():
         for kind, listed in re.findall(r'list_components\("(\w+)"\)\s+# \[([^\]]*)\]', text):
             assert [name.strip(" '") for name in listed.split(",")] == registry.list_components(kind), doc.name
         for kind, listed in re.findall(r"unknown (\w+) '\w+'; did you mean '\w+'\? known: ([\w, ]+)", text):
+            if kind == "key":  # a config table's fields, not a registry
+                continue
             assert listed.split(", ") == registry.list_components(kind), doc.name
 
 
@@ -228,4 +230,55 @@ def test_an_impossible_run_directory_is_a_one_line_error(where, tmp_path):
     result = prakit("train", QUICKSTART, "--run-dir", str(run_dir), "train.steps=1")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (error,) = [line for line in result.stderr.splitlines() if "error" in line]
-    assert str(run_dir) in error and "give a path" in error
+    assert str(run_dir) in error and "choose a" in error
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from prakit.config import load_config
+    from prakit.train.loop import train
+
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = load_config(QUICKSTART, [
+        "data.image_size=8", "model.patch_size=4", "data.num_workers=0", f'data.store="{root / "d.zarr"}"',
+        "train.steps=1", "train.batch_size=8", "model.backbone.width=32", "model.backbone.depth=1",
+        "model.backbone.heads=2", "model.generator.width=32", "model.generator.depth=1", "model.decoder.width=32",
+        "sample.steps=2", "sample.num=4", "eval.num=4",
+    ])
+    train(cfg, root / "run", progress=False)
+    return root
+
+
+@pytest.mark.parametrize("command", [
+    "sample RUN --num 4 --out OK/s.zarr --npz /proc/s.npz", "sample RUN --num 4 --out OK/s.zarr --grid FILE/g.png",
+    "sample RUN --num 4 --out /proc/s.zarr", "eval RUN --out /proc/eval", "reference STORE --out /proc/r.npz",
+    "compare RUN --out /proc/cmp", "data export STORE /proc/s.npz", "data prepare digits /proc/d.zarr --size 8",
+    "train CONFIG --run-dir /proc/run",
+])
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(command, tiny_run, tmp_path, capsys):
+    from prakit.cli import main
+
+    (tmp_path / "file").write_text("a file, not a folder")
+    argv = command.replace("RUN", str(tiny_run / "run")).replace("STORE", str(tiny_run / "d.zarr"))
+    argv = argv.replace("CONFIG", QUICKSTART).replace("OK", str(tmp_path)).replace("FILE", str(tmp_path / "file"))
+    assert main(argv.split()) == 2
+    (error,) = capsys.readouterr().err.splitlines()
+    bad = next(arg for arg in argv.split() if arg.startswith(("/proc", str(tmp_path / "file"))))
+    assert error.startswith(f"prakit: error: cannot write {bad}: ") and "choose a" in error
+    assert not (tmp_path / "s.zarr").exists()  # nothing was sampled
+
+
+@pytest.mark.parametrize("choice, weights", [("fast", "ema_0.99"), ("ema_0.999", "ema_0.999"), ("none", "none")])
+def test_a_sample_store_records_the_ema_chosen_on_the_command_line(tiny_run, tmp_path, capsys, choice, weights):
+    from prakit.data import open_store
+
+    code, err = sample(tiny_run / "run", tmp_path / "s.zarr", "--ema", choice, capsys=capsys)
+    assert code == 0, err
+    sampling = open_store(tmp_path / "s.zarr").attrs["sampling"]
+    assert (sampling["ema"], sampling["ema_weights"]) == (choice, weights)
+
+
+def test_an_unknown_ema_is_refused_before_loading(tiny_run, tmp_path, capsys):
+    code, err = sample(tiny_run / "run", tmp_path / "s.zarr", "--ema", "quick", capsys=capsys)
+    assert (code, err) == (2, "prakit: error: --ema must be 'none', 'slow', 'fast' or an EMA's name like "
+                              "'ema_0.9999', got 'quick'\n")

@@ -3,11 +3,11 @@
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import attrs
 import pytest
-import tomllib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -65,8 +65,8 @@ def test_changing_a_component_name_resets_it_to_the_new_defaults():
 @pytest.mark.parametrize(
     "overrides, path, message",
     [
-        (["model.decoder.stat_dim=3"], "model.decoder.stat_dim", "extra key"),
-        (["trian.steps=3"], "trian", "extra key"),
+        (["model.decoder.stat_dim=3"], "model.decoder.stat_dim", "unknown key 'stat_dim'; did you mean 'state_dim'?"),
+        (["trian.steps=3"], "trian", "unknown key 'trian'; did you mean 'train'?"),
         (["train.steps=abc"], "train.steps", "expected an integer, got 'abc'"),
         (["train.steps=0"], "train.steps", "must be > 0"),
         (["train.compile=1"], "train.compile", "expected true or false"),
@@ -93,6 +93,19 @@ def test_every_problem_is_reported_at_once():
         load_config(QUICKSTART, ["train.steps=-1", "data.colour=1", "model.decoder.name=mpl"])
     assert set(problems(excinfo)) == {"train.steps", "data.colour", "model.decoder.name"}
     assert str(QUICKSTART) in str(excinfo.value)
+
+
+def test_a_typo_or_a_type_error_does_not_hide_the_other_problems_of_its_table():
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(QUICKSTART, ["model.backbone.widht=3", "model.backbone.depth=-1", "model.backbone.heads=0",
+                                 'model.backbone.mlp_ratio="x"', "optim.ema_decays=3", "optim.betas=[2, 0.5]"])
+    found = problems(excinfo)
+    assert found == {
+        "model.backbone.widht": found["model.backbone.widht"], "model.backbone.depth": "must be > 0: -1",
+        "model.backbone.heads": "must be > 0: 0", "model.backbone.mlp_ratio": "expected a number, got 'x'",
+        "optim.ema_decays": "expected a list, got 3", "optim.betas": "must be < 1.0: 2.0",
+    }
+    assert "did you mean 'width'? known: depth, heads" in found["model.backbone.widht"]
 
 
 def test_missing_sections_and_names_are_reported():

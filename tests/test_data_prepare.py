@@ -256,3 +256,17 @@ def test_16_bit_greyscale_images_are_scaled_to_8_bits_not_saturated(tmp_path):
     image, _ = registry.build(ImageFolderConfig(root=str(tmp_path)))[0]
     assert image.shape == (8, 8, 3) and image.dtype == np.uint8
     np.testing.assert_array_equal(image[..., 0], np.rint(wide / 257).astype(np.uint8))
+
+
+def test_links_that_do_not_resolve_are_noted_and_not_read(tmp_path):
+    root = tmp_path / "tree"
+    (root / "a").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "a" / "ok.png")
+    (root / "a" / "self.png").symlink_to("self.png")  # a link to itself
+    (root / "a" / "gone.png").symlink_to("missing.png")
+    (root / "loop").symlink_to("loop")  # beside the class folders
+    report = prepare(ImageFolderConfig(root=str(root)), tmp_path / "s.zarr", size=SIZE, workers=0, progress=False)
+    assert len(open_store(tmp_path / "s.zarr")) == 1 and report.items == 1
+    notes = "\n".join(report.notes)
+    assert "a/self.png is a link that does not resolve" in notes and "a/gone.png is a link to nothing" in notes
+    assert "loop" in notes

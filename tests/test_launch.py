@@ -4,7 +4,6 @@ real SLURM cluster (started by ``.ci/slurm.sh``; CI sets PRAKIT_TEST_SLURM=1 to 
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 from test_train import QUICKSTART, ROOT, SMALL_MODEL, losses, prakit, store, tiny  # noqa: F401 - store is a fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from prakit.config import load_config
-from prakit.errors import ConfigError
+from prakit.errors import ConfigError, PrakitError
 from prakit.train.loop import NonFiniteLossError, RunDirectoryError, train
 from prakit.train.metrics import read_metrics
 
@@ -258,8 +258,8 @@ def test_a_run_whose_checkpoints_all_fail_to_load_is_an_error_naming_them(store,
 
 
 def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_the_corrected_config(store, tmp_path):
-    broken = load_config(QUICKSTART, tiny(store, "train.steps=1", "model.patch_size=3"))
-    with pytest.raises(ConfigError, match="model.patch_size: 3 does not divide data.image_size 8"):
+    broken = load_config(QUICKSTART, tiny(store, "train.steps=1", "data.num_classes=3"))
+    with pytest.raises(PrakitError, match="has 10 classes, more than data.num_classes = 3"):
         train(broken, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "config.toml").exists()
     fixed = load_config(QUICKSTART, tiny(store, "train.steps=1"))
@@ -267,6 +267,16 @@ def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_the_correc
     other = load_config(QUICKSTART, tiny(store, "train.steps=1", "optim.lr=0.01"))
     with pytest.raises(RunDirectoryError, match="differs in: optim.lr"):  # a run with a checkpoint is protected
         train(other, tmp_path / "run", progress=False)
+
+
+def test_a_model_that_cannot_be_built_or_cannot_fit_fails_before_the_run_directory_is_touched(store, tmp_path):
+    unbuildable = load_config(QUICKSTART, tiny(store, "train.steps=1", "model.patch_size=3"))
+    with pytest.raises(ConfigError, match="model.patch_size: 3 does not divide data.image_size 8"):
+        train(unbuildable, tmp_path / "run", progress=False)
+    absurd = load_config(QUICKSTART, tiny(store, "model.backbone.width=200000", "model.backbone.heads=4"))
+    with pytest.raises(PrakitError, match=r"960.02G parameters \(960.02G in model.backbone\).* GiB, more than the .* GiB of cpu"):
+        train(absurd, tmp_path / "run", progress=False)  # nothing allocated: this machine has far less
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_new_run_says_it_starts(store, tmp_path):

@@ -31,7 +31,8 @@ class ImageFolder(Dataset):
         root = Path(cfg.root).expanduser()
         if not root.is_dir():
             raise PrakitError(f"imagefolder: {root} is not a folder; pass the folder that holds one folder per class")
-        classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+        entries = {e.name: e for e in os.scandir(root) if not e.name.startswith(".")}
+        classes = sorted(name for name, e in entries.items() if kind(e) == "folder")
         if not classes:
             raise PrakitError(f"imagefolder: {root} has no class folders; expected {root}/<class>/<image files>")
         self.root, self.class_names = root, tuple(classes)
@@ -39,18 +40,21 @@ class ImageFolder(Dataset):
         self.labels: list[int] = []
         #: What the listing left out; ``prepare`` adds these lines to its report.
         self.notes: list[str] = []
-        stray = sorted(e.name for e in os.scandir(root) if e.is_file() and not e.name.startswith("."))
+        stray = sorted(name for name, e in entries.items() if kind(e) != "folder")
         if stray:
-            self.notes.append(f"{len(stray)} file(s) directly in {root} belong to no class and were not read: {', '.join(stray[:5])}")
+            self.notes.append(f"not read, as they lie directly in {root} and so in no class ({len(stray)}): {', '.join(stray[:5])}")
         for label, name in enumerate(classes):
             for entry in sorted(os.scandir(root / name), key=lambda e: e.name):
                 if entry.name.startswith("."):
                     continue
-                if entry.is_dir():
-                    self.notes.append(f"{name}/{entry.name}/ is a folder inside a class folder; its contents were not read")
-                else:
+                what = kind(entry)
+                if what == "file":
                     self.files.append(f"{name}/{entry.name}")
                     self.labels.append(label)
+                elif what == "folder":
+                    self.notes.append(f"{name}/{entry.name}/ is a folder inside a class folder; its contents were not read")
+                else:
+                    self.notes.append(f"{name}/{entry.name} is {what}; it was not read")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -70,6 +74,18 @@ class ImageFolder(Dataset):
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise ValueError(f"{self.files[index]}: not a readable image ({exc})") from None
         return np.asarray(rgb), self.labels[index]
+
+
+def kind(entry: os.DirEntry) -> str:
+    """'file', 'folder', or what else the entry is (a link that does not resolve, a socket, ...)."""
+    try:
+        if entry.is_dir():
+            return "folder"
+        if entry.is_file():
+            return "file"
+        return "a link to nothing (its target is missing)" if entry.is_symlink() else "not a regular file"
+    except OSError as exc:  # a link to itself or in a loop
+        return f"a link that does not resolve ({exc.strerror})"
 
 
 #: Pillow's modes of greyscale images with more than 8 bits per pixel (16-bit PNGs open as these).

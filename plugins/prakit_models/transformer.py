@@ -7,8 +7,8 @@ from typing import ClassVar
 
 import attrs
 import torch
-import torch.utils.checkpoint
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from attrs.validators import gt, in_
 from torch import nn
 

@@ -8,6 +8,7 @@ import warnings
 
 from prakit import __version__
 from prakit.cli import config, data, evaluate, launch, model, plugins, run
+from prakit.cli.paths import OUTPUT_ARGUMENTS, check_output
 from prakit.errors import PrakitError
 
 COMMAND_GROUPS = (run, evaluate, launch, plugins, config, model, data)
@@ -31,13 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, category, *_args, **_kw: f"prakit: warning: {message}\n"
     args = parse(build_parser(), argv)
     try:
+        for name in OUTPUT_ARGUMENTS:
+            if getattr(args, name, None) is not None:
+                check_output(getattr(args, name))
         return args.run(args) or 0
     except PrakitError as exc:
         print(f"prakit: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a path that cannot be read or written: the user's to fix, not a bug
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"prakit: error: {exc.strerror or exc}{where}; give a path that exists or can be created, "
+        print(f"prakit: error: {exc.strerror or exc}{where}; choose a path that exists or can be created, "
               "and that this user may write", file=sys.stderr)
         return 2
 

@@ -29,11 +29,13 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     from prakit.config import load_config
-    from prakit.summary import meta_model
+    from prakit.model import parameter_counts
+    from prakit.summary import GIB, meta_model, si, training_state_bytes
 
     cfg = load_config(args.file, args.overrides)
-    meta_model(cfg)  # every cross-field problem shows when the model is built (on meta: nothing allocated)
+    total = parameter_counts(meta_model(cfg))["total"]  # on meta: every cross-field problem, nothing allocated
     model = cfg.model
     parts = ", ".join(f"{kind}={getattr(model, kind).name}" for kind in ("backbone", "generator", "decoder", "rollout"))
-    print(f"ok: {args.file} ({parts})")
+    state = training_state_bytes(cfg, total) / GIB
+    print(f"ok: {args.file} ({parts}; {si(total)} parameters, training state >= {state:,.2f} GiB)")
     return 0

@@ -53,9 +53,11 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    from prakit.cli.paths import check_output
     from prakit.data import prepare
 
     *values, out = args.args
+    check_output(out)
     report = prepare(
         source_config(args.dataset, values, args.set), out, size=args.size, channels=args.channels, workers=args.workers,
         shuffle_seed=args.shuffle_seed, shard=args.shard_size, progress=not args.no_progress,

@@ -34,6 +34,8 @@ def run_summary(args: argparse.Namespace) -> int:
 
 
 def format_summary(s: dict, cfg_scale: float) -> str:
+    from prakit.summary import si
+
     params, comps = s["parameters"], s["components"]
     lines = [f"{'component':<10} {'name':<16} {'parameters':>12}"]
     lines += [f"{kind:<10} {comps[kind]:<16} {si(params[kind]):>12}" for kind in comps]
@@ -49,11 +51,3 @@ def format_summary(s: dict, cfg_scale: float) -> str:
         lines.append(f"sampling FLOPs: {si(f['sample_per_image'])} per image ({f['sample_head_steps']} head steps, "
                      f"{f['head_evaluations_per_token']} head evaluations per token, cfg {cfg_scale:g})")
     return "\n".join(lines)
-
-
-def si(n: float) -> str:
-    """A count with an SI suffix, as `prakit model summary` prints it: 132.36M, 1.92T."""
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return str(int(n))

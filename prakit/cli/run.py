@@ -55,7 +55,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 #: The ``prakit sample`` options that set a field of the ``sample`` section, by field.
 SAMPLE_FLAGS = {"num": "--num", "cfg_scale": "--cfg", "cfg_schedule": "--cfg-schedule", "temperature": "--temperature",
-                "steps": "--steps", "seed": "--seed", "batch_size": "--batch-size"}
+                "steps": "--steps", "seed": "--seed", "batch_size": "--batch-size", "ema": "--ema"}
 
 
 def run_sample(args: argparse.Namespace) -> int:
@@ -65,7 +65,7 @@ def run_sample(args: argparse.Namespace) -> int:
     given = {field: getattr(args, flag[2:].replace("-", "_")) for field, flag in SAMPLE_FLAGS.items()}
     given = {k: v for k, v in given.items() if v is not None}
     with_options(SampleConfig(), given, SAMPLE_FLAGS.get)  # bad values fail before the checkpoint loads
-    out = sample_run(args.source, args.out, num=given.pop("num"), ema=args.ema, classes=args.classes,
+    out = sample_run(args.source, args.out, num=given.pop("num"), classes=args.classes,
                      overrides=given, restart=args.restart)
     print(f"samples: {out}")
     if args.npz:

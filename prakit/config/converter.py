@@ -2,8 +2,9 @@
 
 Component configs form tagged unions keyed by ``name``: ``{name = "mlp", state_dim = 16}``
 becomes the config class registered as ``mlp`` for the field's kind. Scalars are strict (no
-``"3"`` for an int, no ``1`` for a bool), extra keys are errors, and every error is reported
-with its dotted path, e.g. ``model.decoder.stat_dim: extra key``.
+``"3"`` for an int, no ``1`` for a bool), unknown keys are errors that suggest their close
+match, and every problem in a table is reported at once with its dotted path, e.g.
+``model.decoder.stat_dim: unknown key 'stat_dim'; did you mean 'state_dim'? ...``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 import attrs
 import cattrs
-from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
 from prakit import registry
@@ -49,7 +49,7 @@ def unstructure(obj: Any) -> Any:
 
 
 def _make_converter() -> cattrs.Converter:
-    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv = cattrs.Converter(detailed_validation=True)  # unknown keys: see _tables_only
     for tp, check, what in (
         (bool, lambda v: isinstance(v, bool), "true or false"),
         (int, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
@@ -82,7 +82,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook_func(is_component_base, structure_component)
     conv.register_structure_hook_factory(
         lambda tp: attrs.has(tp) and not is_component_base(tp),
-        lambda tp: _tables_only(tp, make_dict_structure_fn(tp, conv)),
+        lambda tp: _tables_only(tp, make_dict_structure_fn(tp, conv), conv),
     )
     conv.register_unstructure_hook_func(
         lambda tp: isinstance(tp, type) and issubclass(tp, ComponentConfig), unstructure_component
@@ -108,19 +108,49 @@ class _FieldError(TypeError):
         self.field = field
 
 
-def _tables_only(cls: type, structure_fn):
-    """Refuse a scalar where a table belongs, and a scalar or string where a list belongs."""
-    list_fields = [f.name for f in attrs.fields(attrs.resolve_types(cls)) if typing.get_origin(f.type) is tuple]
+def _tables_only(cls: type, structure_fn, conv: cattrs.Converter):
+    """Refuse a scalar where a table belongs, a scalar or string where a list belongs, and unknown
+    keys (each with its close match), reporting them together with the problems of the known keys."""
+    fields = attrs.fields(attrs.resolve_types(cls))
+    known = [f.name for f in fields if f.init]
+    list_fields = [f.name for f in fields if typing.get_origin(f.type) is tuple]
 
     def structure_table(value: Any, tp: type) -> Any:
         if not isinstance(value, dict):
             raise TypeError(f"expected a table, got {value!r}")
-        for name in list_fields:
-            if name in value and not isinstance(value[name], (list, tuple)):
-                raise _FieldError(name, f"expected a list, got {value[name]!r}")
-        return structure_fn(value, tp)
+        problems: list[Exception] = [
+            _FieldError(key, str(UnknownNameError("key", str(key), known))) for key in value if key not in known
+        ]
+        not_lists = [name for name in list_fields if name in value and not isinstance(value[name], (list, tuple))]
+        problems += [_FieldError(name, f"expected a list, got {value[name]!r}") for name in not_lists]
+        value = {k: v for k, v in value.items() if k in known and k not in not_lists}
+        try:
+            result = structure_fn(value, tp)
+        except Exception as exc:  # noqa: BLE001 - reported with the unknown keys below
+            problems += [exc, *_unreported_problems(exc, value, fields, conv)]
+        if problems:
+            raise cattrs.ClassValidationError(f"while structuring {cls.__name__}", problems, cls)
+        return result
 
     return structure_table
+
+
+def _unreported_problems(exc: Exception, value: dict, fields, conv: cattrs.Converter) -> list[Exception]:
+    """The validator failures of the fields ``exc`` does not name (attrs stops at the first)."""
+    reported = {path.split(".")[0] for path, _ in _problems(exc, "")}
+    found = []
+    for f in fields:
+        if f.validator is None or f.name in reported or f.name not in value:
+            continue
+        try:
+            item = conv.structure(value[f.name], f.type)
+        except Exception:  # noqa: BLE001 - a value that does not structure is among the reported problems
+            continue
+        try:
+            f.validator(None, f, item)
+        except (TypeError, ValueError) as problem:
+            found.append(problem)
+    return found
 
 
 _ATTRS_MESSAGE = re.compile(r"^'(\w+)' (must .*)$", re.S)
@@ -156,9 +186,6 @@ def _problems(exc: BaseException, path: str):
             yield from _problems(sub, _join(path, part))
         for sub in without:
             yield from _problems(sub, path)
-    elif isinstance(exc, ForbiddenExtraKeysError):
-        for key in sorted(exc.extra_fields):
-            yield _join(path, key), "extra key"
     elif isinstance(exc, _FieldError):
         yield _join(path, exc.field), str(exc)
     elif isinstance(exc, UnknownNameError):

@@ -3,6 +3,8 @@ evaluation and launch sections. Every section is a frozen attrs class with valid
 
 from __future__ import annotations
 
+import re
+
 from attrs import field, frozen
 from attrs.validators import and_, deep_iterable, ge, gt, in_, le, lt, optional
 
@@ -20,6 +22,18 @@ from prakit.components import (
 def fraction(default: float):
     """A float field in [0, 1]."""
     return field(default=default, validator=and_(ge(0.0), le(1.0)))
+
+
+class EMAChoice:
+    """A validator: ``none`` (live weights), ``slow``/``fast`` (the EMA of largest/smallest decay),
+    or an EMA's name such as ``ema_0.9999``."""
+
+    options = ("none", "slow", "fast")
+
+    def __call__(self, _instance, attribute, value: str) -> None:
+        if value not in self.options and not re.fullmatch(r"ema_[0-9.e-]+", value):
+            raise ValueError(f"'{attribute.name}' must be 'none', 'slow', 'fast' or an EMA's name like 'ema_0.9999': "
+                             f"{value!r}")
 
 
 def members(validator):
@@ -98,7 +112,7 @@ class SampleConfig:
     cfg_schedule: str = field(default="linear", validator=in_(("constant", "linear")))
     temperature: float = field(default=1.0, validator=gt(0.0))
     steps: int | None = field(default=None, validator=optional(gt(0)))  # None: the head's own default
-    ema: str = field(default="slow", validator=in_(("none", "slow", "fast")))
+    ema: str = field(default="slow", validator=EMAChoice())
     seed: int = field(default=0, validator=ge(0))
 
 

@@ -46,7 +46,8 @@ def save_grid(images: np.ndarray, path: str | os.PathLike, rows: int, pad: int =
     for i, image in enumerate(images):
         top, left = pad + (i // cols) * (h + pad), pad + (i % cols) * (w + pad)
         grid[top:top + h, left:left + w] = image
-    Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
+    with atomic_file(path, "wb") as f:
+        Image.fromarray(grid[..., 0] if c == 1 else grid).save(f, format="PNG")
     return Path(path)
 
 

@@ -5,7 +5,7 @@
     def test_round_trip(cfg): ...
 
 ``configs(cls)`` draws valid instances: numbers within the ``gt/ge/lt/le`` bounds, strings
-from ``in_`` options, strings and tuples of at least ``min_len``, component fields from the
+from a validator's ``options`` (``in_``'s), strings and tuples of at least ``min_len``, component fields from the
 registered components of their kind.
 ``mutations(data)`` breaks valid plain data (extra keys, wrong types, out-of-range numbers).
 """

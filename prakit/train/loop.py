@@ -25,6 +25,7 @@ from prakit.config import DataConfig, ExperimentConfig, save_config, unstructure
 from prakit.config.io import read_file
 from prakit.errors import PrakitError
 from prakit.model import ARModel
+from prakit.summary import check_fits
 from prakit.train import distributed, rng
 from prakit.train.checkpoint import (
     CheckpointError,
@@ -88,6 +89,7 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
             f"train.batch_size {tcfg.batch_size} must be divisible by world size {env.world_size} "
             f"x train.grad_accum {tcfg.grad_accum}"
         )
+    check_fits(cfg, env.device)  # on the meta device: a model that cannot be built or cannot fit fails here
     if not force:
         check_run_dir(cfg, run_dir)
     ckpt_dir = run_dir / "checkpoints"

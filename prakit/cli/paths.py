@@ -1,0 +1,28 @@
+"""Output paths given on the command line, checked before any work is done."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from prakit.errors import PrakitError
+
+#: The arguments that name something a command writes.
+OUTPUT_ARGUMENTS = ("out", "npz", "grid", "run_dir")
+
+
+def check_output(value: str | Path) -> None:
+    """Refuse an output path that cannot be written: its nearest existing folder must accept a new file."""
+    path = Path(value).expanduser()
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise PrakitError(f"cannot write {value}: {folder} is a file, not a folder; choose another path")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise PrakitError(
+            f"cannot write {value}: {folder} does not accept new files ({exc.strerror}); choose a folder this user may write"
+        ) from None
