@@ -1,14 +1,16 @@
-"""Shared output for benchmarks: a printed table and a JSON file under benchmarks/results/."""
+"""Shared output for benchmarks: a printed table and a JSON file under benchmarks/results/
+(or the folder in $PRAKIT_BENCHMARK_RESULTS)."""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("PRAKIT_BENCHMARK_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def machine() -> dict[str, str]:
@@ -26,7 +28,7 @@ def report(name: str, rows: list[dict], **meta) -> Path:
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
     for row in cells:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     payload = {"benchmark": name, "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "machine": machine(), **meta, "rows": rows}

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from documents import shown_commands
 
 from prakit.cli import main
 from prakit.config import load_config
@@ -32,14 +33,12 @@ SCALED = {"--num 10000": "--num 12", "--num 500": "--num 30"}
 def documented_commands() -> list[tuple[str, list[str]]]:
     """``(document, argv)`` of every evaluation command in a console block, and the export of samples."""
     found = []
-    for doc in DOCS:
-        for block in re.findall(r"```console\n(.*?)```", doc.read_text(), re.S):
-            for line in block.splitlines():
-                if not line.startswith("$ prakit "):
-                    continue
-                argv = shlex.split(line[len("$ prakit "):], comments=True)
-                if argv[0] in EVALUATION or (argv[:2] == ["data", "export"] and doc.name == "evaluation.md"):
-                    found.append((doc.name, argv))
+    for shown in shown_commands(DOCS):
+        argv = shlex.split(shown.command)[1:]
+        if shown.command.startswith("prakit ") and (
+            argv[0] in EVALUATION or (argv[:2] == ["data", "export"] and shown.document == "evaluation.md")
+        ):
+            found.append((shown.document, argv))
     return found
 
 

@@ -4,6 +4,7 @@ real SLURM cluster (started by ``.ci/slurm.sh``; CI sets PRAKIT_TEST_SLURM=1 to 
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from test_train import QUICKSTART, ROOT, SMALL_MODEL, losses, prakit, store, tiny  # noqa: F401 - store is a fixture
@@ -31,12 +32,13 @@ def test_an_ablation_runs_as_local_jobs_one_per_config(store, tmp_path):
     configs = [str(ROOT / "experiments" / "digits" / name) for name in ("pra.toml", "noise-inj.toml")]
     shared = [m for m in SMALL_MODEL if not m.startswith("model.decoder")]  # noise-inj has no decoder width
     done = prakit("submit", *configs, *job_args(store, tmp_path, model=shared), "--cluster", "local", "--wait",
-                  cwd=tmp_path)
+                  "--runs-in", "runs/digits", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     for name in ("pra", "noise-inj"):
-        assert f"finished: run runs/{name}, step 4" in done.stdout
-        assert (tmp_path / "runs" / name / "checkpoints" / "ckpt-00000004.pt").exists()
-    pra, noise = (load_config(tmp_path / "runs" / n / "config.toml") for n in ("pra", "noise-inj"))
+        checkpoint = Path("runs") / "digits" / name / "checkpoints" / "ckpt-00000004.pt"
+        assert f"finished: run runs/digits/{name}, step 4, checkpoint {checkpoint}\n" in done.stdout
+        assert (tmp_path / checkpoint).exists()
+    pra, noise = (load_config(tmp_path / "runs" / "digits" / n / "config.toml") for n in ("pra", "noise-inj"))
     assert (pra.model.rollout.name, noise.model.rollout.name) == ("pra", "noise_injection")
 
 

@@ -2,12 +2,14 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import tomli_w
+from documents import shown_commands
 
 from prakit import plugins, registry
 from prakit.config import apply_overrides, load_config, read_file
@@ -63,10 +65,19 @@ def test_a_config_file_builds_the_plugin_decoder_by_name(installed, tmp_path, fr
     assert decoder.state_dim == 8 and decoder.token_dim == 192
 
 
-def test_the_plugin_passes_its_own_contract_tests(installed):
-    out = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "test_linear_decoder.py")], installed, cwd=EXAMPLE)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert " passed" in out.stdout and "failed" not in out.stdout
+def test_the_documented_commands_run_with_the_output_shown(installed):
+    """docs/plugins.md's commands in order: the install (done by ``installed``, from the folder the
+    command names), then each command with the package on the path, in the folder it assumes."""
+    install, *commands = shown_commands([ROOT / "docs" / "plugins.md"])
+    assert install.command == "pip install -e ./linear-decoder" and EXAMPLE == EXAMPLE.parent / "linear-decoder"
+    for shown in commands:
+        program, *args = shlex.split(shown.command)
+        argv = {"prakit": ["-m", "prakit"], "pytest": ["-m", "pytest", "-q", "-p", "no:cacheprovider"]}[program]
+        out = run([*argv, *args], installed, cwd=EXAMPLE if program == "pytest" else ROOT)
+        assert out.returncode == 0, f"{shown.command}\n{out.stdout}{out.stderr}"
+        assert out.stdout.splitlines()[:len(shown.output)] == shown.output, shown.command
+        if program == "pytest":  # the package's own contract tests
+            assert " passed" in out.stdout and "failed" not in out.stdout
 
 
 def test_the_docs_show_the_example_package_verbatim():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from prakit.cli.config import OVERRIDES_HELP
 
@@ -14,7 +15,9 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         "Arguments with '=' are overrides applied to every config.",
     )
     submit.add_argument("items", nargs="+", metavar="CONFIG|KEY=VALUE", help=f"experiment configs; {OVERRIDES_HELP}")
-    submit.add_argument("--run-dir", help="run directory of a single config (default: runs/<config name>)")
+    submit.add_argument("--run-dir", help="run directory of a single config (default: RUNS/<config name>)")
+    submit.add_argument("--runs-in", default="runs", metavar="RUNS", help="the folder of the run directories, one "
+                        "per config (default: runs); keeps ablations whose configs share names apart")
     submit.add_argument("--cluster", choices=("local", "debug", "slurm"),
                         help="where to run (default: the config's launch.cluster)")
     submit.add_argument("--wait", action="store_true", help="wait for the jobs and report how they ended")
@@ -22,8 +25,6 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 
 
 def run_submit(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import submitit
 
     from prakit.config import load_config
@@ -36,14 +37,14 @@ def run_submit(args: argparse.Namespace) -> int:
         raise PrakitError("name at least one experiment config to submit")
     if args.run_dir and len(files) > 1:
         raise PrakitError("--run-dir names the run directory of a single config; submitting several, "
-                          "each runs in runs/<config name>")
-    run_dirs = [Path(args.run_dir)] if args.run_dir else [Path("runs") / Path(f).stem for f in files]
+                          "each runs in RUNS/<config name> (--runs-in RUNS, default runs)")
+    run_dirs = [Path(args.run_dir)] if args.run_dir else [Path(args.runs_in) / Path(f).stem for f in files]
     if len(set(run_dirs)) < len(run_dirs):
         raise PrakitError("two configs share a file name and so a run directory; rename one or submit them separately")
     runs = [(load_config(f, overrides), run_dir) for f, run_dir in zip(files, run_dirs)]
     jobs = submit(runs, cluster=args.cluster)
     for job, (_, run_dir) in zip(jobs, runs):
-        print(f"job {job.job_id}: run {run_dir}, log {job.paths.stdout}")
+        print(f"job {job.job_id}: run {run_dir}, log {near(job.paths.stdout)}")
     if not args.wait:
         return 0
     failed = 0
@@ -52,10 +53,16 @@ def run_submit(args: argparse.Namespace) -> int:
             result = job.results()[0]  # rank 0 reports the run
         except submitit.core.utils.UncompletedJobError as exc:
             failed += 1
-            print(f"job {job.job_id} failed: {failure(exc)}\n  see {job.paths.stderr}")
+            print(f"job {job.job_id} failed: {failure(exc)}\n  see {near(job.paths.stderr)}")
         else:
-            print(f"job {job.job_id} finished: run {run_dir}, step {result.step}, checkpoint {result.checkpoint}")
+            print(f"job {job.job_id} finished: run {run_dir}, step {result.step}, checkpoint {near(result.checkpoint)}")
     return 1 if failed else 0
+
+
+def near(path: Path) -> Path:
+    """``path`` relative to the working directory when it lies inside it, as the run directories are shown."""
+    path = Path(path).absolute()
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
 
 
 def failure(exc: Exception) -> str:

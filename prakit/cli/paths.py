@@ -8,7 +8,7 @@ from pathlib import Path
 from prakit.errors import PrakitError
 
 #: The arguments that name something a command writes.
-OUTPUT_ARGUMENTS = ("out", "npz", "grid", "run_dir")
+OUTPUT_ARGUMENTS = ("out", "npz", "grid", "run_dir", "runs_in")
 
 
 def check_output(value: str | Path) -> None:
