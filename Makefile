@@ -1,10 +1,11 @@
-# `make quickstart` runs the main job on the built-in dataset; `make test` runs the tests.
-# Both create the virtual environment in .venv when it is missing or out of date.
+# `make quickstart` runs the main job on the built-in dataset; `make test` runs the tests
+# (`make quick`: all but those marked slow, for a fast loop while developing).
+# Each creates the virtual environment in .venv when it is missing or out of date.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test clean-venv
+.PHONY: quickstart test quick clean-venv
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +19,9 @@ quickstart: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+quick: $(VENV)/.installed
+	$(BIN)/python -m pytest -m "not slow"
 
 clean-venv:
 	rm -rf $(VENV)

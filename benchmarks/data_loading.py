@@ -3,7 +3,7 @@
 read from the store), and preparation in images/s.
 
 Stores are made in a temporary folder: ImageNet-like JPEGs (500x375, cut from scikit-image's
-photographs) prepared at 256x256 with ``--shuffle-seed``, digits at 16x16 and photo-crops at
+photographs) prepared at 256x256 with ``--shuffle-seed``, digits at 16x16 and photo_crops at
 64x64. Needs the data extra. Usage: python benchmarks/data_loading.py [--images 1024] [--batches 8]
 """
 
@@ -84,7 +84,7 @@ def main() -> None:
         sources = {
             "imagefolder": (ImageFolderConfig(root=str(jpeg_tree(tmp / "jpegs", args.images))), 256),
             "digits": (DigitsConfig(), 16),
-            "photo-crops": (PhotoCropsConfig(), 64),
+            "photo_crops": (PhotoCropsConfig(), 64),
         }
         prep_rows, load_rows = [], []
         for name, (cfg, size) in sources.items():

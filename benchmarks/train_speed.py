@@ -96,7 +96,7 @@ def main() -> None:
     sync(device)
     start = time.perf_counter()
     with autocast:
-        model.sample(sample_labels, cfg.sample, generator=sample_generators(0, range(n)))
+        model.sample(sample_labels, cfg.sample, rng=sample_generators(0, range(n)))
     sync(device)
     sample_s = time.perf_counter() - start
 

@@ -137,6 +137,8 @@ class StateGenerator(nn.Module, abc.ABC):
     """
 
     state_dim: int
+    #: Steps a sample takes when ``sample`` is given none (``sample.steps`` unset).
+    default_steps: int = 1
 
     def network_evaluations(self, steps: int) -> int:
         """Evaluations of the head's network per token in a ``steps``-step sample (a guided
@@ -154,14 +156,14 @@ class StateGenerator(nn.Module, abc.ABC):
         *,
         temperature: float = 1.0,
         steps: int | None = None,
-        generator: Generators = None,
+        rng: Generators = None,
         cfg_scale: float = 1.0,
         h_uncond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw float32 states of shape ``h.shape[:-1] + (state_dim,)``, whatever ``h``'s dtype
         (under bf16 autocast the networks run in bf16, the sampler's state stays in fp32).
 
-        ``generator`` is one torch generator or one per row of ``h`` (draw noise with
+        ``rng`` is one torch generator or one per row of ``h`` (draw noise with
         :func:`prakit.random.randn`). With ``h_uncond`` (the null-class condition, same shape as
         ``h``) the prediction is guided: ``uncond + cfg_scale * (cond - uncond)``; at
         ``cfg_scale == 1`` the result equals unguided sampling with the same noise.
@@ -171,7 +173,8 @@ class StateGenerator(nn.Module, abc.ABC):
 class PixelDecoder(nn.Module, abc.ABC):
     """Maps pixel tokens to intermediate states (``encode``) and back (``decode``), per token.
 
-    Built as ``build(cfg, token_dim=)``.
+    Built as ``build(cfg, token_dim=, patch_size=, channels=)``: a token holds a ``patch_size`` x
+    ``patch_size`` patch of ``channels`` channels, laid out ``(p, p, C)`` (``token_dim = p * p * C``).
     """
 
     token_dim: int

@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 import submitit
 
+from prakit.choices import CLUSTERS
 from prakit.config import ExperimentConfig, LaunchConfig, from_data, unstructure
-from prakit.config.schema import CLUSTERS
 from prakit.errors import PrakitError
 
 

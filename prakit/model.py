@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from prakit import registry
+from prakit.choices import MODEL_KINDS
 from prakit.components import Backbone, ComponentConfig, PixelDecoder, RolloutApproximator, StateGenerator
 from prakit.config import ExperimentConfig, ModelConfig, SampleConfig
 from prakit.errors import ConfigError, PrakitError
@@ -58,7 +59,7 @@ class ARModel(nn.Module):
         self.grid = (side, side)
         self.seq_len = side * side
         self.token_dim = channels * cfg.patch_size**2
-        self.decoder = build(cfg.decoder, token_dim=self.token_dim)
+        self.decoder = build(cfg.decoder, token_dim=self.token_dim, patch_size=cfg.patch_size, channels=channels)
         self.backbone = build(
             cfg.backbone, token_dim=self.token_dim, seq_len=self.seq_len, num_classes=num_classes, grid=self.grid
         )
@@ -139,7 +140,7 @@ class ARModel(nn.Module):
         labels: torch.Tensor,
         options: SampleConfig = SampleConfig(),
         *,
-        generator: Generators = None,
+        rng: Generators = None,
         prefix: torch.Tensor | None = None,
         length: int | None = None,
     ) -> torch.Tensor:
@@ -162,7 +163,7 @@ class ARModel(nn.Module):
                 h_cond,
                 temperature=options.temperature,
                 steps=options.steps,
-                generator=generator,
+                rng=rng,
                 cfg_scale=self.guidance_at(i, options),
                 h_uncond=h_uncond,
             )
@@ -183,10 +184,10 @@ class ARModel(nn.Module):
         return 1.0 + (options.cfg_scale - 1.0) * position / self.seq_len
 
     def sample(
-        self, labels: torch.Tensor, options: SampleConfig = SampleConfig(), *, generator: Generators = None
+        self, labels: torch.Tensor, options: SampleConfig = SampleConfig(), *, rng: Generators = None
     ) -> torch.Tensor:
-        """Images (B, H, W, C) uint8 for ``labels``; pass one generator per row for sharding-proof seeds."""
-        images = self.unpatchify(self.sample_tokens(labels, options, generator=generator))
+        """Images (B, H, W, C) uint8 for ``labels``; pass one torch generator per row (``rng``) for sharding-proof seeds."""
+        images = self.unpatchify(self.sample_tokens(labels, options, rng=rng))
         return to_uint8(images)
 
 
@@ -210,7 +211,7 @@ def parameter_counts(model: ARModel) -> dict[str, int]:
     """Parameters per component and in total."""
     counts = {
         name: sum(p.numel() for p in getattr(model, name).parameters())
-        for name in ("backbone", "generator", "decoder", "rollout")
+        for name in MODEL_KINDS
     }
     counts["total"] = sum(counts.values())
     return counts

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 
 from PIL import Image, ImageDraw
 
-from prakit.config.io import atomic_file
+from prakit.io import atomic_file
 
 COLOURS = ("#1f4e9c", "#c8402f", "#2f8f46", "#8a4fb0", "#d08a1c", "#2b9bb0", "#7a7a7a", "#b03a78")
 

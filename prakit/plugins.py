@@ -7,7 +7,8 @@ Every plugin, built-in or third-party, is a module named in the ``prakit`` entry
 
 Entry points are loaded lazily, once, on first use. ``PRAKIT_DISABLE_PLUGIN_AUTOLOAD=1`` loads
 none of them; ``PRAKIT_PLUGINS=a,b`` loads only the named ones. A plugin that fails to import
-is skipped with one :class:`PluginLoadWarning`; the others still load.
+is skipped with one :class:`PluginLoadWarning`; the others still load. :mod:`prakit.registry`
+builds its registries from this manager, again whenever the plugins it holds change.
 """
 
 from __future__ import annotations
@@ -49,30 +50,21 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def register_plugin(plugin: ModuleType | object, name: str | None = None) -> None:
-    """Register a plugin object by hand (a notebook, a test, a script); registries are rebuilt."""
-    from prakit import registry
-
+    """Register a plugin object by hand (a notebook, a test, a script)."""
     manager = get_plugin_manager()
     manager.register(plugin, name=name)
     _check_hook_names(manager)
-    registry.reset()
 
 
 def unregister_plugin(name: str) -> None:
-    """Remove a plugin registered by name; registries are rebuilt."""
-    from prakit import registry
-
+    """Remove a plugin registered by name."""
     get_plugin_manager().unregister(name=name)
-    registry.reset()
 
 
 def reset() -> None:
     """Forget every loaded plugin; the next use reads the entry points again."""
-    from prakit import registry
-
     global _manager
     _manager = None
-    registry.reset()
 
 
 def _load_entry_points(manager: pluggy.PluginManager) -> None:

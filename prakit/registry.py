@@ -3,12 +3,12 @@
 The surface follows timm's ``register_model`` / ``create_model`` / ``list_models``::
 
     from prakit import registry
-    registry.list_components("decoder", "m*")            # ['mlp']
+    registry.list_components("decoder", "m*")                              # ['mlp']
     cfg = registry.get("decoder").config("mlp", state_dim=32)
-    decoder = registry.build(cfg, token_dim=768)         # the kind comes from the config
+    decoder = registry.build(cfg, token_dim=48, patch_size=4, channels=3)  # the kind comes from the config
 
-Registries are rebuilt from the hooks on first use after a plugin change; they are never a
-global dict that importing a module mutates.
+Registries are rebuilt from the hooks on first use after the loaded plugins change; they are
+never a global dict that importing a module mutates.
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ import inspect
 from typing import Any, Callable, Iterator
 
 import attrs
+import pluggy
 
+from prakit import plugins
 from prakit.components import KINDS, ComponentConfig, Kind
 from prakit.errors import DuplicateComponentError, PluginError, PrakitError, UnknownNameError
 
-_registries: dict[str, Registry] | None = None
+#: The registries and the loaded plugins (the manager, then its (name, plugin) pairs) they were built from.
+_built: tuple[tuple, dict[str, Registry]] | None = None
 
 
 @attrs.frozen
@@ -35,6 +38,11 @@ class Entry:
     builder: Callable[..., Any]
     plugin: str
     description: str
+
+    @property
+    def module(self) -> str:
+        """The module that defines the component (its config class), e.g. ``prakit_pra.mlp_decoder``."""
+        return self.config_class.__module__
 
 
 class Registry:
@@ -99,7 +107,8 @@ class Registry:
 
 
 class Registrar:
-    """What a ``register_<kind>s`` hook receives: ``registrar.add(ConfigClass, builder)``."""
+    """What every ``register_<kind>s`` hook receives: ``registrar.add(ConfigClass, builder)``
+    registers one component of that kind, after checking the config class."""
 
     def __init__(self, registry: Registry, plugin: str):
         self._registry = registry
@@ -146,27 +155,30 @@ class Registrar:
 
 
 def registries() -> dict[str, Registry]:
-    """Every kind's registry, built from the loaded plugins on first use."""
-    global _registries
-    if _registries is None:
-        from prakit.plugins import get_plugin_manager
+    """Every kind's registry, built from the loaded plugins on first use after they change."""
+    global _built
+    manager = plugins.get_plugin_manager()
+    loaded = (manager, *manager.list_name_plugin())
+    if _built is None or _built[0] != loaded:
+        _built = (loaded, _build(manager))
+    return _built[1]
 
-        manager = get_plugin_manager()
-        built = {name: Registry(kind) for name, kind in KINDS.items()}
-        for name, kind in KINDS.items():
-            # Each implementation gets its own registrar so entries know their plugin.
-            for impl in getattr(manager.hook, kind.hook).get_hookimpls():
-                registrar = Registrar(built[name], impl.plugin_name)
-                try:
-                    impl.function(**{arg: registrar for arg in impl.argnames})
-                except PrakitError:
-                    raise
-                except Exception as exc:
-                    raise PluginError(
-                        f"plugin {impl.plugin_name!r} failed in {kind.hook}: {type(exc).__name__}: {exc}"
-                    ) from exc
-        _registries = built
-    return _registries
+
+def _build(manager: pluggy.PluginManager) -> dict[str, Registry]:
+    built = {name: Registry(kind) for name, kind in KINDS.items()}
+    for name, kind in KINDS.items():
+        # Each implementation gets its own registrar so entries know their plugin.
+        for impl in getattr(manager.hook, kind.hook).get_hookimpls():
+            registrar = Registrar(built[name], impl.plugin_name)
+            try:
+                impl.function(**{arg: registrar for arg in impl.argnames})
+            except PrakitError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed in {kind.hook}: {type(exc).__name__}: {exc}"
+                ) from exc
+    return built
 
 
 def get(kind: str) -> Registry:
@@ -185,9 +197,3 @@ def list_components(kind: str, pattern: str = "*") -> list[str]:
 def build(cfg: ComponentConfig, **deps: Any) -> Any:
     """Build a component from its config; the registry is chosen by the config's kind."""
     return get(cfg.kind).build(cfg, **deps)
-
-
-def reset() -> None:
-    """Drop the built registries (after plugins change)."""
-    global _registries
-    _registries = None

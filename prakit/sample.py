@@ -17,6 +17,7 @@ from prakit.errors import PrakitError, UnknownNameError
 from prakit.model import ARModel
 from prakit.random import sample_generators
 from prakit.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights
+from prakit.train.ema import ema_name
 
 #: The suffixes of experiment configs, which ``prakit sample`` is sometimes given by mistake.
 CONFIG_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
@@ -64,8 +65,6 @@ def check_classes(classes: Sequence[int], num_classes: int) -> None:
 
 def choose_ema(cfg: ExperimentConfig, which: str) -> str | None:
     """``slow``/``fast``: the EMA with the largest/smallest decay; ``none``: live weights; else a name."""
-    from prakit.train.loop import ema_name
-
     decays = cfg.optim.ema_decays
     if which == "none" or (which in ("slow", "fast") and not decays):
         return None
@@ -149,7 +148,7 @@ def sample_run(
     for indices in todo:
         start = time.perf_counter()
         labels = balanced_labels(indices, num, classes).to(device)
-        images = model.sample(labels, options, generator=sample_generators(options.seed, indices))
+        images = model.sample(labels, options, rng=sample_generators(options.seed, indices))
         store.write(indices, images.cpu().numpy(), labels.cpu().numpy())
         bar.update(len(indices))
         bar.set_postfix(img_s=f"{len(indices) / (time.perf_counter() - start):.1f}")

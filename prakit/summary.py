@@ -1,4 +1,5 @@
-"""What a model config amounts to: parameters per component, shapes, and FLOPs.
+"""What a model config amounts to: parameters per component, shapes, FLOPs, and the memory its
+training state needs.
 
 FLOPs are counted by running the model on the meta device under
 ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions and attention): no memory
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from prakit.choices import MODEL_KINDS
 from prakit.config import ExperimentConfig, SampleConfig
 from prakit.errors import PrakitError
 from prakit.model import ARModel, parameter_counts
@@ -44,7 +46,7 @@ def check_fits(cfg: ExperimentConfig, device: torch.device) -> None:
     counts = parameter_counts(meta_model(cfg))
     need, have = training_state_bytes(cfg, counts["total"]), device_memory(device)
     if need > have:
-        largest = max(("backbone", "generator", "decoder", "rollout"), key=counts.__getitem__)
+        largest = max(MODEL_KINDS, key=counts.__getitem__)
         raise PrakitError(
             f"the model has {si(counts['total'])} parameters ({si(counts[largest])} in model.{largest}): its weights, "
             f"gradients, optimizer state and EMAs need {need / GIB:,.1f} GiB, more than the {have / GIB:,.1f} GiB "
@@ -63,7 +65,7 @@ def si(n: float) -> str:
 def summarize(cfg: ExperimentConfig, flops: bool = True) -> dict[str, Any]:
     model = meta_model(cfg)
     summary: dict[str, Any] = {
-        "components": {kind: getattr(cfg.model, kind).name for kind in ("backbone", "generator", "decoder", "rollout")},
+        "components": {kind: getattr(cfg.model, kind).name for kind in MODEL_KINDS},
         "parameters": parameter_counts(model),
         "image": [cfg.data.image_size, cfg.data.image_size, cfg.data.channels],
         "patch_size": cfg.model.patch_size,
@@ -75,7 +77,7 @@ def summarize(cfg: ExperimentConfig, flops: bool = True) -> dict[str, Any]:
     }
     if flops:
         per_image = training_flops(model)
-        steps = sampling_steps(cfg)
+        steps = cfg.sample.steps or model.generator.default_steps
         summary["flops"] = {
             "train_per_image": per_image,
             "train_per_step": per_image * cfg.train.batch_size,
@@ -134,8 +136,3 @@ def sampling_flops(model: ARModel, options: SampleConfig, steps: int) -> int:
     per_token = head_one + (steps - 1) * (head_two - head_one)
     per_token += count_flops(lambda: model.decoder.decode(torch.zeros(1, model.decoder.state_dim, device="meta")))
     return start + steps_total + model.seq_len * per_token
-
-
-def sampling_steps(cfg: ExperimentConfig) -> int:
-    """Head steps per token: the sample section's, else the generator's own default, else 1."""
-    return cfg.sample.steps or getattr(cfg.model.generator, "sample_steps", 1)

@@ -1,4 +1,6 @@
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,26 @@ def toy_distribution(tmp_path_factory) -> str:
     """A PYTHONPATH under which subprocesses discover the toy plugin through a real entry point."""
     site = write_distribution(tmp_path_factory.mktemp("toy-site"), "prakit-toys", {"toys": "toys:toy_plugin"})
     return f"{site}{os.pathsep}{Path(__file__).parent}"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """The digits dataset at 8x8, prepared once for this module."""
+    from prakit import registry
+    from prakit.data import prepare
+
+    path = tmp_path_factory.mktemp("data") / "digits-8.zarr"
+    prepare(registry.get("dataset").config("digits"), path, size=8, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A running SLURM cluster; without one, skipped here and an error where it is required."""
+    up = shutil.which("scontrol") and subprocess.run(["scontrol", "ping"], capture_output=True, text=True).stdout
+    if up and "UP" in up:
+        return
+    message = "no SLURM cluster is running; start one with `bash .ci/slurm.sh start` (as root)"
+    if os.environ.get("PRAKIT_TEST_SLURM") == "1":
+        pytest.fail(message)
+    pytest.skip(message)

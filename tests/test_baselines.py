@@ -40,6 +40,7 @@ def test_comparison_files_differ_only_in_the_swapped_components(folder, base):
     assert x_pred.model.generator.prediction == "x"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("folder", ["imagenet256/comparison", "digits"])
 def test_comparison_files_match_pra_in_size_and_sampling_cost_or_say_how_they_differ(folder):
     """Within 3% of pra's parameters and at its head evaluations per token, or the header says otherwise."""
@@ -69,6 +70,7 @@ SMALL = [
 STEPS, FACTOR = 300, 0.3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_every_baseline_overfits_a_tiny_fixed_batch(name):
     """Mean loss over the last 20 of 300 steps is below 0.3x that of the first 20."""
@@ -129,6 +131,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_exact_rollout_keeps_the_coherence_teacher_forcing_reaches(one_thread):
     rollouts = registry.get("rollout")
     teacher_forcing = sign_coherence(rollouts.config("teacher_forcing"))

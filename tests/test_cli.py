@@ -43,15 +43,17 @@ def test_every_command_has_help(command, capsys):
     assert "usage: prakit" in capsys.readouterr().out
 
 
-def test_plugins_list_shows_kind_name_plugin_and_description():
+@pytest.mark.slow
+def test_plugins_list_shows_kind_name_plugin_module_and_description():
     out = prakit("plugins", "list")
     assert out.returncode == 0, out.stderr
     header, *rows = out.stdout.splitlines()
-    assert header.split() == ["KIND", "NAME", "PLUGIN", "DESCRIPTION"]
-    assert any(r.split()[:3] == ["decoder", "mlp", "pra"] for r in rows)
-    assert any(r.split()[:3] == ["backbone", "transformer", "models"] for r in rows)
+    assert header.split() == ["KIND", "NAME", "PLUGIN", "MODULE", "DESCRIPTION"]
+    assert any(r.split()[:4] == ["decoder", "mlp", "pra", "prakit_pra.mlp_decoder"] for r in rows)
+    assert any(r.split()[:4] == ["backbone", "transformer", "models", "prakit_models.transformer"] for r in rows)
 
 
+@pytest.mark.slow
 def test_plugins_list_json_filters_by_kind():
     out = prakit("plugins", "list", "--kind", "rollout", "--json")
     rows = json.loads(out.stdout)
@@ -60,6 +62,7 @@ def test_plugins_list_json_filters_by_kind():
     assert all(r["plugin"] and r["description"] for r in rows)
 
 
+@pytest.mark.slow
 def test_an_unknown_kind_is_a_clean_error():
     out = prakit("plugins", "list", "--kind", "decodr")
     assert out.returncode == 2
@@ -75,6 +78,7 @@ def test_building_the_command_line_does_not_import_torch():
     assert out.stdout.strip() == "False"  # --help stays instant
 
 
+@pytest.mark.slow
 def test_config_show_prints_the_resolved_config():
     out = prakit("config", "show", QUICKSTART, "model.rollout.sigma_max=0.3")
     assert out.returncode == 0, out.stderr
@@ -82,6 +86,7 @@ def test_config_show_prints_the_resolved_config():
     assert "[launch]" in out.stdout  # defaults are filled in
 
 
+@pytest.mark.slow
 def test_config_validate_reports_success_and_every_problem():
     ok = prakit("config", "validate", QUICKSTART)
     assert ok.returncode == 0 and ok.stdout.startswith("ok: ") and "M parameters, training state >= " in ok.stdout
@@ -98,6 +103,7 @@ def test_the_console_script_is_installed():
     assert out.returncode == 0 and out.stdout.startswith("prakit ")
 
 
+@pytest.mark.slow
 def test_model_summary_counts_parameters_and_flops():
     out = prakit("model", "summary", QUICKSTART, "--json")
     assert out.returncode == 0, out.stderr
@@ -114,6 +120,7 @@ def test_model_summary_counts_parameters_and_flops():
     assert "backbone   transformer" in table.stdout and "FLOPs" not in table.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["overrides first", "overrides last", "around an option"])
 def test_overrides_stand_anywhere_after_the_command(order):
     overrides, option = ["model.decoder.state_dim=32", "model.patch_size=2"], ["--no-flops"]
@@ -179,8 +186,8 @@ def sample(run, out, *options, capsys):
     (["--batch-size", "0"], "--batch-size must be > 0, got 0"),
     (["--steps", "0"], "--steps must be > 0, got 0"),
     (["--temperature", "0"], "--temperature must be > 0.0, got 0.0"),
-    (["--cfg", "-1"], "--cfg must be >= 0.0, got -1.0"),
-    (["--cfg", "nan"], "--cfg must be a finite number, got nan"),
+    (["--guidance", "-1"], "--guidance must be >= 0.0, got -1.0"),
+    (["--cfg", "nan"], "--guidance must be a finite number, got nan"),
     (["--seed", "-1"], "--seed must be >= 0, got -1"),
     (["--classes", "99"], "--classes must be in 0..9 (the run's data.num_classes is 10), got 99"),
     (["--classes", "3", "-1"], "--classes must be in 0..9 (the run's data.num_classes is 10), got -1"),
@@ -207,22 +214,24 @@ def test_a_store_of_other_options_names_them_and_the_commands_fixes(run_dir, tmp
     from prakit.data import open_store
 
     out = tmp_path / "s.zarr"
-    assert sample(run_dir, out, "--cfg", "2", capsys=capsys)[0] == 0
+    assert sample(run_dir, out, "--guidance", "2", capsys=capsys)[0] == 0
     sampling = open_store(out).attrs["sampling"]
     assert sampling["ema"] == sampling["ema_weights"] == "none"  # no EMA to load: the live weights
-    code, err = sample(run_dir, out, "--cfg", "3", "--seed", "4", capsys=capsys)
+    code, err = sample(run_dir, out, "--guidance", "3", "--seed", "4", capsys=capsys)
     assert code == 2 and err.count("\n") == 1
     assert ("sampling.cfg_scale: 2.0 in the store, 3.0 now; sampling.seed: 0 in the store, 4 now); "
             "rerun with --restart to delete them and start over, or choose another --out\n") in err
     assert "on_mismatch" not in err
 
 
+@pytest.mark.slow
 def test_validate_builds_the_model_so_cross_field_problems_show():
     result = prakit("config", "validate", QUICKSTART, "model.patch_size=3")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "model.patch_size: 3 does not divide data.image_size 16" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["a file", "under /proc"])
 def test_an_impossible_run_directory_is_a_one_line_error(where, tmp_path):
     run_dir = {"a file": tmp_path / "file", "under /proc": Path("/proc/prakit-run")}[where]

@@ -1,11 +1,18 @@
-"""The contract kit itself: conforming components pass, broken ones fail the right check."""
+"""The contract kit itself: conforming components pass, broken ones fail the right check, checks
+that do not apply skip; and the config strategies draw small sizes."""
 
 import attrs
 import numpy as np
 import pytest
+import torch
+from attrs.validators import gt, le
+from hypothesis import find, given, settings
+from hypothesis import strategies as st
+from prakit_baselines.identity import IdentityDecoderConfig
 from toys import (
     ToyBackbone,
     ToyBackboneConfig,
+    ToyDataset,
     ToyDatasetConfig,
     ToyDecoderConfig,
     ToyEvaluator,
@@ -28,8 +35,10 @@ from prakit.testing import (
     FeatureNetworkContract,
     FolderContract,
     GeneratorContract,
+    LinearDecoder,
     RolloutContract,
 )
+from prakit.testing.strategies import configs
 
 
 @pytest.fixture(autouse=True)
@@ -84,16 +93,16 @@ class SeedlessGenerator(ToyGenerator):
     """Broken: ignores the generator it is given."""
 
     def sample(self, h, **kwargs):
-        return super().sample(h, **{**kwargs, "generator": None})
+        return super().sample(h, **{**kwargs, "rng": None})
 
 
 class BatchNoiseGenerator(ToyGenerator):
     """Broken: draws the whole batch from the first row's generator."""
 
     def sample(self, h, **kwargs):
-        gens = kwargs.get("generator")
+        gens = kwargs.get("rng")
         if isinstance(gens, list):
-            kwargs["generator"] = gens[0]
+            kwargs["rng"] = gens[0]
         return super().sample(h, **kwargs)
 
 
@@ -109,6 +118,47 @@ class DetachedGenerator(ToyGenerator):
 
     def loss(self, h, z):
         return super().loss(h.detach(), z)
+
+
+class TokenBatchNorm(torch.nn.BatchNorm1d):
+    """A BatchNorm whose statistics, in training, are taken over every token of the batch."""
+
+    def forward(self, x):
+        return super().forward(x.flatten(0, -2)).view_as(x)
+
+
+class BatchNormedStates(LinearDecoder):
+    """Broken in training: the states of a batch's tokens share a BatchNorm's statistics."""
+
+    def __init__(self, cfg, *, token_dim, **_):
+        super().__init__(token_dim, 3)
+        self.encoder = torch.nn.Sequential(self.encoder, TokenBatchNorm(3))
+
+
+class BatchNormedPixels(LinearDecoder):
+    """Broken in training: the decoded tokens of a batch share a BatchNorm's statistics."""
+
+    def __init__(self, cfg, *, token_dim, **_):
+        super().__init__(token_dim, 3)
+        self.decoder = torch.nn.Sequential(self.decoder, TokenBatchNorm(token_dim))
+
+
+class UnseededRollout(ToyRollout):
+    """Broken: draws a scale at construction from a generator that torch's seed does not reach."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.scale = float(np.random.default_rng().uniform(1, 2))
+
+    def forward(self, x, z, labels, *, model, step):
+        return self.scale * super().forward(x, z, labels, model=model, step=step)
+
+
+class UnseededDataset(ToyDataset):
+    """Broken: images from a generator that no seed reaches."""
+
+    def __init__(self, cfg):
+        super().__init__(attrs.evolve(cfg, seed=int(np.random.default_rng().integers(2**31))))
 
 
 class LeakyRollout(ToyRollout):
@@ -154,10 +204,15 @@ def broken_config(base):
         (GeneratorContract, ToyGeneratorConfig, DetachedGenerator, "test_loss_reaches_the_condition"),
         (GeneratorContract, ToyGeneratorConfig, BatchNoiseGenerator, "test_rows_drawn_with_their_own_generators_do_not_depend_on_the_batch"),
         (GeneratorContract, ToyGeneratorConfig, UnguidedGenerator, "test_guidance_at_scale_one_changes_nothing"),
+        (DecoderContract, ToyDecoderConfig, BatchNormedStates, "test_tokens_are_coded_independently"),
+        (DecoderContract, ToyDecoderConfig, BatchNormedPixels, "test_tokens_are_coded_independently"),
         (RolloutContract, ToyRolloutConfig, LeakyRollout, "test_inputs_carry_no_gradient_into_the_model"),
+        (RolloutContract, ToyRolloutConfig, UnseededRollout, "test_construction_is_deterministic_under_a_seed"),
         (EvaluatorContract, ToyEvaluatorConfig, NaNEvaluator, "test_returns_named_numbers_and_curves"),
         (EvaluatorContract, ToyEvaluatorConfig, RandomEvaluator, "test_deterministic"),
+        (EvaluatorContract, ToyEvaluatorConfig, RandomEvaluator, "test_construction_is_deterministic_under_a_seed"),
         (FeatureNetworkContract, ToyFeaturesConfig, BatchNormedFeatures, "test_images_are_read_one_by_one"),
+        (DatasetContract, ToyDatasetConfig, UnseededDataset, "test_construction_is_deterministic_under_a_seed"),
     ],
 )
 def test_a_broken_component_fails_its_contract(contract, base, component, check, tmp_path):
@@ -174,3 +229,38 @@ def test_a_broken_component_fails_its_contract(contract, base, component, check,
         case.setup(tmp_path)
     with pytest.raises(AssertionError):
         getattr(case, check)()
+
+
+@pytest.mark.parametrize(
+    "contract, config, opt_outs, check, reason",
+    [
+        (DecoderContract, ToyDecoderConfig(), {"per_token": False}, "test_tokens_are_coded_independently",
+         "per_token = False"),
+        (DecoderContract, IdentityDecoderConfig(), {}, "test_gradients_reach_every_parameter",
+         "IdentityDecoder has no trainable parameters"),
+        (RolloutContract, ToyRolloutConfig(), {"stops_gradient": False}, "test_inputs_carry_no_gradient_into_the_model",
+         "stops_gradient = False"),
+    ],
+)
+def test_a_check_that_does_not_apply_is_skipped_saying_why(contract, config, opt_outs, check, reason):
+    case = type("Case", (contract,), {"config": config, **opt_outs})()
+    with pytest.raises(pytest.skip.Exception, match=reason):
+        getattr(case, check)()
+
+
+@attrs.frozen
+class Sizes:
+    free: int = 0
+    positive: int = attrs.field(default=1, validator=gt(0))
+    capped: int = attrs.field(default=1, validator=[gt(0), le(1000)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(configs(Sizes))
+def test_drawn_integers_stay_small_without_an_upper_bound(sizes):
+    assert -64 <= sizes.free <= 64 and 1 <= sizes.positive <= 65 and 1 <= sizes.capped <= 1000
+
+
+def test_drawn_integers_reach_a_validators_bound_and_a_field_can_be_drawn_otherwise():
+    assert find(configs(Sizes), lambda sizes: sizes.capped > 500).capped <= 1000
+    assert find(configs(Sizes, positive=st.just(7)), lambda sizes: True).positive == 7

@@ -1,4 +1,4 @@
-"""The built-in datasets that need no download: digits and photo-crops pass the dataset
+"""The built-in datasets that need no download: digits and photo_crops pass the dataset
 contract, are deterministic given their seed, and prepare at any size."""
 
 import subprocess
@@ -65,9 +65,10 @@ def test_the_size_of_a_store_comes_from_prepare_alone(tmp_path):
     assert store.labels[:10].tolist() == digits.labels[:10].tolist()
 
 
+@pytest.mark.slow
 def test_prepare_photo_crops_on_the_command_line(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "prakit", "data", "prepare", "photo-crops", str(tmp_path / "p.zarr"), "--size", "8",
+        [sys.executable, "-m", "prakit", "data", "prepare", "photo_crops", str(tmp_path / "p.zarr"), "--size", "8",
          "--set", "per_photo=3", "--set", "seed=4", "--workers", "0", "--no-progress"],
         capture_output=True, text=True,
     )
@@ -75,6 +76,6 @@ def test_prepare_photo_crops_on_the_command_line(tmp_path):
     store = open_store(tmp_path / "p.zarr")
     assert len(store) == 21 and store.image_shape == (8, 8, 3)
     assert store.attrs["source"] == json_data(unstructure(PhotoCropsConfig(per_photo=3, seed=4)))
-    bad = subprocess.run([sys.executable, "-m", "prakit", "data", "prepare", "photo-crops", str(tmp_path / "q.zarr"),
+    bad = subprocess.run([sys.executable, "-m", "prakit", "data", "prepare", "photo_crops", str(tmp_path / "q.zarr"),
                           "--size", "8", "--set", "crop=0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "crop" in bad.stderr and "Traceback" not in bad.stderr

@@ -161,6 +161,7 @@ def big_tree(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_a_killed_preparation_resumes_to_the_uninterrupted_result(big_tree, tmp_path):
     def command(out, workers):
         return ["data", "prepare", "imagefolder", big_tree, out, "--size", SIZE, "--shard-size", 16,
@@ -195,6 +196,7 @@ def test_a_killed_preparation_resumes_to_the_uninterrupted_result(big_tree, tmp_
     b.verify()
 
 
+@pytest.mark.slow
 def test_info_and_export_on_the_command_line(tree, tmp_path):
     out = tmp_path / "s.zarr"
     made = prakit("data", "prepare", "imagefolder", tree, out, "--size", SIZE, "--workers", 0, "--no-progress")
@@ -214,13 +216,13 @@ def test_info_and_export_on_the_command_line(tree, tmp_path):
 def test_source_fields_on_the_command_line():
     from prakit.cli.data import source_config
 
-    cfg = source_config("photo-crops", [], ["seed=3", "photos=['camera', 'coins']"])
+    cfg = source_config("photo_crops", [], ["seed=3", "photos=['camera', 'coins']"])
     assert (cfg.seed, cfg.photos) == (3, ("camera", "coins"))
     assert source_config("imagefolder", ["/some/where"]).root == "/some/where"
     with pytest.raises(ConfigError, match="imagefolder takes ROOT before the output store"):
         source_config("imagefolder", [])
     with pytest.raises(ConfigError, match="crop"):
-        source_config("photo-crops", [], ["crop=0"])
+        source_config("photo_crops", [], ["crop=0"])
 
 
 class TestImageFolderContract(DatasetContract):
@@ -235,6 +237,7 @@ class TestImageFolderContract(DatasetContract):
         self.config = ImageFolderConfig(root=str(tmp_path))
 
 
+@pytest.mark.slow
 def test_two_preparations_of_one_store_take_turns(tmp_path):
     # what the jobs of an ablation array do when their shared store does not exist yet
     command = [sys.executable, "-m", "prakit", "data", "prepare", "digits", str(tmp_path / "d.zarr"), "--size", "8",

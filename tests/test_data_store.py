@@ -160,6 +160,7 @@ def test_the_cli_reports_a_damaged_store_in_one_line(store_path):
     assert out.stderr.startswith("prakit: error: ") and "is truncated: images/c/0/0/0/0 is missing" in out.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 1])
 def test_a_shard_overwritten_with_random_bytes_is_a_store_corrupt_error(store_path, workers):
     from prakit.data import TrainLoader

@@ -11,16 +11,16 @@ import re
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from documents import ROOT, Shown, shown_commands
 from PIL import Image
 from test_eval_docs import documented_commands as evaluation_commands
-from test_launch import slurm  # noqa: F401 - a fixture
 
 from prakit.cli import main
+
+pytestmark = pytest.mark.slow  # end to end, several processes or SLURM
 
 #: Documents whose commands other test modules run.
 RUN_ELSEWHERE = {"plugins.md": "test_third_party_plugin.py"}
@@ -135,7 +135,7 @@ def test_every_documented_command_runs(in_world, capsys):
     assert (in_world / "samples" / "pra-S.npz").exists() and (in_world / "samples.png").exists()
 
 
-def test_every_documented_slurm_command_runs(slurm, in_world):  # noqa: F811 - slurm is a fixture
+def test_every_documented_slurm_command_runs(slurm, in_world):
     for shown in [s for s in documented() if needs_slurm(s.command)]:
         argv = stand_in(shown.command)
         done = subprocess.run([sys.executable, "-m", *argv, "--wait"], capture_output=True, text=True, timeout=900)

@@ -17,6 +17,8 @@ from prakit.config import load_config
 from prakit.eval.features import INCEPTION_WEIGHTS_ENV, moments
 from prakit.train.loop import train
 
+pytestmark = pytest.mark.slow  # end to end, several processes or SLURM
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = (ROOT / "README.md", ROOT / "docs" / "evaluation.md")
 EVALUATION = ("eval", "reference", "compare")

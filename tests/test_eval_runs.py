@@ -72,6 +72,7 @@ def noise_store(path: Path, like: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_featnet_fid_ranks_trained_above_barely_trained_above_noise(runs, tmp_path):
     fids, consistency = {}, {}
     for name in ("trained", "handful"):
@@ -85,6 +86,7 @@ def test_featnet_fid_ranks_trained_above_barely_trained_above_noise(runs, tmp_pa
     assert consistency["trained"] > max(0.3, 2 * consistency["handful"]), consistency
 
 
+@pytest.mark.slow
 def test_eval_of_a_run_samples_once_and_writes_its_table(runs, store):
     run = runs["handful"]
     out = prakit("eval", str(run), "--num", "40", "--evaluators", "fid,precision_recall,reconstruction_psnr,rollout_gap",
@@ -114,6 +116,7 @@ def test_eval_of_a_run_samples_once_and_writes_its_table(runs, store):
     assert json.loads((run / "direct" / "eval.json").read_text())["numbers"]["fid"] == record["numbers"]["fid"]
 
 
+@pytest.mark.slow
 def test_bad_evaluations_are_one_line_errors(runs, tmp_path):
     run = str(runs["handful"])
     cases = [
@@ -135,6 +138,7 @@ def test_bad_evaluations_are_one_line_errors(runs, tmp_path):
         assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_the_guidance_search_names_the_best_setting_and_resumes(runs):
     run = runs["handful"]
     args = ["eval", str(run), "--search", "sample.cfg_scale=1,3", "--search", "sample.ema=slow,none", "--num", "30",
@@ -159,6 +163,7 @@ def test_the_guidance_search_names_the_best_setting_and_resumes(runs):
     assert json.loads((run / "search" / "search.json").read_text())["rows"] == result["rows"]
 
 
+@pytest.mark.slow
 def test_compare_shows_exactly_the_differing_fields_and_groups_seeds(runs, tmp_path):
     names = ("handful", "handful-seed1", "teacher")
     for name in names:
@@ -181,6 +186,7 @@ def test_compare_shows_exactly_the_differing_fields_and_groups_seeds(runs, tmp_p
     assert (tmp_path / "cmp" / "comparison.md").exists() and (tmp_path / "cmp" / "rollout_gap.png").exists()
 
 
+@pytest.mark.slow
 def test_reference_files_from_a_store_serve_an_evaluation(runs, store, tmp_path):
     out = prakit("reference", str(store), "--out", str(tmp_path / "digits.npz"), "--features", "featnet", "--no-progress")
     assert out.returncode == 0, out.stderr

@@ -1,17 +1,17 @@
 """``prakit submit``: training jobs through submitit, in-process, as local subprocesses and on a
 real SLURM cluster (started by ``.ci/slurm.sh``; CI sets PRAKIT_TEST_SLURM=1 to require it)."""
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from test_train import QUICKSTART, ROOT, SMALL_MODEL, losses, prakit, store, tiny  # noqa: F401 - store is a fixture
+from test_train import QUICKSTART, ROOT, SMALL_MODEL, losses, prakit, tiny
 
 from prakit.config import load_config
 from prakit.errors import PrakitError
 from prakit.launch import submit
+
+pytestmark = pytest.mark.slow  # end to end, several processes or SLURM
 
 CPU_JOB = ["launch.gpus_per_node=0", "launch.cpus_per_task=1", "train.steps=4"]
 
@@ -62,18 +62,6 @@ def test_bad_submissions_are_clear_errors(store, tmp_path):
     assert two.returncode == 2 and "--run-dir names the run directory of a single config" in two.stderr
     same = prakit("submit", str(QUICKSTART), str(ROOT / "experiments" / "quickstart.toml"))
     assert same.returncode == 2 and "share a file name" in same.stderr
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    """A running SLURM cluster; without one, skipped here and an error where it is required."""
-    up = shutil.which("scontrol") and subprocess.run(["scontrol", "ping"], capture_output=True, text=True).stdout
-    if up and "UP" in up:
-        return
-    message = "no SLURM cluster is running; start one with `bash .ci/slurm.sh start` (as root)"
-    if os.environ.get("PRAKIT_TEST_SLURM") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def final_states(job_id: str, timeout: float = 60) -> list[str]:

@@ -1,18 +1,22 @@
 """Plugin discovery through real entry points: loading, failures, environment switches."""
 
+import ast
 import inspect
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 from conftest import write_distribution
+from toys import ToyPlugin
 
 from prakit import hookspecs, plugins, registry
 from prakit.errors import DuplicateComponentError, PluginError
 
 ROOT = Path(__file__).resolve().parents[1]
+SPECS = [name for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "prakit_spec")]
 
 
 def test_builtins_are_registered_by_their_plugin(fresh_plugins):
@@ -33,6 +37,41 @@ def test_entry_points_load_once(fresh_plugins):
     manager = plugins.get_plugin_manager()
     assert plugins.get_plugin_manager() is manager
     assert registry.registries() is registry.registries()
+
+
+def test_registries_follow_the_plugin_manager(fresh_plugins):
+    assert "toy" not in registry.get("decoder")
+    plugins.get_plugin_manager().register(ToyPlugin(), name="toys")  # not through register_plugin
+    assert "toy" in registry.get("decoder")
+    plugins.unregister_plugin("toys")
+    assert "toy" not in registry.get("decoder")
+
+
+def test_the_plugin_manager_does_not_import_the_registry():
+    """The registry is built from the plugin manager, so the manager must not import it back."""
+    imported = set()
+    for node in ast.walk(ast.parse((ROOT / "prakit" / "plugins.py").read_text())):  # function bodies too
+        if isinstance(node, ast.ImportFrom):
+            imported |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+        elif isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+    assert "prakit.registry" not in imported
+
+
+def test_every_hook_receives_the_registrar_it_is_typed_with(fresh_plugins):
+    received = []
+
+    class Recorder:
+        pass
+
+    for name in SPECS:
+        setattr(Recorder, name, plugins.hookimpl(lambda self, registrar: received.append(registrar)))
+    plugins.register_plugin(Recorder(), name="recorder")
+    registry.registries()
+    namespace = {**vars(hookspecs), "Registrar": registry.Registrar}  # hookspecs imports it for type checkers only
+    for name in SPECS:
+        assert typing.get_type_hints(getattr(hookspecs, name), namespace)["registrar"] is registry.Registrar
+    assert len(received) == len(SPECS) and all(type(r) is registry.Registrar for r in received)
 
 
 BROKEN_IMPORT = "raise RuntimeError('boom at import')\n"
@@ -70,7 +109,7 @@ def test_autoload_can_be_disabled(fresh_plugins, toy_plugin):
     fresh_plugins.setenv(plugins.DISABLE_AUTOLOAD_ENV, "1")
     plugins.reset()
     assert all(len(r) == 0 for r in registry.registries().values())
-    plugins.register_plugin(__import__("toys").ToyPlugin(), name="toys")
+    plugins.register_plugin(ToyPlugin(), name="toys")
     assert registry.list_components("decoder") == ["toy"]
 
 
@@ -96,9 +135,8 @@ def test_a_duplicate_name_is_an_error_naming_both_plugins(fresh_plugins):
 
 def test_every_hook_is_documented_and_implemented_by_the_toy_plugin(toy_plugin):
     docs = (ROOT / "docs" / "plugins.md").read_text()
-    specs = [name for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "prakit_spec")]
-    assert len(specs) == 7
-    for name in specs:
+    assert len(SPECS) == 7
+    for name in SPECS:
         assert inspect.getdoc(getattr(hookspecs, name)), f"{name} has no docstring"
         assert f"`{name}`" in docs, f"{name} is not documented in docs/plugins.md"
     manager = plugins.get_plugin_manager()
@@ -108,6 +146,7 @@ def test_every_hook_is_documented_and_implemented_by_the_toy_plugin(toy_plugin):
         assert any(impl.plugin_name == "toys" for impl in getattr(manager.hook, reg.kind.hook).get_hookimpls())
 
 
+@pytest.mark.slow
 def test_plugin_load_warnings_reach_the_cli_as_one_line(tmp_path):
     site = write_distribution(tmp_path, "prakit-gone", {"gone": "prakit_gone_module"})
     env = {**os.environ, "PYTHONPATH": str(site)}

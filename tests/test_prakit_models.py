@@ -141,7 +141,7 @@ def test_exact_network_has_zero_loss_and_samples_its_target(name, fields, steps,
     h = torch.randn(2, 3, COND_DIM).clamp(-2, 2)
     z = h[..., :STATE_DIM]
     assert head.loss(h, z).max() < 1e-6
-    sample = head.sample(h, steps=steps, generator=torch.Generator().manual_seed(0))
+    sample = head.sample(h, steps=steps, rng=torch.Generator().manual_seed(0))
     torch.testing.assert_close(sample, z, rtol=0, atol=1e-4)
 
 
@@ -174,9 +174,9 @@ def test_samples_on_the_meta_device_so_flops_can_be_counted(name):
 def test_diffusion_sample_clips_the_clean_estimate():
     # At init the head predicts eps = 0, so the clean estimate x_t / sqrt(alpha_bar) explodes.
     h = torch.randn(64, COND_DIM)
-    clipped = build_head(clip_range=2.0).sample(h, steps=10, generator=torch.Generator().manual_seed(0))
+    clipped = build_head(clip_range=2.0).sample(h, steps=10, rng=torch.Generator().manual_seed(0))
     assert clipped.abs().max() <= 2.0
-    unclipped = build_head(clip_x0=False).sample(h, steps=10, generator=torch.Generator().manual_seed(0))
+    unclipped = build_head(clip_x0=False).sample(h, steps=10, rng=torch.Generator().manual_seed(0))
     assert unclipped.abs().max() > 10.0
 
 
@@ -191,7 +191,7 @@ def test_ddpm_samples_the_data_distribution_and_temperature_scales_each_steps_no
     def draw(sampler, temperature, steps):
         head = build_head(sampler=sampler, clip_x0=False)
         monkeypatch.setattr(head.net, "forward", standard_normal_oracle(head))
-        return head.sample(h, steps=steps, temperature=temperature, generator=torch.Generator().manual_seed(0))
+        return head.sample(h, steps=steps, temperature=temperature, rng=torch.Generator().manual_seed(0))
 
     # The posterior ("fixed small") variance leaves out the uncertainty of x0: a little narrow on
     # respaced steps, exact on all 1000.
@@ -219,9 +219,9 @@ def test_the_sampling_state_stays_fp32_under_bf16_autocast_on_a_gpu(name):
     head = build_head(name).cuda().eval()
     perturb_parameters(head)
     h = torch.randn(64, COND_DIM, device="cuda")
-    full = head.sample(h, generator=torch.Generator("cuda").manual_seed(0))
+    full = head.sample(h, rng=torch.Generator("cuda").manual_seed(0))
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        mixed = head.sample(h.bfloat16(), generator=torch.Generator("cuda").manual_seed(0))
+        mixed = head.sample(h.bfloat16(), rng=torch.Generator("cuda").manual_seed(0))
     assert mixed.dtype == torch.float32
     torch.testing.assert_close(mixed, full, atol=0.1, rtol=0.05)
 
@@ -255,7 +255,7 @@ def test_diffusion_head_memorises_and_samples_a_batch(prediction):
     head = build_head(prediction=prediction, width=64)
     h, z, ratio = fit_batch(head)
     assert ratio < 0.5
-    assert_lands_on_its_own_state(head.sample(h, generator=torch.Generator().manual_seed(0)), z)
+    assert_lands_on_its_own_state(head.sample(h, rng=torch.Generator().manual_seed(0)), z)
 
 
 @pytest.mark.parametrize("prediction", ["x", "v"])
@@ -265,7 +265,7 @@ def test_flow_head_memorises_and_samples_a_batch_with_euler_and_heun(prediction)
     assert ratio < 0.5
     for sampler in ("euler", "heun"):
         head.cfg = attrs.evolve(head.cfg, sampler=sampler)
-        samples = head.sample(h, steps=20, generator=torch.Generator().manual_seed(0))
+        samples = head.sample(h, steps=20, rng=torch.Generator().manual_seed(0))
         assert_lands_on_its_own_state(samples, z)
 
 

@@ -6,7 +6,9 @@ from prakit_pra.mlp_decoder import MLPDecoder, MLPDecoderConfig
 
 from prakit import plugins, registry
 from prakit.components import DecoderConfig
+from prakit.config import ModelConfig
 from prakit.errors import PluginError, UnknownNameError
+from prakit.model import ARModel
 
 
 def test_list_with_a_glob_pattern():
@@ -19,12 +21,18 @@ def test_list_with_a_glob_pattern():
 
 def test_build_by_name_and_by_config():
     reg = registry.get("decoder")
-    by_name = reg.build("mlp", token_dim=48)
+    by_name = reg.build("mlp", token_dim=48, patch_size=4, channels=3)
     assert isinstance(by_name, MLPDecoder) and by_name.state_dim == 16
     cfg = reg.config("mlp", state_dim=8, width=32)
     assert cfg == MLPDecoderConfig(state_dim=8, width=32)
-    built = registry.build(cfg, token_dim=48)
+    built = registry.build(cfg, token_dim=48, patch_size=4, channels=3)
     assert built.state_dim == 8 and built.encoder[0].out_features == 32
+
+
+def test_a_model_builds_its_decoder_with_the_patch_layout(toy_plugin):
+    toys = {kind: registry.get(kind).config("toy") for kind in ("backbone", "generator", "decoder", "rollout")}
+    decoder = ARModel(ModelConfig(**toys, patch_size=2), image_size=4, channels=1, num_classes=2).decoder
+    assert (decoder.token_dim, decoder.patch_size, decoder.channels) == (4, 2, 1)
 
 
 def test_an_unknown_name_lists_close_matches_and_the_installed_names():

@@ -14,6 +14,8 @@ from documents import shown_commands
 from prakit import plugins, registry
 from prakit.config import apply_overrides, load_config, read_file
 
+pytestmark = pytest.mark.slow  # end to end, several processes or SLURM
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "linear-decoder"
 
@@ -48,6 +50,7 @@ def test_the_cli_lists_the_plugin_decoder(installed):
     rows = {row["name"]: row for row in json.loads(out.stdout)}
     assert rows["linear"]["plugin"] == "linear"
     assert rows["linear"]["description"] == "Linear encoder and decoder with a normalised low-dimensional state."
+    assert rows["linear"]["module"] == "prakit_linear_decoder" and rows["mlp"]["module"] == "prakit_pra.mlp_decoder"
     assert {"identity", "mlp"} <= set(rows)
 
 
@@ -60,7 +63,7 @@ def test_a_config_file_builds_the_plugin_decoder_by_name(installed, tmp_path, fr
     fresh_plugins.syspath_prepend(str(installed))
     plugins.reset()
     cfg = load_config(config, ["model.decoder.state_dim=8"])
-    decoder = registry.build(cfg.model.decoder, token_dim=192)
+    decoder = registry.build(cfg.model.decoder, token_dim=192, patch_size=8, channels=3)
     assert type(decoder).__module__ == "prakit_linear_decoder"
     assert decoder.state_dim == 8 and decoder.token_dim == 192
 

@@ -30,17 +30,6 @@ SMALL_MODEL = [
 ]
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """The digits dataset at 8x8, prepared once for this module."""
-    from prakit import registry
-    from prakit.data import prepare
-
-    path = tmp_path_factory.mktemp("data") / "digits-8.zarr"
-    prepare(registry.get("dataset").config("digits"), path, size=8, progress=False)
-    return path
-
-
 def tiny(store, *extra, model=SMALL_MODEL):
     return [*SMALL_RUN, *model, f"data.store={json.dumps(str(store))}", *extra]
 
@@ -91,6 +80,7 @@ def losses(run_dir: Path) -> list[tuple[int, float]]:
     return [(row["step"], row["loss"]) for row in read_metrics(run_dir / "metrics.jsonl")]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_with_identical_losses(store, tmp_path):
     args = ["train", str(QUICKSTART), *tiny(store, "train.steps=16")]
     whole = prakit(*args, "--run-dir", str(tmp_path / "whole"))
@@ -108,6 +98,7 @@ def test_a_killed_run_resumes_with_identical_losses(store, tmp_path):
     assert losses(killed_dir) == reference  # bit for bit, each step logged once
 
 
+@pytest.mark.slow
 def test_each_rank_draws_its_own_noise_and_a_killed_two_rank_run_resumes_with_identical_losses(store, tmp_path):
     import torch
 
@@ -129,6 +120,7 @@ def test_each_rank_draws_its_own_noise_and_a_killed_two_rank_run_resumes_with_id
     assert losses(killed_dir) == reference  # each rank resumed its own stream
 
 
+@pytest.mark.slow
 def test_resuming_on_another_number_of_ranks_begins_fresh_streams_and_says_so(store, tmp_path):
     from prakit.train.checkpoint import load_checkpoint
 
@@ -145,6 +137,7 @@ def test_resuming_on_another_number_of_ranks_begins_fresh_streams_and_says_so(st
     assert len(load_checkpoint(tmp_path / "a" / "checkpoints" / "ckpt-00000008.pt")["rng"]) == 1
 
 
+@pytest.mark.slow
 def test_two_process_ddp_equals_one_process_with_the_same_global_batch(store, tmp_path, toy_distribution):
     # Deterministic components (toy plugin): the loss depends only on the batch and the weights. Each
     # rank draws its own noise, so only a model that draws none computes the same as one process.
@@ -164,6 +157,7 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(store, tm
     assert single[-1][1] < single[0][1]  # and it trains
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_on_one_rank_stops_every_rank(store, tmp_path, toy_distribution):
     # Each rank stops by itself, with its own message.
     nan_on_rank_1 = ["model.backbone.name=toy", "model.generator.name=toy", "model.decoder.name=toy",
@@ -241,6 +235,7 @@ def test_no_resume_sets_the_earlier_run_aside_and_a_later_resume_continues_the_n
     assert [s for s, _ in losses(run)] == list(range(6))
 
 
+@pytest.mark.slow
 def test_a_run_whose_checkpoints_all_fail_to_load_is_an_error_naming_them(store, tmp_path):
     from prakit.train.checkpoint import CheckpointError
 
@@ -279,12 +274,14 @@ def test_a_model_that_cannot_be_built_or_cannot_fit_fails_before_the_run_directo
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_new_run_says_it_starts(store, tmp_path):
     result = prakit("train", str(QUICKSTART), *tiny(store, "train.steps=1"), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith(f"prakit: starting a new run in {tmp_path / 'run'}\n")
 
 
+@pytest.mark.slow
 def test_sampling_is_identical_across_batch_sizes_and_resumed_runs(store, tmp_path):
     from prakit.data import SampleStore, open_store
     from prakit.sample import sample_run

@@ -75,11 +75,11 @@ class ToyGenerator(StateGenerator):
     def loss(self, h, z):
         return (self.mean(h) - z).square().mean(-1)
 
-    def sample(self, h, *, temperature=1.0, steps=None, generator=None, cfg_scale=1.0, h_uncond=None):
+    def sample(self, h, *, temperature=1.0, steps=None, rng=None, cfg_scale=1.0, h_uncond=None):
         mean = self.mean(h)
         if h_uncond is not None:
             mean = self.mean(h_uncond) + cfg_scale * (mean - self.mean(h_uncond))
-        return (mean + temperature * randn(mean.shape, generator, device=mean.device)).float()
+        return (mean + temperature * randn(mean.shape, rng, device=mean.device)).float()
 
 
 @attrs.frozen
@@ -144,9 +144,11 @@ class ToyDecoderConfig(DecoderConfig):
     name: ClassVar[str] = "toy"
 
 
-def toy_decoder(cfg, *, token_dim):
-    """A random linear map to a 3-dim state and back."""
-    return LinearDecoder(token_dim, 3)
+def toy_decoder(cfg, *, token_dim, patch_size, channels):
+    """A random linear map to a 3-dim state and back that keeps the patch layout it was built with."""
+    decoder = LinearDecoder(token_dim, 3)
+    decoder.patch_size, decoder.channels = patch_size, channels
+    return decoder
 
 
 @attrs.frozen

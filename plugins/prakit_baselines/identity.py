@@ -18,7 +18,7 @@ class IdentityDecoder(PixelDecoder):
 
     state_bound = 1.0
 
-    def __init__(self, cfg: IdentityDecoderConfig, *, token_dim: int):
+    def __init__(self, cfg: IdentityDecoderConfig, *, token_dim: int, **_: int):  # patch_size, channels: unused
         super().__init__()
         self.token_dim = self.state_dim = token_dim
 

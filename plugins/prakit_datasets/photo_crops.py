@@ -32,7 +32,7 @@ class PhotoCropsConfig(DatasetConfig):
     ``crop`` are downscales of the same crops).
     """
 
-    name: ClassVar[str] = "photo-crops"
+    name: ClassVar[str] = "photo_crops"
     photos: tuple[str, ...] = attrs.field(
         default=("astronaut", "chelsea", "coffee", "hubble_deep_field", "immunohistochemistry", "retina", "rocket"),
         validator=[deep_iterable(in_(PHOTOS)), min_len(1), _distinct],
@@ -49,7 +49,7 @@ class PhotoCrops(Dataset):
         try:
             from skimage import data
         except ImportError:
-            raise PrakitError("the photo-crops dataset needs scikit-image: pip install 'prakit[data]'") from None
+            raise PrakitError("the photo_crops dataset needs scikit-image: pip install 'prakit[data]'") from None
         self.cfg, self.class_names = cfg, cfg.photos
         self.photos = [_rgb(getattr(data, name)()) for name in cfg.photos]
 

@@ -25,11 +25,11 @@ from tqdm import tqdm
 
 from prakit.components import FeatureNetwork, FeatureNetworkConfig
 from prakit.config import unstructure
-from prakit.config.io import atomic_file
 from prakit.data.prepare import exclusive
 from prakit.errors import PrakitError
 from prakit.eval.features import cache_folder, held_out_split, spread
 from prakit.eval.reference import StoreImages
+from prakit.io import atomic_file
 
 VERSION = 1  # of the architecture and the preprocessing: part of the fingerprint
 

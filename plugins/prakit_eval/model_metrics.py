@@ -144,7 +144,7 @@ class RolloutGap(Evaluator):
                 """Every position's generated token after reading ``inputs``, with the same noise each call."""
                 h = model.backbone(inputs[:, :-1], labels)
                 z = model.generator.sample(h, steps=steps, temperature=temperature,
-                                           generator=sample_generators(cfg.seed, indices.tolist()))
+                                           rng=sample_generators(cfg.seed, indices.tolist()))
                 return model.states_to_tokens(z).float()
 
             from_truth = predict(x)
@@ -212,7 +212,7 @@ class SamplingSpeed(Evaluator):
             if ctx.device.type == "cuda":
                 torch.cuda.synchronize(ctx.device)
             start = time.perf_counter()
-            model.sample(labels, options, generator=sample_generators(batch, range(cfg.batch_size)))
+            model.sample(labels, options, rng=sample_generators(batch, range(cfg.batch_size)))
             if ctx.device.type == "cuda":
                 torch.cuda.synchronize(ctx.device)
             timings.append(time.perf_counter() - start)

@@ -99,6 +99,7 @@ class AdaLNHead(StateGenerator):
     def __init__(self, cfg: Any, *, state_dim: int, cond_dim: int, state_bound: float | None = None):
         super().__init__()
         self.cfg, self.state_dim, self.cond_dim, self.state_bound = cfg, state_dim, cond_dim, state_bound
+        self.default_steps = cfg.sample_steps
         self.net = AdaLNMLP(state_dim, cond_dim, cfg.width, cfg.depth)
 
     @abc.abstractmethod
@@ -127,7 +128,7 @@ class AdaLNHead(StateGenerator):
         *,
         temperature: float = 1.0,
         steps: int | None = None,
-        generator: Generators = None,
+        rng: Generators = None,
         cfg_scale: float = 1.0,
         h_uncond: torch.Tensor | None = None,
     ) -> torch.Tensor:
@@ -149,6 +150,6 @@ class AdaLNHead(StateGenerator):
             return uncond + cfg_scale * (cond - uncond)
 
         def draw() -> torch.Tensor:
-            return randn(shape, generator, device=h.device).view(-1, self.state_dim)
+            return randn(shape, rng, device=h.device).view(-1, self.state_dim)
 
-        return self.integrate(draw, guided, steps or self.cfg.sample_steps, temperature).view(shape)
+        return self.integrate(draw, guided, steps or self.default_steps, temperature).view(shape)

@@ -48,7 +48,7 @@ def residual_mlp(in_dim: int, width: int, depth: int, out_dim: int) -> nn.Sequen
 class MLPDecoder(PixelDecoder):
     """Residual MLP encoder/decoder, pixel token <-> low-dim state, trained by reconstruction."""
 
-    def __init__(self, cfg: MLPDecoderConfig, *, token_dim: int):
+    def __init__(self, cfg: MLPDecoderConfig, *, token_dim: int, **_: int):  # patch_size, channels: unused
         super().__init__()
         self.token_dim, self.state_dim = token_dim, cfg.state_dim
         self.encoder = residual_mlp(token_dim, cfg.width, cfg.depth, cfg.state_dim)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from prakit.choices import MODEL_KINDS
+
 OVERRIDES_HELP = "dotted overrides, e.g. model.rollout.name=pra model.rollout.sigma_max=0.3"
 
 
@@ -35,7 +37,7 @@ def run_validate(args: argparse.Namespace) -> int:
     cfg = load_config(args.file, args.overrides)
     total = parameter_counts(meta_model(cfg))["total"]  # on meta: every cross-field problem, nothing allocated
     model = cfg.model
-    parts = ", ".join(f"{kind}={getattr(model, kind).name}" for kind in ("backbone", "generator", "decoder", "rollout"))
+    parts = ", ".join(f"{kind}={getattr(model, kind).name}" for kind in MODEL_KINDS)
     state = training_state_bytes(cfg, total) / GIB
     print(f"ok: {args.file} ({parts}; {si(total)} parameters, training state >= {state:,.2f} GiB)")
     return 0

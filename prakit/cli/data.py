@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from prakit.choices import CHANNELS
+
 PREPARE_EPILOG = """\
 examples:
   prakit data prepare imagefolder ~/imagenet/train data/in256.zarr --size 256 --shuffle-seed 0
   prakit data prepare digits data/digits-16.zarr --size 16
-  prakit data prepare photo-crops data/photos-32.zarr --size 32 --set seed=1 --set per_photo=500
+  prakit data prepare photo_crops data/photos-32.zarr --size 32 --set seed=1 --set per_photo=500
 
 Rerun the same command after an interruption to continue where it stopped."""
 
@@ -23,14 +25,14 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         description="Read a dataset source, resize and centre-crop every image as ADM does, and write a store.",
         epilog=PREPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    prepare.add_argument("dataset", help="the source: imagefolder, digits, photo-crops, ... (`prakit plugins list --kind dataset`)")
+    prepare.add_argument("dataset", help="the source: imagefolder, digits, photo_crops, ... (`prakit plugins list --kind dataset`)")
     prepare.add_argument("args", nargs="+", metavar="ARG",
                          help="values of the source's required fields in order (imagefolder: its folder), "
                               "then the output store")
     prepare.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                          help="set another field of the source (a TOML value), e.g. --set seed=1; repeatable")
     prepare.add_argument("--size", type=int, required=True, help="output resolution: SIZE x SIZE pixels")
-    prepare.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1 (grey) or 3 (RGB, default)")
+    prepare.add_argument("--channels", type=int, choices=CHANNELS, default=3, help="1 (grey) or 3 (RGB, default)")
     prepare.add_argument("--workers", type=int, help="worker processes (default: one per CPU; 0: none)")
     prepare.add_argument("--shuffle-seed", type=int,
                          help="store the samples in a random order from this seed (lets training read whole chunks)")

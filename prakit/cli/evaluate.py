@@ -1,4 +1,4 @@
-"""``prakit eval``, ``prakit reference`` and ``prakit compare``: numbers from runs."""
+"""``prakit eval RUN|STORE``: a run's numbers (sampling first if needed), or a guidance search."""
 
 from __future__ import annotations
 
@@ -35,29 +35,6 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
     ev.set_defaults(run=run_eval)
 
-    ref = groups.add_parser(
-        "reference", help="write a reference .npz (feature moments and features) of a store of real images",
-        description="Extract features of a store's images and write mu, sigma (over COUNT images) and the "
-        "features of up to 10,000 of them, for FID, KID and precision/recall.",
-    )
-    ref.add_argument("store", help="a store of real images")
-    ref.add_argument("--out", required=True, help="the .npz to write")
-    ref.add_argument("--features", default=None, help="feature network: inception or featnet (default: inception "
-                     "when PRAKIT_INCEPTION_WEIGHTS is set, else featnet)")
-    ref.add_argument("--count", type=int, help="images the moments are taken over (default: all)")
-    ref.add_argument("--batch-size", type=int, default=100, help="images per batch (default 100)")
-    ref.add_argument("--no-progress", action="store_true", help="no progress bars")
-    ref.set_defaults(run=run_reference)
-
-    compare = groups.add_parser(
-        "compare", help="one table across evaluated runs: differing config fields, numbers, size and time",
-        description="Tabulate the runs' eval.json side by side; runs that differ only in train.seed "
-        "are grouped as mean +- std.",
-    )
-    compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="evaluated run directories")
-    compare.add_argument("--out", help="also write comparison.{md,csv,json} and rollout_gap.png into this folder")
-    compare.set_defaults(run=run_compare)
-
 
 def run_eval(args: argparse.Namespace) -> int:
     from prakit.errors import PrakitError
@@ -79,33 +56,4 @@ def run_eval(args: argparse.Namespace) -> int:
     record = evaluate(target, evaluators=args.evaluators, reference=args.ref, progress=progress)
     print(format_record(record))
     print(f"written: {', '.join(record['written'])}")
-    return 0
-
-
-def run_reference(args: argparse.Namespace) -> int:
-    from prakit import registry
-    from prakit.config import EvalConfig
-    from prakit.data import open_store
-    from prakit.eval.context import default_features
-    from prakit.eval.reference import StoreReference, write_reference
-    from prakit.sample import inference_device
-
-    store = open_store(args.store)
-    cfg = registry.get("features").config(args.features) if args.features else default_features(EvalConfig())
-    device = inference_device()
-    network = registry.build(cfg, store=store, device=device, progress=not args.no_progress)
-    out = write_reference(StoreReference(store), network, cfg.name, args.out, count=args.count,
-                          batch_size=args.batch_size, device=device, progress=not args.no_progress)
-    print(f"wrote {out}: {cfg.name} moments over {args.count or len(store):,} images of {args.store}")
-    return 0
-
-
-def run_compare(args: argparse.Namespace) -> int:
-    from prakit.eval.compare import compare, format_comparison, write_comparison
-
-    table = compare(args.runs)
-    print(format_comparison(table))
-    if args.out:
-        for path in write_comparison(table, args.out):
-            print(f"wrote {path}")
     return 0

@@ -1,4 +1,5 @@
-"""Output paths given on the command line, checked before any work is done."""
+"""Paths on the command line: where a config's run goes by default, and outputs checked before
+any work is done."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ from prakit.errors import PrakitError
 
 #: The arguments that name something a command writes.
 OUTPUT_ARGUMENTS = ("out", "npz", "grid", "run_dir", "runs_in")
+
+
+def default_run_dir(config: str | Path, runs_in: str | Path = "runs") -> Path:
+    """``runs/<config name>``: where ``prakit train`` and ``prakit submit`` run a config."""
+    return Path(runs_in) / Path(config).stem
 
 
 def check_output(value: str | Path) -> None:

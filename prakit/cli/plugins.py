@@ -1,4 +1,5 @@
-"""``prakit plugins list``: the registered components and the plugins that provide them."""
+"""``prakit plugins list``: the registered components, the plugins that provide them and the
+modules that define them."""
 
 from __future__ import annotations
 
@@ -17,18 +18,18 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from prakit import registry
+    from prakit import registry  # imports torch: here, not at the top, to keep `prakit --help` fast
 
     kinds = [args.kind] if args.kind else list(registry.registries())
     rows = [
-        {"name": e.name, "kind": e.kind, "plugin": e.plugin, "description": e.description}
+        {"name": e.name, "kind": e.kind, "plugin": e.plugin, "module": e.module, "description": e.description}
         for kind in kinds
         for e in registry.get(kind).entries(args.pattern)
     ]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif rows:
-        print(format_table(rows, ("kind", "name", "plugin", "description")))
+        print(format_table(rows, ("kind", "name", "plugin", "module", "description")))
     else:
         print("no components registered" + (f" for kind {args.kind!r}" if args.kind else ""))
     return 0

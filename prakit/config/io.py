@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import json
 import os
-import tempfile
 import tomllib
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import tomli_w
 
 from prakit.config.converter import structure, unstructure
 from prakit.config.schema import ExperimentConfig
 from prakit.errors import ConfigError
+from prakit.io import atomic_write_text
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentConfig:
@@ -194,26 +193,3 @@ def dumps(cfg: ExperimentConfig) -> str:
 def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:
     """Write the resolved config as TOML, atomically (temporary file, fsync, rename)."""
     atomic_write_text(Path(path), dumps(cfg))
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
-    """A file opened for writing that appears at ``path`` whole or not at all: written to a
-    temporary file beside it, fsynced and renamed over ``path``; removed if the writing fails."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_file(path) as f:
-        f.write(text)

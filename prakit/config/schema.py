@@ -3,12 +3,16 @@ evaluation and launch sections. Every section is a frozen attrs class with valid
 
 from __future__ import annotations
 
+import functools
 import re
 
+import attrs
 from attrs import field, frozen
 from attrs.validators import and_, deep_iterable, ge, gt, in_, le, lt, optional
 
+from prakit.choices import CHANNELS, CLUSTERS, EMA_CHOICES, GUIDANCE_SCHEDULES
 from prakit.components import (
+    CONFIG_BASES,
     BackboneConfig,
     DatasetConfig,
     DecoderConfig,
@@ -17,6 +21,22 @@ from prakit.components import (
     GeneratorConfig,
     RolloutConfig,
 )
+
+#: Field metadata: changing the field does not change what a run computes (a longer run, other
+#: bookkeeping, other sampling), so a run resumes across the change.
+FREE = {"free_in_a_run": True}
+
+
+@functools.cache
+def free_fields(cls: type | None = None, prefix: str = "") -> set[str]:
+    """The dotted paths of the fields marked :data:`FREE`, e.g. ``train.steps``."""
+    found = set()
+    for f in attrs.fields(attrs.resolve_types(cls or ExperimentConfig)):
+        if f.metadata.get("free_in_a_run"):
+            found.add(prefix + f.name)
+        elif attrs.has(f.type) and f.type not in CONFIG_BASES:
+            found |= free_fields(f.type, f"{prefix}{f.name}.")
+    return found
 
 
 def fraction(default: float):
@@ -28,12 +48,12 @@ class EMAChoice:
     """A validator: ``none`` (live weights), ``slow``/``fast`` (the EMA of largest/smallest decay),
     or an EMA's name such as ``ema_0.9999``."""
 
-    options = ("none", "slow", "fast")
+    options = EMA_CHOICES
 
     def __call__(self, _instance, attribute, value: str) -> None:
         if value not in self.options and not re.fullmatch(r"ema_[0-9.e-]+", value):
-            raise ValueError(f"'{attribute.name}' must be 'none', 'slow', 'fast' or an EMA's name like 'ema_0.9999': "
-                             f"{value!r}")
+            choices = ", ".join(map(repr, self.options))
+            raise ValueError(f"'{attribute.name}' must be {choices} or an EMA's name like 'ema_0.9999': {value!r}")
 
 
 def members(validator):
@@ -61,11 +81,11 @@ class DataConfig:
 
     store: str
     image_size: int = field(default=256, validator=gt(0))
-    channels: int = field(default=3, validator=in_((1, 3)))
+    channels: int = field(default=3, validator=in_(CHANNELS))
     num_classes: int = field(default=1000, validator=gt(0))
     source: DatasetConfig | None = None
     hflip: bool = False
-    num_workers: int = field(default=2, validator=ge(0))
+    num_workers: int = field(default=2, validator=ge(0), metadata=FREE)
 
 
 @frozen
@@ -87,19 +107,19 @@ class OptimConfig:
 class TrainConfig:
     """Length, batch and bookkeeping of a training run."""
 
-    steps: int = field(default=400_000, validator=gt(0))
+    steps: int = field(default=400_000, validator=gt(0), metadata=FREE)
     batch_size: int = field(default=256, validator=gt(0))
     grad_accum: int = field(default=1, validator=gt(0))
     seed: int = field(default=0, validator=ge(0))
     precision: str = field(default="auto", validator=in_(("auto", "fp32", "bf16")))
-    compile: bool = False
-    activation_checkpointing: bool = False
-    log_every: int = field(default=50, validator=gt(0))
-    ckpt_every: int = field(default=5000, validator=gt(0))
-    keep_last: int = field(default=2, validator=gt(0))
-    milestone_every: int = field(default=0, validator=ge(0))  # checkpoints kept for good; 0: none
-    sample_every: int = field(default=0, validator=ge(0))
-    tensorboard: bool = False
+    compile: bool = field(default=False, metadata=FREE)
+    activation_checkpointing: bool = field(default=False, metadata=FREE)
+    log_every: int = field(default=50, validator=gt(0), metadata=FREE)
+    ckpt_every: int = field(default=5000, validator=gt(0), metadata=FREE)
+    keep_last: int = field(default=2, validator=gt(0), metadata=FREE)
+    milestone_every: int = field(default=0, validator=ge(0), metadata=FREE)  # checkpoints kept for good; 0: none
+    sample_every: int = field(default=0, validator=ge(0), metadata=FREE)
+    tensorboard: bool = field(default=False, metadata=FREE)
 
 
 @frozen
@@ -109,7 +129,7 @@ class SampleConfig:
     num: int = field(default=50_000, validator=gt(0))
     batch_size: int = field(default=64, validator=gt(0))
     cfg_scale: float = field(default=1.0, validator=ge(0.0))
-    cfg_schedule: str = field(default="linear", validator=in_(("constant", "linear")))
+    cfg_schedule: str = field(default="linear", validator=in_(GUIDANCE_SCHEDULES))
     temperature: float = field(default=1.0, validator=gt(0.0))
     steps: int | None = field(default=None, validator=optional(gt(0)))  # None: the head's own default
     ema: str = field(default="slow", validator=EMAChoice())
@@ -134,10 +154,6 @@ class EvalConfig:
     num: int | None = field(default=None, validator=optional(gt(0)))
     reference_num: int = field(default=50_000, validator=gt(0))
     batch_size: int = field(default=100, validator=gt(0))
-
-
-#: Where ``prakit submit`` runs a job: ``local`` (a subprocess here), ``debug`` (in this process), ``slurm``.
-CLUSTERS = ("local", "debug", "slurm")
 
 
 @frozen
@@ -166,7 +182,7 @@ class ExperimentConfig:
     data: DataConfig
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
-    sample: SampleConfig = SampleConfig()
-    eval: EvalConfig = EvalConfig()
-    launch: LaunchConfig = LaunchConfig()
-    description: str = ""
+    sample: SampleConfig = field(default=SampleConfig(), metadata=FREE)
+    eval: EvalConfig = field(default=EvalConfig(), metadata=FREE)
+    launch: LaunchConfig = field(default=LaunchConfig(), metadata=FREE)
+    description: str = field(default="", metadata=FREE)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from prakit.config.io import atomic_file
 from prakit.data.store import open_store
+from prakit.io import atomic_file
 
 
 def export_npz(store_path: str | os.PathLike, npz_path: str | os.PathLike) -> Path:

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from prakit.config.io import atomic_write_text
+from prakit.io import atomic_write_text
 
 FOLDER = "progress"
 

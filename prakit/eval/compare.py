@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from prakit.config import from_data
-from prakit.config.io import atomic_write_text, flatten, read_file
+from prakit.config.io import flatten, read_file
 from prakit.errors import PrakitError
 from prakit.eval.report import cell, csv_table, markdown_table, text_table, write_json
+from prakit.io import atomic_write_text
 from prakit.plots import line_plot
 from prakit.train.metrics import read_metrics
 

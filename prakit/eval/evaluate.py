@@ -20,12 +20,12 @@ import torch
 from prakit import __version__, registry
 from prakit.components import EvaluatorConfig
 from prakit.config import ExperimentConfig, SampleConfig, from_data, load_config, structure, unstructure
-from prakit.config.io import atomic_write_text
 from prakit.data.store import is_finished, open_store, read_attrs
 from prakit.errors import PrakitError
 from prakit.eval.context import EvalContext
 from prakit.eval.reference import open_reference
 from prakit.eval.report import markdown_table, text_table, write_json
+from prakit.io import atomic_write_text
 from prakit.plots import line_plot
 
 #: What ``prakit eval`` computes when neither the command nor the config names evaluators.

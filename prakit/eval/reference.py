@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from prakit.components import FeatureNetwork
-from prakit.config.io import atomic_file
 from prakit.data.store import Store, open_store, runs
 from prakit.errors import PrakitError
 from prakit.eval.features import Features, Moments, cached_features, moments, spread
+from prakit.io import atomic_file
 
 #: Reference images precision/recall compare with, as the ADM suite's reference batches hold.
 PR_REFERENCE_IMAGES = 10_000

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from prakit.config.io import atomic_write_text
+from prakit.io import atomic_write_text
 
 Row = Sequence[Any]
 

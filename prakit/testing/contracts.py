@@ -6,7 +6,8 @@
         config = MyDecoderConfig(state_dim=8)
 
 pytest then runs every ``test_*`` method against the registered component built from
-``config``. Sizes are tiny so a whole contract runs in about a second on a CPU.
+``config``. Sizes are tiny so a whole contract runs in about a second on a CPU. A check that does
+not apply to a component (``per_token = False``, no trainable parameters, ...) is skipped, saying why.
 """
 
 from __future__ import annotations
@@ -53,8 +54,12 @@ class ComponentContract:
 
     def test_construction_is_deterministic_under_a_seed(self):
         a, b = self.build(), self.build()
-        if isinstance(a, torch.nn.Module):
-            _assert_same_state(a, b)
+        assert type(a) is type(b)
+        self.assert_same_build(a, b)
+
+    def assert_same_build(self, a: Any, b: Any) -> None:
+        """Fail unless ``a`` and ``b``, built under one seed, are alike: the same parameters and buffers."""
+        _assert_same_state(a, b)
 
 
 class ModuleContract(ComponentContract):
@@ -64,13 +69,18 @@ class ModuleContract(ComponentContract):
         """A scalar that should depend on every trainable parameter."""
         raise NotImplementedError
 
+    def assert_same_build(self, a, b):
+        """The same parameters and buffers, and the same loss (where a tensor kept outside both shows)."""
+        super().assert_same_build(a, b)
+        torch.testing.assert_close(_seeded(self.seed, self.loss, a), _seeded(self.seed, self.loss, b))
+
     def test_gradients_reach_every_parameter(self):
         module = self.build()
         perturb_parameters(module)  # zero-initialised gates would hide a broken gradient path
         loss = self.loss(module)
         if not any(p.requires_grad for p in module.parameters()):
             assert not loss.requires_grad  # nothing to train, nothing may pretend otherwise
-            return
+            pytest.skip(f"{type(module).__qualname__} has no trainable parameters")
         loss.backward()
         missing = [
             n for n, p in module.named_parameters()
@@ -80,12 +90,20 @@ class ModuleContract(ComponentContract):
 
 
 class DecoderContract(ModuleContract):
+    """Codes batches of 2 x 5 tokens of ``patch_size`` x ``patch_size`` pixels with ``channels``
+    channels (12 values by default)."""
+
     kind = "decoder"
-    token_dim: ClassVar[int] = 12
+    patch_size: ClassVar[int] = 2
+    channels: ClassVar[int] = 3
     per_token: ClassVar[bool] = True
 
+    @property
+    def token_dim(self) -> int:
+        return self.patch_size**2 * self.channels
+
     def deps(self):
-        return {"token_dim": self.token_dim}
+        return {"token_dim": self.token_dim, "patch_size": self.patch_size, "channels": self.channels}
 
     def tokens(self, seed: int = 1) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
@@ -106,13 +124,21 @@ class DecoderContract(ModuleContract):
         torch.testing.assert_close(decoder.decode(decoder.encode(x)), decoder.decode(decoder.encode(x)))
 
     def test_tokens_are_coded_independently(self):
+        """Changing token 2 changes no other token's state nor decoding, in training (where a norm
+        over the batch's tokens shows) and in eval mode."""
         if not self.per_token:
-            return
-        decoder, x = self.build().eval(), self.tokens()
+            pytest.skip("per_token = False: the decoder reads neighbouring tokens")
+        decoder, x = self.build(), self.tokens()
         y = x.clone()
         y[:, 2] = -x[:, 2]
-        z, z2 = decoder.encode(x), decoder.encode(y)
-        torch.testing.assert_close(z[:, [0, 1, 3, 4]], z2[:, [0, 1, 3, 4]])
+        others = [0, 1, 3, 4]
+        for mode in ("training", "eval"):
+            decoder.train(mode == "training")
+            with torch.no_grad():  # the same seed for both calls: the same dropout masks
+                z, z2 = _seeded(self.seed, decoder.encode, x), _seeded(self.seed, decoder.encode, y)
+                x_, y_ = _seeded(self.seed, decoder.decode, z), _seeded(self.seed, decoder.decode, z2)
+            torch.testing.assert_close(z[:, others], z2[:, others], msg=f"encode couples the tokens in {mode} mode")
+            torch.testing.assert_close(x_[:, others], y_[:, others], msg=f"decode couples the tokens in {mode} mode")
 
     def test_reconstruction_loss_is_a_finite_scalar(self):
         loss = self.loss(self.build())
@@ -218,7 +244,7 @@ class GeneratorContract(ModuleContract):
 
         def draw(seed):
             with torch.no_grad():
-                return generator.sample(h, temperature=1.0, generator=torch.Generator().manual_seed(seed))
+                return generator.sample(h, temperature=1.0, rng=torch.Generator().manual_seed(seed))
 
         a, b, c = draw(0), draw(0), draw(1)
         assert a.shape == (2, 3, self.state_dim) and a.dtype == torch.float32
@@ -230,9 +256,9 @@ class GeneratorContract(ModuleContract):
         perturb_parameters(generator)
         h, _ = self.inputs()
         with torch.no_grad():
-            full = generator.sample(h, generator=torch.Generator().manual_seed(0))
+            full = generator.sample(h, rng=torch.Generator().manual_seed(0))
             with torch.autocast("cpu", dtype=torch.bfloat16):  # as on a GPU, where h arrives in bf16
-                mixed = generator.sample(h.bfloat16(), generator=torch.Generator().manual_seed(0))
+                mixed = generator.sample(h.bfloat16(), rng=torch.Generator().manual_seed(0))
         assert mixed.dtype == torch.float32
         torch.testing.assert_close(mixed, full, atol=0.1, rtol=0.05)  # bf16 networks, fp32 state
 
@@ -245,8 +271,8 @@ class GeneratorContract(ModuleContract):
             return [torch.Generator().manual_seed(s) for s in seeds]
 
         with torch.no_grad():
-            together = generator.sample(h, generator=gens(10, 11, 12))
-            alone = [generator.sample(h[i : i + 1], generator=gens(10 + i)) for i in range(3)]
+            together = generator.sample(h, rng=gens(10, 11, 12))
+            alone = [generator.sample(h[i : i + 1], rng=gens(10 + i)) for i in range(3)]
         torch.testing.assert_close(together, torch.cat(alone), atol=1e-5, rtol=1e-5)
 
     def test_guidance_at_scale_one_changes_nothing(self):
@@ -257,7 +283,7 @@ class GeneratorContract(ModuleContract):
 
         def draw(**kwargs):
             with torch.no_grad():
-                return generator.sample(h, generator=torch.Generator().manual_seed(0), **kwargs)
+                return generator.sample(h, rng=torch.Generator().manual_seed(0), **kwargs)
 
         plain = draw()
         torch.testing.assert_close(draw(h_uncond=h_uncond, cfg_scale=1.0), plain, atol=1e-5, rtol=1e-5)
@@ -299,21 +325,23 @@ class RolloutContract(ComponentContract):
         x = torch.rand(2, model.seq_len, model.token_dim, generator=g) * 2 - 1
         return x, model.decoder.encode(x), torch.tensor([0, 1])
 
-    def run(self, seed: int = 0, step: int = 0) -> torch.Tensor:
+    def run(self, rollout: Any, seed: int = 0) -> torch.Tensor:
+        """``rollout``'s output for a fresh model's batch at step 0, in training mode, under ``seed``."""
         model = self.model()
-        rollout = self.build().train()
         x, z, labels = self.inputs(model)
         torch.manual_seed(seed)
-        return rollout(x, z, labels, model=model, step=step)
+        return rollout.train()(x, z, labels, model=model, step=0)
+
+    def assert_same_build(self, a, b):
+        """The same parameters and buffers, and the same output under one seed."""
+        super().assert_same_build(a, b)
+        torch.testing.assert_close(self.run(a, seed=3), self.run(b, seed=3))
 
     def test_shape_and_dtype(self):
         model = self.model()
         x, z, labels = self.inputs(model)
         out = self.build()(x, z, labels, model=model, step=0)
         assert out.shape == x.shape and out.dtype == x.dtype and torch.isfinite(out).all()
-
-    def test_deterministic_under_a_seed(self):
-        torch.testing.assert_close(self.run(seed=3), self.run(seed=3))
 
     def test_leaves_the_model_as_it_found_it(self):
         model = self.model()
@@ -326,8 +354,8 @@ class RolloutContract(ComponentContract):
 
     def test_inputs_carry_no_gradient_into_the_model(self):
         if not self.stops_gradient:
-            return
-        assert not self.run().requires_grad
+            pytest.skip("stops_gradient = False: a differentiable rollout")
+        assert not self.run(self.build()).requires_grad
 
 
 def labelled_images(count: int, seed: int, size: int = 8, classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -402,12 +430,17 @@ class EvaluatorContract(FolderContract):
         assert declared, "no number says which way is better (Evaluator.higher_is_better)"
         assert all(isinstance(evaluator.higher_is_better[k], bool) for k in declared)
 
-    def test_deterministic(self):
-        first = self.build().evaluate(self.context())
-        second = self.build().evaluate(self.context())
+    def assert_same_build(self, a, b):
+        """``a`` and ``b`` return the same numbers (the same names only, if not ``deterministic``)."""
+        first, second = a.evaluate(self.context()), b.evaluate(self.context())
         assert first.keys() == second.keys()
-        if self.build().deterministic:
+        if a.deterministic:
             assert dict(first) == dict(second)
+
+    def test_deterministic(self):
+        """Nothing carries over from one evaluation to the next."""
+        evaluator = self.build()
+        self.assert_same_build(evaluator, evaluator)
 
 
 class FeatureNetworkContract(FolderContract):
@@ -445,11 +478,14 @@ class FeatureNetworkContract(FolderContract):
             alone = torch.cat([network(images[i:i + 1])[0] for i in range(len(images))])
         torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-4)
 
-    def test_same_build_same_fingerprint(self):
-        a, b = self.build(), self.build()
-        assert len(a.fingerprint()) >= 8 and int(a.fingerprint(), 16) >= 0  # a hex digest
+    def assert_same_build(self, a, b):
+        """The same parameters, buffers and fingerprint."""
+        super().assert_same_build(a, b)
         assert a.fingerprint() == b.fingerprint()
-        _assert_same_state(a, b)
+
+    def test_fingerprint_is_a_hex_digest(self):
+        fingerprint = self.build().fingerprint()
+        assert len(fingerprint) >= 8 and int(fingerprint, 16) >= 0
 
 
 class DatasetContract(ComponentContract):
@@ -463,8 +499,8 @@ class DatasetContract(ComponentContract):
             assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] in (1, 3)
             assert 0 <= int(label) < len(dataset.class_names)
 
-    def test_deterministic(self):
-        a, b = self.build(), self.build()
+    def assert_same_build(self, a, b):
+        """The same number of items, and the same first and last image and label."""
         assert len(a) == len(b)
         for index in (0, len(a) - 1):
             np.testing.assert_array_equal(a[index][0], b[index][0])
@@ -493,6 +529,12 @@ def perturb_parameters(module: torch.nn.Module) -> None:
     with torch.no_grad():
         for p in module.parameters():
             p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device) * 0.05)
+
+
+def _seeded(seed: int, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` right after seeding torch's global generator with ``seed``."""
+    torch.manual_seed(seed)
+    return fn(*args)
 
 
 def _assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:

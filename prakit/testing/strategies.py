@@ -6,7 +6,9 @@
 
 ``configs(cls)`` draws valid instances: numbers within the ``gt/ge/lt/le`` bounds, strings
 from a validator's ``options`` (``in_``'s), strings and tuples of at least ``min_len``, component fields from the
-registered components of their kind.
+registered components of their kind. An integer with no upper bound is drawn at most 64 above
+the larger of its lower bound and 0 (at least -64 without one), so that drawn models are small;
+``configs(cls, width=st.integers(1, 8))`` draws a field from another strategy.
 ``mutations(data)`` breaks valid plain data (extra keys, wrong types, out-of-range numbers).
 """
 
@@ -24,7 +26,8 @@ from hypothesis import strategies as st
 from prakit import registry
 from prakit.components import CONFIG_BASES
 
-_BIG = 10**6
+_BIG = 10**6  # the bound of a float without one
+_SIZE = 64  # an integer without an upper bound is drawn at most this far above max(its lower bound, 0)
 _ATTEMPTS = 25  # draws of a config's fields before giving the example up
 
 
@@ -125,8 +128,8 @@ def _type_strategy(tp: Any, validators: list) -> st.SearchStrategy:
     if tp is bool:
         return st.booleans()
     if tp is int:
-        low = -_BIG if lo is None else int(lo) + int(lo_open)
-        high = _BIG if hi is None else int(hi) - int(hi_open)
+        low = -_SIZE if lo is None else int(lo) + int(lo_open)
+        high = max(low, 0) + _SIZE if hi is None else int(hi) - int(hi_open)
         small = st.integers(max(low, min(0, high)), min(high, max(low, 0) + 16))
         powers = [2**k for k in range(21) if low <= 2**k <= high]  # round sizes: they divide each other
         return st.one_of(small, *([st.sampled_from(powers)] if powers else []), st.integers(low, high))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import uuid
 import warnings
 import zipfile
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 
 from prakit.errors import PrakitError
+from prakit.io import atomic_file
 
 REQUIRED_KEYS = ("step", "model", "config")
 NAME = re.compile(r"ckpt-(\d{8,})(\.milestone)?\.pt")
@@ -58,20 +58,8 @@ def save_checkpoint(
     for leftover in directory.glob(TEMP_GLOB):
         leftover.unlink(missing_ok=True)
     path = directory / checkpoint_name(step, milestone)
-    tmp = directory / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "xb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(tmp)
-        if unsafe:
-            raise TypeError(f"checkpoint state holds objects weights-only loading refuses: {', '.join(sorted(unsafe))}")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(directory)
+    with atomic_file(path, "wb", check=refuse_unsafe_globals) as f:
+        torch.save(state, f)
     _prune(directory, keep_last, path)
     return path
 
@@ -175,17 +163,13 @@ def _prune(directory: Path, keep_last: int, new: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def refuse_unsafe_globals(path: Path) -> None:
+    """Refuse a checkpoint file that ``weights_only`` loading would not read back."""
+    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    if unsafe:
+        raise TypeError(f"checkpoint state holds objects weights-only loading refuses: {', '.join(sorted(unsafe))}")
+
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX; Windows cannot open directories)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -9,6 +9,11 @@ import torch
 from torch import nn
 
 
+def ema_name(decay: float) -> str:
+    """The name an EMA is saved and selected under, e.g. ``ema_0.9999``."""
+    return f"ema_{decay:g}"
+
+
 class EMA:
     """A float32 shadow of ``module``'s state: parameters averaged with one decay, buffers copied.
 

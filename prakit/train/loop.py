@@ -22,7 +22,8 @@ import torch
 from tqdm import tqdm
 
 from prakit.config import DataConfig, ExperimentConfig, save_config, unstructure
-from prakit.config.io import read_file
+from prakit.config.io import flatten, read_file
+from prakit.config.schema import free_fields
 from prakit.errors import PrakitError
 from prakit.model import ARModel
 from prakit.summary import check_fits
@@ -35,7 +36,7 @@ from prakit.train.checkpoint import (
     load_weights,
     save_checkpoint,
 )
-from prakit.train.ema import EMA
+from prakit.train.ema import EMA, ema_name
 from prakit.train.metrics import MetricsLog, plot_loss, read_metrics
 from prakit.train.schedule import learning_rate
 
@@ -54,11 +55,6 @@ class RunResult:
     step: int
     checkpoint: Path | None  # the last one written (on the main rank, which writes them)
     is_main: bool = True
-
-
-def ema_name(decay: float) -> str:
-    """The name an EMA is saved and selected under, e.g. ``ema_0.9999``."""
-    return f"ema_{decay:g}"
 
 
 def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -239,7 +235,7 @@ def check_run_dir(cfg: ExperimentConfig, run_dir: Path) -> None:
     that run has written a checkpoint (a run that failed before it is simply replaced)."""
     path = run_dir / "config.toml"
     started = path.exists() and bool(list_checkpoints(run_dir / "checkpoints"))
-    mismatched = differing_sections(read_file(path), unstructure(cfg)) if started else []
+    mismatched = differing_fields(read_file(path), unstructure(cfg)) if started else []
     if mismatched:
         raise RunDirectoryError(
             f"{run_dir} holds a run of a different config (differs in: {', '.join(mismatched)}); "
@@ -249,7 +245,7 @@ def check_run_dir(cfg: ExperimentConfig, run_dir: Path) -> None:
 
 def check_resumable(state: dict, cfg: ExperimentConfig, path: Path) -> None:
     """Refuse to resume ``cfg`` from a checkpoint written by a config that computes otherwise."""
-    mismatched = differing_sections(json.loads(state["config"]), unstructure(cfg))
+    mismatched = differing_fields(json.loads(state["config"]), unstructure(cfg))
     if mismatched:
         raise CheckpointError(
             f"{path} was written by a different config (differs in: {', '.join(mismatched)}); "
@@ -257,25 +253,12 @@ def check_resumable(state: dict, cfg: ExperimentConfig, path: Path) -> None:
         )
 
 
-#: Changing these does not change what a run computes so far (a longer run, other logging).
-_FREE = {"description", "sample", "eval", "launch", "train.steps", "train.log_every", "train.ckpt_every",
-         "train.keep_last", "train.milestone_every", "train.sample_every", "train.tensorboard", "train.compile",
-         "train.activation_checkpointing", "data.num_workers"}
-
-
-def differing_sections(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted keys where two configs differ in what the run computes."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        path = f"{prefix}{key}"
-        if path in _FREE:
-            continue
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += differing_sections(a, b, path + ".")
-        elif a != b:
-            out.append(path)
-    return out
+def differing_fields(old: dict, new: dict) -> list[str]:
+    """Dotted keys where two configs differ in what the run computes (the schema's free fields aside)."""
+    a, b = flatten(old), flatten(new)
+    free = free_fields()
+    return sorted(key for key in a.keys() | b.keys()
+                  if a.get(key) != b.get(key) and not any(key == f or key.startswith(f + ".") for f in free))
 
 
 def make_optimizer(model: torch.nn.Module, cfg: ExperimentConfig) -> torch.optim.AdamW:
@@ -363,7 +346,7 @@ def write_grid(model: ARModel, emas: dict, cfg: ExperimentConfig, path: Path, pe
     was_training = model.training
     model.eval()
     with fastest.applied(model) if fastest else contextlib.nullcontext():
-        images = model.sample(labels, cfg.sample, generator=sample_generators(cfg.sample.seed, range(len(labels))))
+        images = model.sample(labels, cfg.sample, rng=sample_generators(cfg.sample.seed, range(len(labels))))
     model.train(was_training)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_grid(images.cpu().numpy(), path, rows=classes)

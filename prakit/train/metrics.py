@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prakit.config.io import atomic_write_text
 from prakit.errors import PrakitError
+from prakit.io import atomic_write_text
 from prakit.plots import line_plot
 
 

@@ -8,6 +8,7 @@ from attrs.validators import gt
 
 from prakit import hookimpl
 from prakit.components import DecoderConfig, PixelDecoder
+from prakit.registry import Registrar
 
 
 @attrs.frozen
@@ -19,7 +20,7 @@ class LinearDecoderConfig(DecoderConfig):
 class LinearDecoder(PixelDecoder):
     """Linear encoder and decoder with a normalised low-dimensional state."""
 
-    def __init__(self, cfg: LinearDecoderConfig, *, token_dim: int):
+    def __init__(self, cfg: LinearDecoderConfig, *, token_dim: int, **_: int):  # patch_size, channels: unused
         super().__init__()
         self.token_dim, self.state_dim = token_dim, cfg.state_dim
         self.encoder = torch.nn.Linear(token_dim, cfg.state_dim)
@@ -35,5 +36,5 @@ class LinearDecoder(PixelDecoder):
 
 
 @hookimpl
-def register_decoders(registrar):
+def register_decoders(registrar: Registrar) -> None:
     registrar.add(LinearDecoderConfig, LinearDecoder)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from prakit.choices import CLUSTERS
 from prakit.cli.config import OVERRIDES_HELP
+from prakit.cli.paths import default_run_dir
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
@@ -18,7 +20,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     submit.add_argument("--run-dir", help="run directory of a single config (default: RUNS/<config name>)")
     submit.add_argument("--runs-in", default="runs", metavar="RUNS", help="the folder of the run directories, one "
                         "per config (default: runs); keeps ablations whose configs share names apart")
-    submit.add_argument("--cluster", choices=("local", "debug", "slurm"),
+    submit.add_argument("--cluster", choices=CLUSTERS,
                         help="where to run (default: the config's launch.cluster)")
     submit.add_argument("--wait", action="store_true", help="wait for the jobs and report how they ended")
     submit.set_defaults(run=run_submit)
@@ -38,7 +40,7 @@ def run_submit(args: argparse.Namespace) -> int:
     if args.run_dir and len(files) > 1:
         raise PrakitError("--run-dir names the run directory of a single config; submitting several, "
                           "each runs in RUNS/<config name> (--runs-in RUNS, default runs)")
-    run_dirs = [Path(args.run_dir)] if args.run_dir else [Path(args.runs_in) / Path(f).stem for f in files]
+    run_dirs = [Path(args.run_dir)] if args.run_dir else [default_run_dir(f, args.runs_in) for f in files]
     if len(set(run_dirs)) < len(run_dirs):
         raise PrakitError("two configs share a file name and so a run directory; rename one or submit them separately")
     runs = [(load_config(f, overrides), run_dir) for f, run_dir in zip(files, run_dirs)]
