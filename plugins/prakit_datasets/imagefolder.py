@@ -31,8 +31,8 @@ class ImageFolder(Dataset):
         root = Path(cfg.root).expanduser()
         if not root.is_dir():
             raise PrakitError(f"imagefolder: {root} is not a folder; pass the folder that holds one folder per class")
-        entries = {e.name: e for e in os.scandir(root) if not e.name.startswith(".")}
-        classes = sorted(name for name, e in entries.items() if kind(e) == "folder")
+        kinds = {e.name: kind(e) for e in os.scandir(root) if not e.name.startswith(".")}
+        classes = sorted(name for name, what in kinds.items() if what == "folder")
         if not classes:
             raise PrakitError(f"imagefolder: {root} has no class folders; expected {root}/<class>/<image files>")
         self.root, self.class_names = root, tuple(classes)
@@ -40,7 +40,7 @@ class ImageFolder(Dataset):
         self.labels: list[int] = []
         #: What the listing left out; ``prepare`` adds these lines to its report.
         self.notes: list[str] = []
-        stray = sorted(name for name, e in entries.items() if kind(e) != "folder")
+        stray = sorted(name for name, what in kinds.items() if what != "folder")
         if stray:
             self.notes.append(f"not read, as they lie directly in {root} and so in no class ({len(stray)}): {', '.join(stray[:5])}")
         for label, name in enumerate(classes):

@@ -106,6 +106,12 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (old value, new value)}`` for each flattened key whose value differs, in key order."""
+    a, b = flatten(old), flatten(new)
+    return {key: (a.get(key), b.get(key)) for key in sorted(a.keys() | b.keys()) if a.get(key) != b.get(key)}
+
+
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """``over`` merged into a copy of ``base``; tables merge key by key unless their ``name`` differs."""
     out = dict(base)

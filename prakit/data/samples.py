@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import zarr
 
-from prakit.config.io import flatten
+from prakit.config.io import changes
 from prakit.data import journal
 from prakit.data.digest import MODULUS, digest_sum
 from prakit.data.store import (
@@ -193,9 +193,7 @@ class SampleStore:
 
 def differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """``KEY: A in the store, B now`` for each flattened key whose value differs."""
-    stored, wanted = flatten(stored), flatten(wanted)
-    return [f"{key}: {json.dumps(stored.get(key))} in the store, {json.dumps(wanted.get(key))} now"
-            for key in sorted(stored.keys() | wanted.keys()) if stored.get(key) != wanted.get(key)]
+    return [f"{key}: {json.dumps(a)} in the store, {json.dumps(b)} now" for key, (a, b) in changes(stored, wanted).items()]
 
 
 def _record_name(shard: int) -> str:

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from prakit.config import DataConfig, ExperimentConfig, save_config, unstructure
-from prakit.config.io import flatten, read_file
+from prakit.config.io import changes, read_file
 from prakit.config.schema import free_fields
 from prakit.errors import PrakitError
 from prakit.model import ARModel
@@ -255,10 +255,8 @@ def check_resumable(state: dict, cfg: ExperimentConfig, path: Path) -> None:
 
 def differing_fields(old: dict, new: dict) -> list[str]:
     """Dotted keys where two configs differ in what the run computes (the schema's free fields aside)."""
-    a, b = flatten(old), flatten(new)
     free = free_fields()
-    return sorted(key for key in a.keys() | b.keys()
-                  if a.get(key) != b.get(key) and not any(key == f or key.startswith(f + ".") for f in free))
+    return [key for key in changes(old, new) if not any(key == f or key.startswith(f + ".") for f in free)]
 
 
 def make_optimizer(model: torch.nn.Module, cfg: ExperimentConfig) -> torch.optim.AdamW:
@@ -348,5 +346,4 @@ def write_grid(model: ARModel, emas: dict, cfg: ExperimentConfig, path: Path, pe
     with fastest.applied(model) if fastest else contextlib.nullcontext():
         images = model.sample(labels, cfg.sample, rng=sample_generators(cfg.sample.seed, range(len(labels))))
     model.train(was_training)
-    path.parent.mkdir(parents=True, exist_ok=True)
     save_grid(images.cpu().numpy(), path, rows=classes)
