@@ -103,9 +103,7 @@ def sign_coherence(rollout, steps=400, batch=32) -> float:
     torch.manual_seed(0)
     cfg = load_config(ROOT / "experiments" / "quickstart.toml", [
         "model.patch_size=2", "data.image_size=4", "data.channels=1", "data.num_classes=1",
-        "model.backbone.width=32", "model.backbone.depth=2", "model.backbone.heads=2",
-        "model.generator.width=32", "model.generator.depth=2", "model.generator.sample_steps=5",
-        "model.decoder.state_dim=4", "model.decoder.width=32",
+        "model.preset=micro", "model.generator.sample_steps=5",
     ])
     model = ARModel.from_config(attrs.evolve(cfg, model=attrs.evolve(cfg.model, rollout=rollout)))
     model.sampling = attrs.evolve(model.sampling, cfg_scale=1.0, steps=None)

@@ -23,7 +23,6 @@ from prakit_pra.rollout import PRARolloutConfig, SelfSampleRolloutConfig
 
 from prakit import registry
 from prakit.components import KINDS
-from prakit.config import ModelConfig
 from prakit.testing import (
     BackboneContract,
     ComponentContract,
@@ -32,16 +31,11 @@ from prakit.testing import (
     FeatureNetworkContract,
     GeneratorContract,
     RolloutContract,
+    tiny_model_config,
 )
 
 BUILT_IN_PLUGINS = {"models", "pra", "baselines", "eval", "datasets"}
-TINY_MODEL = ModelConfig(
-    backbone=TransformerConfig(width=16, depth=2, heads=2),
-    generator=DiffusionHeadConfig(width=16, depth=1, sample_steps=2),
-    decoder=MLPDecoderConfig(state_dim=4, width=16, depth=1),
-    rollout=TeacherForcingConfig(),
-    patch_size=4,
-)
+TINY_MODEL = tiny_model_config()
 
 
 class TestIdentityDecoder(DecoderContract):

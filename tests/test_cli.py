@@ -164,8 +164,7 @@ def run_dir(tmp_path_factory):
     prepare(registry.get("dataset").config("digits"), root / "digits.zarr", size=8, progress=False)
     cfg = load_config(QUICKSTART, [
         f"data.store={json.dumps(str(root / 'digits.zarr'))}", "data.image_size=8", "data.num_workers=0",
-        "model.patch_size=4", "model.backbone.width=32", "model.backbone.depth=1", "model.backbone.heads=2",
-        "model.generator.width=32", "model.generator.depth=1", "model.decoder.width=32",
+        "model.patch_size=4", "model.preset=micro",
         "train.steps=1", "train.batch_size=4", "train.sample_every=0", "optim.ema_decays=[]",
         "sample.steps=2", "sample.batch_size=2",
     ])
@@ -250,8 +249,7 @@ def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     cfg = load_config(QUICKSTART, [
         "data.image_size=8", "model.patch_size=4", "data.num_workers=0", f'data.store="{root / "d.zarr"}"',
-        "train.steps=1", "train.batch_size=8", "model.backbone.width=32", "model.backbone.depth=1",
-        "model.backbone.heads=2", "model.generator.width=32", "model.generator.depth=1", "model.decoder.width=32",
+        "train.steps=1", "train.batch_size=8", "model.preset=micro",
         "sample.steps=2", "sample.num=4", "eval.num=4",
     ])
     train(cfg, root / "run", progress=False)

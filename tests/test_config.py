@@ -1,6 +1,7 @@
 """Experiment configs: files, overrides, errors by path, round trips, fuzzing."""
 
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -15,6 +16,7 @@ from prakit import registry
 from prakit.components import KINDS
 from prakit.config import ExperimentConfig, dumps, from_data, load_config, read_file, structure, unstructure
 from prakit.errors import ConfigError, PrakitError
+from prakit.presets import MODELS
 from prakit.testing.strategies import configs, mutations
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -255,3 +257,47 @@ def test_cli_reports_a_bad_file_in_one_error(tmp_path):
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr == (f"prakit: error: invalid config {tmp_path / 'bad.toml'}:\n"
                           "  <root>: not UTF-8 text (byte 0x80 at offset 0); save it as UTF-8\n")
+
+
+PAPER_SIZES = ROOT / "experiments" / "imagenet256" / "pra-S.toml"
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_preset_is_the_model_section_it_names(name):
+    cfg = load_config(QUICKSTART, [f"model.preset={name}"])
+    data = unstructure(cfg.model)
+    for kind, component in MODELS[name].items():
+        assert data[kind].items() >= component.items()
+
+
+def test_keys_beside_a_preset_override_it_and_a_renamed_component_replaces_it():
+    cfg = load_config(QUICKSTART, ["model.preset=micro", "model.backbone.depth=3", "model.decoder.name=identity"])
+    assert (cfg.model.backbone.width, cfg.model.backbone.depth) == (32, 3)
+    assert cfg.model.decoder == registry.get("decoder").config("identity")
+    assert cfg.model.patch_size == 4  # the file's own key, beside the preset
+
+
+@pytest.mark.parametrize("size", ["B", "L"])
+def test_the_paper_sizes_are_their_presets(size):
+    by_file = load_config(ROOT / "experiments" / "imagenet256" / f"pra-{size}.toml")
+    assert by_file.model == load_config(PAPER_SIZES, [f"model.preset=pra-{size}"]).model
+
+
+@pytest.mark.parametrize("value, message", [
+    ('"pra-s"', "unknown preset 'pra-s'; did you mean 'pra-S'"), ("[1]", "unknown preset '[1]'"),
+])
+def test_an_unknown_preset_is_a_config_error_with_its_close_match(value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)) as excinfo:
+        load_config(QUICKSTART, [f"model.preset={value}"])
+    assert list(problems(excinfo)) == ["model.preset"] and str(QUICKSTART) in str(excinfo.value)
+
+
+def test_the_documented_preset_table_gives_each_preset_s_parameters():
+    from prakit.model import parameter_counts
+    from prakit.summary import meta_model, si
+
+    rows = re.findall(r"^\| `([\w-]+)` \|.*\| ([\d.]+[KM]) ", (ROOT / "docs" / "configs.md").read_text(), re.M)
+    assert [name for name, _ in rows] == list(MODELS)
+    for name, shown in rows:
+        base = PAPER_SIZES if name.startswith("pra-") else QUICKSTART
+        assert si(parameter_counts(meta_model(load_config(base, [f"model.preset={name}"])))["total"]) == shown

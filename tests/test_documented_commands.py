@@ -38,8 +38,7 @@ SCALED = {
 }
 #: Overrides that make every documented training run a tiny CPU run on the digits.
 TINY = [
-    "model.backbone.width=32", "model.backbone.depth=1", "model.backbone.heads=2", "model.generator.width=32",
-    "model.generator.depth=1", "model.patch_size=4", "data.image_size=16", "data.num_classes=10",
+    "model.preset=micro", "model.patch_size=4", "data.image_size=16", "data.num_classes=10",
     'data.store="data/digits-16.zarr"', "data.num_workers=0", "train.steps=2", "train.batch_size=8",
     "train.ckpt_every=2", "train.sample_every=0", "sample.steps=2", "sample.batch_size=8", "eval.num=16",
     "launch.gpus_per_node=0", "launch.cpus_per_task=1", "launch.nodes=1",

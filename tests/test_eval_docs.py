@@ -24,8 +24,7 @@ DOCS = (ROOT / "README.md", ROOT / "docs" / "evaluation.md")
 EVALUATION = ("eval", "reference", "compare")
 TINY = [
     "data.image_size=8", "data.num_workers=0", "model.patch_size=4", "train.batch_size=16", "train.log_every=5",
-    "train.ckpt_every=100", "train.sample_every=0", "model.backbone.width=32", "model.backbone.depth=2",
-    "model.backbone.heads=2", "model.generator.width=32", "model.generator.depth=1",
+    "train.ckpt_every=100", "train.sample_every=0", "model.preset=micro",
     "sample.steps=3", "sample.num=40", "eval.num=40", 'data.store="data/digits-16.zarr"',
 ]
 #: Sizes scaled down for the stand-ins: (documented, run here).
@@ -71,12 +70,11 @@ def world(tmp_path_factory):
     imagenet = ['eval.reference="data/VIRTUAL_imagenet256_labeled.npz"', 'eval.features.name="inception"',
                 'eval.evaluators=[{name="fid"},{name="inception_score"},{name="precision_recall"},'
                 '{name="sampling_speed",batch_size=4,batches=1}]', "sample.num=20", "eval.num=20"]
-    mlp = "model.decoder.width=32"
     runs = {
-        "quickstart": ["train.steps=30", mlp],
-        "pra-S": ["train.steps=5", mlp, *imagenet],
-        "pra": ["train.steps=5", mlp],
-        "lowdim-only": ["train.steps=5", mlp, 'model.rollout.name="teacher_forcing"'],
+        "quickstart": ["train.steps=30"],
+        "pra-S": ["train.steps=5", *imagenet],
+        "pra": ["train.steps=5"],
+        "lowdim-only": ["train.steps=5", 'model.rollout.name="teacher_forcing"'],
         "pixel-ar": ["train.steps=5", 'model.rollout.name="teacher_forcing"', 'model.decoder.name="identity"'],
     }
     import os

@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_train import QUICKSTART, ROOT, SMALL_MODEL, losses, prakit, tiny
+from test_train import QUICKSTART, ROOT, losses, prakit, tiny
 
 from prakit.config import load_config
 from prakit.errors import PrakitError
@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow  # end to end, several processes or SLURM
 CPU_JOB = ["launch.gpus_per_node=0", "launch.cpus_per_task=1", "train.steps=4"]
 
 
-def job_args(store, tmp_path, *extra, model=SMALL_MODEL):
-    return [*tiny(store, *CPU_JOB, *extra, model=model), f"launch.folder={tmp_path / 'submitit'}"]
+def job_args(store, tmp_path, *extra):
+    return [*tiny(store, *CPU_JOB, *extra), f"launch.folder={tmp_path / 'submitit'}"]
 
 
 def test_a_debug_job_trains_in_this_process(store, tmp_path):
@@ -30,8 +30,7 @@ def test_a_debug_job_trains_in_this_process(store, tmp_path):
 
 def test_an_ablation_runs_as_local_jobs_one_per_config(store, tmp_path):
     configs = [str(ROOT / "experiments" / "digits" / name) for name in ("pra.toml", "noise-inj.toml")]
-    shared = [m for m in SMALL_MODEL if not m.startswith("model.decoder")]  # noise-inj has no decoder width
-    done = prakit("submit", *configs, *job_args(store, tmp_path, model=shared), "--cluster", "local", "--wait",
+    done = prakit("submit", *configs, *job_args(store, tmp_path), "--cluster", "local", "--wait",
                   "--runs-in", "runs/digits", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     for name in ("pra", "noise-inj"):

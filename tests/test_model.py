@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from prakit import registry
-from prakit.config import ModelConfig, SampleConfig, load_config
+from prakit.config import SampleConfig, load_config, preset_model
 from prakit.model import ARModel
 from prakit.random import sample_generators
 from prakit.testing import perturb_parameters
@@ -16,17 +16,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny(rollout="teacher_forcing", decoder="mlp", generator="diffusion", **model_fields) -> ARModel:
-    """A 2x2-token model of 4x4x3 patches (token_dim 48)."""
+    """The micro preset on a 2x2-token image of 4x4x3 patches (token_dim 48), 4 head steps."""
     def component(kind, name, **fields):
-        return registry.get(kind).config(name, **fields)
+        return registry.get(kind).config(name, **fields) if isinstance(name, str) else name
 
-    decoders = {"mlp": {"state_dim": 4, "width": 16, "depth": 1}, "identity": {}}
-    cfg = ModelConfig(
-        backbone=component("backbone", "transformer", width=32, depth=2, heads=2),
-        generator=component("generator", generator, width=32, depth=2, sample_steps=4)
-        if isinstance(generator, str) else generator,
-        decoder=component("decoder", decoder, **decoders[decoder]),
-        rollout=component("rollout", rollout) if isinstance(rollout, str) else rollout,
+    micro = preset_model("micro")
+    head = {"width": micro.generator.width, "depth": micro.generator.depth, "sample_steps": 4}
+    cfg = attrs.evolve(
+        micro,
+        generator=component("generator", generator, **head),
+        decoder=micro.decoder if decoder == "mlp" else component("decoder", decoder),
+        rollout=component("rollout", rollout),
         patch_size=4,
         **model_fields,
     )

@@ -1,7 +1,7 @@
 """Typed experiment configs: attrs classes, a cattrs converter, files and overrides."""
 
 from prakit.config.converter import structure, unstructure
-from prakit.config.io import apply_overrides, dumps, from_data, load_config, read_file, save_config
+from prakit.config.io import apply_overrides, dumps, from_data, load_config, preset_model, read_file, save_config
 from prakit.config.schema import (
     DataConfig,
     EvalConfig,
@@ -26,6 +26,7 @@ __all__ = [
     "dumps",
     "from_data",
     "load_config",
+    "preset_model",
     "read_file",
     "save_config",
     "structure",

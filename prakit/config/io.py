@@ -10,12 +10,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Iterable
 
+import attrs
 import tomli_w
 
 from prakit.config.converter import structure, unstructure
-from prakit.config.schema import ExperimentConfig
-from prakit.errors import ConfigError
+from prakit.config.schema import ExperimentConfig, ModelConfig
+from prakit.errors import ConfigError, UnknownNameError
 from prakit.io import atomic_write_text
+from prakit.presets import MODELS
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentConfig:
@@ -28,10 +30,30 @@ def from_data(
 ) -> ExperimentConfig:
     """Plain data (as read from a file) plus overrides -> a validated :class:`ExperimentConfig`."""
     try:
-        data = apply_overrides(data, overrides)
+        data = apply_overrides(data, overrides, source)
     except RecursionError:
         raise _too_deep(source) from None
     return structure(data, ExperimentConfig, source)
+
+
+def with_preset(data: dict[str, Any], source: str | None = None) -> dict[str, Any]:
+    """``data`` with ``model.preset`` replaced by the preset's model section (:mod:`prakit.presets`),
+    the keys beside it merged over it."""
+    model = data.get("model")
+    if not isinstance(model, dict) or "preset" not in model:
+        return data
+    model = dict(model)
+    name = model.pop("preset")
+    if not isinstance(name, str) or name not in MODELS:
+        raise ConfigError([("model.preset", str(UnknownNameError("preset", str(name), MODELS)))], source)
+    return {**data, "model": merge(copy.deepcopy(MODELS[name]), model)}
+
+
+def preset_model(name: str, **fields: Any) -> ModelConfig:
+    """The model config a preset names, ``fields`` replacing ModelConfig's (``patch_size=4``), as
+    ``DiT_models[name]`` builds a DiT: ``preset_model("micro", patch_size=4)``."""
+    data = with_preset({"model": {"preset": name}})["model"]
+    return attrs.evolve(structure(data, ModelConfig, "model"), **fields)
 
 
 def read_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -148,20 +170,25 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Return a copy of ``data`` with the overrides applied.
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str], source: str | None = None) -> dict[str, Any]:
+    """Return a copy of ``data`` with the overrides applied and ``model.preset`` expanded.
 
-    Setting a component's ``name`` (``model.rollout.name=pra``) resets that component to the
-    new one's defaults; those name changes are applied first, the other overrides after them.
+    The model's preset is where it starts, so ``model.preset=...`` is applied and expanded first.
+    Setting a component's ``name`` (``model.rollout.name=pra``) resets that component to the new
+    one's defaults; those name changes are applied next, the other overrides after them.
     """
     data = copy.deepcopy(data)
     parsed = [parse_override(o) for o in overrides]
+    for parts, value in parsed:
+        if parts == ["model", "preset"]:
+            _set(data, parts, value)
+    data = with_preset(data, source)
     is_rename = [len(parts) > 1 and parts[-1] == "name" for parts, _ in parsed]
     for (parts, value), rename in zip(parsed, is_rename):
         if rename:
             _set(data, parts[:-1], {"name": value})
     for (parts, value), rename in zip(parsed, is_rename):
-        if not rename:
+        if not rename and parts != ["model", "preset"]:
             _set(data, parts, value)
     return data
 

@@ -22,7 +22,7 @@ import torch
 
 from prakit import registry
 from prakit.components import ComponentConfig, PixelDecoder
-from prakit.config import ModelConfig, SampleConfig, structure, unstructure
+from prakit.config import ModelConfig, SampleConfig, preset_model, structure, unstructure
 from prakit.data import open_store
 from prakit.model import ARModel
 
@@ -291,17 +291,8 @@ class GeneratorContract(ModuleContract):
 
 
 def tiny_model_config(rollout: str = "teacher_forcing") -> ModelConfig:
-    """A tiny model of prakit's built-in components (4x4 patches, 2-step head)."""
-    def component(kind: str, name: str, **fields: Any) -> ComponentConfig:
-        return registry.get(kind).config(name, **fields)
-
-    return ModelConfig(
-        backbone=component("backbone", "transformer", width=16, depth=2, heads=2),
-        generator=component("generator", "diffusion", width=16, depth=1, sample_steps=2),
-        decoder=component("decoder", "mlp", state_dim=4, width=16, depth=1),
-        rollout=component("rollout", rollout),
-        patch_size=4,
-    )
+    """The ``micro`` preset with 4x4 patches and the rollout named ``rollout``."""
+    return preset_model("micro", patch_size=4, rollout=registry.get("rollout").config(rollout))
 
 
 class RolloutContract(ComponentContract):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
+import traceback
 from typing import Any
 
 import attrs
@@ -67,5 +70,18 @@ def setup() -> Distributed:
 
 
 def teardown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the process group, after freeing what still holds it.
+
+    A DDP wrapper sits in a reference cycle, so it and its reducer outlive the training function
+    until the cyclic collector runs, possibly only at interpreter exit: there a gloo thread that
+    takes the GIL is ended by Python mid C++ and the process aborts ("terminate called without an
+    active exception"). So the frames of an exception on its way out drop their locals, and a
+    collection runs before the group is destroyed.
+    """
+    if not dist.is_initialized():
+        return
+    error = sys.exc_info()[1]
+    if error is not None:
+        traceback.clear_frames(error.__traceback__)
+    gc.collect()
+    dist.destroy_process_group()
