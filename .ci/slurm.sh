@@ -62,6 +62,8 @@ SlurmdPidFile=/run/slurmd.pid
 SlurmctldLogFile=$LOGS/slurmctld.log
 SlurmdLogFile=$LOGS/slurmd.log
 MinJobAge=300
+# a requeued job waits for the main scheduling pass (every 60 s by default) to start again
+SchedulerParameters=sched_interval=2
 # submitit's workers ignore SIGTERM: without this a cancelled job waits 30 s for its SIGKILL
 KillWait=2
 $node NodeAddr=127.0.0.1 State=UNKNOWN

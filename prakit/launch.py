@@ -1,37 +1,25 @@
-"""``prakit submit``: the training job through submitit, on SLURM or on this machine.
+"""Submitting the stages of runs through submitit, on SLURM or on this machine.
 
-The job is a :class:`TrainingJob`: the resolved config as plain data and a run directory. On
-SLURM each task exports the ``torch.distributed`` variables of its place in the job, and a job
-that is preempted or runs out of time is requeued and resumes from its latest checkpoint.
-Several configs submitted together form one job array (an ablation).
+Training is a :class:`~prakit.stages.TrainingJob` per config, several configs forming one job
+array (an ablation); sampling and evaluation of a trained run are jobs of one process each, on
+SLURM starting after the jobs they depend on. Each job runs the code as it was at submission.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Iterator, Sequence
 
+import attrs
 import submitit
 
 from prakit.choices import CLUSTERS
-from prakit.config import ExperimentConfig, LaunchConfig, from_data, unstructure
+from prakit.config import ExperimentConfig, LaunchConfig, unstructure
 from prakit.errors import PrakitError
-
-
-class TrainingJob(submitit.helpers.Checkpointable):
-    """``prakit train`` as a submitit callable; requeued on timeout or preemption, it resumes."""
-
-    def __init__(self, config: dict[str, Any], run_dir: str):
-        self.config, self.run_dir = config, run_dir
-
-    def __call__(self):
-        from prakit.train.loop import train
-
-        if submitit.JobEnvironment().num_tasks > 1:
-            # the trainer reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT
-            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        return train(from_data(self.config), self.run_dir, progress=False)
+from prakit.snapshot import frozen_code
+from prakit.stages import EvaluationJob, SamplingJob, TrainingJob
 
 
 def tasks_per_node(launch: LaunchConfig) -> int:
@@ -39,13 +27,25 @@ def tasks_per_node(launch: LaunchConfig) -> int:
     return launch.tasks_per_node or max(1, launch.gpus_per_node)
 
 
-def executor(launch: LaunchConfig, name: str, cluster: str | None = None) -> submitit.AutoExecutor:
-    """A submitit executor for ``launch`` (``cluster`` overrides ``launch.cluster``)."""
+def one_task(launch: LaunchConfig) -> LaunchConfig:
+    """Sampling and evaluation resources: one process on one node, with a GPU if training had them."""
+    return attrs.evolve(launch, nodes=1, tasks_per_node=1, gpus_per_node=min(1, launch.gpus_per_node))
+
+
+def executor(
+    launch: LaunchConfig, name: str, cluster: str | None = None, after: Sequence[str] = ()
+) -> submitit.AutoExecutor:
+    """A submitit executor for ``launch`` (``cluster`` overrides ``launch.cluster``); on SLURM its
+    jobs start once the jobs ``after`` have succeeded, and are cancelled if one of them fails."""
     cluster = cluster or launch.cluster
     if cluster not in CLUSTERS:
         raise PrakitError(f"unknown cluster {cluster!r}; choose one of {', '.join(CLUSTERS)}")
     out = submitit.AutoExecutor(folder=Path(launch.folder) / "%j", cluster=cluster)
     slurm = {f"slurm_{key}": getattr(launch, key) for key in ("partition", "account", "qos", "constraint")}
+    extra = {key: value or True for key, value in launch.slurm_options.items()}  # "": a flag without a value
+    if after:
+        slurm["slurm_dependency"] = "afterok:" + ":".join(after)
+        extra["kill-on-invalid-dep"] = "yes"
     out.update_parameters(
         name=name,
         nodes=launch.nodes,
@@ -55,8 +55,17 @@ def executor(launch: LaunchConfig, name: str, cluster: str | None = None) -> sub
         **({"gpus_per_node": launch.gpus_per_node} if cluster == "slurm" else {}),
         **({"mem_gb": launch.mem_gb} if launch.mem_gb else {}),
         **{key: value for key, value in slurm.items() if value is not None},
+        **({"slurm_additional_parameters": extra} if extra and cluster == "slurm" else {}),
     )
     return out
+
+
+@contextlib.contextmanager
+def submitting(pool: submitit.AutoExecutor, launch: LaunchConfig) -> Iterator[None]:
+    """Submit ``pool``'s jobs as one array on leaving, each to run the code as it is now
+    (:func:`prakit.snapshot.frozen_code`, under ``launch.folder/code``)."""
+    with frozen_code(Path(launch.folder) / "code"), pool.batch():
+        yield
 
 
 def submit(
@@ -73,7 +82,26 @@ def submit(
     job_name = f"prakit-{names.pop()}" if len(names) == 1 else "prakit-array"
     pool = executor(launch, job_name, cluster)
     jobs = []
-    with pool.batch():
+    with submitting(pool, launch):
         for cfg, run_dir in runs:
             jobs.append(pool.submit(TrainingJob(unstructure(cfg), str(Path(run_dir).resolve()))))
     return jobs
+
+
+def submit_stage(
+    run_dir: str | os.PathLike, stage: str, launch: LaunchConfig, *, cluster: str | None = None,
+    num: int | None = None, shards: int = 1, after: Sequence[str] = (), overrides: Sequence[str] = (),
+) -> list[submitit.Job]:
+    """Submit the ``sample`` or ``eval`` stage of a trained run (``sample.*``/``eval.*`` overrides
+    as ``prakit eval`` takes them), one process per job: sampling as ``shards`` jobs (one array)
+    filling the store ``prakit eval`` reads, evaluation as one job."""
+    if shards < 1:
+        raise PrakitError(f"shards must be at least 1, got {shards}")
+    pool = executor(one_task(launch), f"prakit-{stage}-{Path(run_dir).name}", cluster, after)
+    run_dir = str(Path(run_dir).resolve())
+    with submitting(pool, launch):
+        if stage == "sample":
+            return [pool.submit(SamplingJob(run_dir, num, shard, shards, tuple(overrides))) for shard in range(shards)]
+        if stage == "eval":
+            return [pool.submit(EvaluationJob(run_dir, num, tuple(overrides)))]
+    raise PrakitError(f"unknown stage {stage!r}; choose sample or eval")

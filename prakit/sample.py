@@ -106,9 +106,14 @@ def sample_run(
     overrides: dict | None = None,
     classes: Sequence[int] | None = None,
     restart: bool = False,
+    shard: int = 0,
+    shards: int = 1,
     progress: bool = True,
 ) -> Path:
     """Fill the sample store ``out`` with ``num`` images; a rerun continues where it stopped.
+
+    With ``shards`` > 1 this process draws only its share (``shard`` of ``shards``); processes
+    sharing the store fill it together, the last to finish finishing it.
 
     ``overrides`` replace fields of the run's ``sample`` section (cfg_scale, steps, batch_size,
     seed, ema, ...). A store made from another checkpoint or with other options (the batch size
@@ -120,6 +125,8 @@ def sample_run(
 
     if num < 1:
         raise PrakitError(f"num must be at least 1, got {num}")
+    if not 0 <= shard < shards:
+        raise PrakitError(f"shard must be in [0, {shards}), got {shard}")
     overrides = overrides or {}
     checkpoint = resolve_checkpoint(source)
     device = inference_device()
@@ -143,7 +150,7 @@ def sample_run(
     except SampleMismatchError as exc:
         raise SampleMismatchError(exc.problem, "rerun with --restart to delete them and start over, "
                                                "or choose another --out") from None
-    todo = store.missing(batch_size)
+    todo = store.missing(batch_size, rank=shard, world_size=shards)
     bar = tqdm(total=num, initial=num - sum(map(len, todo)), disable=not progress, unit="img", desc="sample")
     for indices in todo:
         start = time.perf_counter()

@@ -1,7 +1,8 @@
 """Every command README.md and docs/*.md show runs, in the order shown, in a working directory
 laid out as the documents assume; tiny models and scaled-down sizes stand in for the documented
 ones. The evaluation commands run in test_eval_docs.py, docs/plugins.md's in
-test_third_party_plugin.py; those that need a SLURM cluster run here when one is up (CI)."""
+test_third_party_plugin.py; those that need a SLURM cluster, and every command of the cluster
+documents, run here when one is up (CI)."""
 
 from __future__ import annotations
 
@@ -28,12 +29,17 @@ RUN_ELSEWHERE = {"plugins.md": "test_third_party_plugin.py"}
 RUN_BY_SETUP = {"make test": (".ci/run", "make test"), "pip install -e '.[data]'": ("Makefile", "-e '.[test,data]'")}
 #: The order the documents run in: each leaves what the next one names (runs, sample stores).
 ORDER = ("README.md", "configs.md", "training.md", "data.md")
+#: Documents about the cluster, run in this order after the others' SLURM commands.
+CLUSTER_DOCS = ("slurm.md", "reproduce-imagenet.md")
 #: Sizes scaled down for this machine: (documented, run here).
 SCALED = {
     "--num 100 ": "--num 8 ", "--num 50000 ": "--num 4 ", "--nproc-per-node 8": "--nproc-per-node 2",
     "--end-to-end 100": "--end-to-end 2 --steps 1 --warmup 0 --sample-images 2",
     "--batch-size 256": "--batch-size 2 --steps 1 --warmup 0 --sample-images 2",
     "launch.partition=gpu launch.nodes=4": "launch.partition=debug launch.nodes=1",
+    "--nodes 4 --gpus-per-node 8": "--nodes 1 --gpus-per-node 0", "--nodes 8 --gpus-per-node 8": "--nodes 1 --gpus-per-node 0",
+    "--partition gpu": "--partition debug", "--shards 16": "--shards 3", "--seeds 3": "--seeds 1",
+    "rollout.name=teacher_forcing,noise_injection,pra": "rollout.name=teacher_forcing,pra",
     "data export samples.zarr": "data export runs/quickstart/samples.zarr",
 }
 #: Overrides that make every documented training run a tiny CPU run on the digits.
@@ -43,10 +49,18 @@ TINY = [
     "train.ckpt_every=2", "train.sample_every=0", "sample.steps=2", "sample.batch_size=8", "eval.num=16",
     "launch.gpus_per_node=0", "launch.cpus_per_task=1", "launch.nodes=1",
 ]
+#: The same for a trained run's sampling and evaluation jobs (`prakit submit --stage`): a quick
+#: feature network and the digits as the reference, in place of Inception and ADM's batch.
+STAGE_TINY = [
+    "sample.steps=2", "sample.batch_size=8", 'eval.features={name="featnet",steps=30,width=8,features=16}',
+    'eval.reference="data/digits-16.zarr"', 'eval.evaluators=[{name="fid"}]',
+    "launch.gpus_per_node=0", "launch.cpus_per_task=1", "launch.nodes=1",
+]
 
 
-def needs_slurm(command: str) -> bool:
-    return command.startswith("prakit submit") and "--cluster local" not in command
+def needs_slurm(shown: Shown) -> bool:
+    submits = shown.command.startswith(("prakit submit", "prakit sweep"))
+    return shown.document in CLUSTER_DOCS or submits and "--cluster local" not in shown.command
 
 
 def documented() -> list[Shown]:
@@ -57,8 +71,8 @@ def documented() -> list[Shown]:
 
 def test_every_shown_command_is_run_by_a_test():
     commands = documented()
-    assert {s.document for s in commands} == set(ORDER)
-    assert {s.document for s in shown_commands()} <= {*ORDER, *RUN_ELSEWHERE, "evaluation.md"}
+    assert {s.document for s in commands} == {*ORDER, *CLUSTER_DOCS}
+    assert {s.document for s in shown_commands()} <= {*ORDER, *CLUSTER_DOCS, *RUN_ELSEWHERE, "evaluation.md"}
     for command, (file, line) in RUN_BY_SETUP.items():
         assert command in {s.command for s in shown_commands()}, f"{command} is no longer shown"
         assert line in (ROOT / file).read_text(), f"{file} no longer runs {command}"
@@ -72,8 +86,11 @@ def stand_in(command: str) -> list[str]:
     for arg in shlex.split(command):
         arg = os.path.expanduser(arg)
         argv += sorted(glob.glob(arg)) if "*" in arg else [arg]
+    if argv[:3] == ["prakit", "submit", "--stage"]:
+        return [*argv, *STAGE_TINY]
+    sweeps = argv[:2] == ["prakit", "sweep"] and argv[2] not in ("status", "collect", "cancel")
     trains = argv[:2] in (["prakit", "train"], ["prakit", "submit"]) or argv[0] in ("torchrun", "python")
-    return [*argv, *TINY] if trains else argv
+    return [*argv, *TINY] if trains or sweeps else argv
 
 
 @pytest.fixture(scope="module")
@@ -122,20 +139,26 @@ def check_output(shown: Shown, code: int, output: str) -> None:
     failing = bool(expected) and expected[0].startswith("prakit: error:")
     assert code == (2 if failing else 0), f"{shown.document}: {shown.command}\n{output[-3000:]}"
     for line in expected:
-        pattern = re.escape(line) if not shown.command.startswith("prakit submit") else re.sub(r"\d+", r"\\d+", line)
+        pattern = re.escape(line)
+        if shown.command.startswith(("prakit submit", "prakit sweep")):  # job ids and counts vary
+            pattern = re.sub(r"\d+", r"\\d+", pattern)
         assert re.search(rf"^{pattern}$", output, re.M), f"{shown.document}: {shown.command} no longer prints\n{line}"
 
 
 def test_every_documented_command_runs(in_world, capsys):
     for document in ORDER:
-        for shown in [s for s in documented() if s.document == document and not needs_slurm(s.command)]:
+        for shown in [s for s in documented() if s.document == document and not needs_slurm(s)]:
             check_output(shown, *run(stand_in(shown.command), capsys))
     assert (in_world / "runs" / "pra-S" / "checkpoints").is_dir()  # from torchrun, on two processes
     assert (in_world / "samples" / "pra-S.npz").exists() and (in_world / "samples.png").exists()
 
 
-def test_every_documented_slurm_command_runs(slurm, in_world):
-    for shown in [s for s in documented() if needs_slurm(s.command)]:
+def test_every_documented_slurm_command_runs(slurm, in_world, capsys):
+    cluster = [s for s in documented() if s.document in CLUSTER_DOCS]
+    for shown in [s for s in documented() if needs_slurm(s) and s not in cluster] + cluster:
         argv = stand_in(shown.command)
+        if argv[:2] not in (["prakit", "submit"], ["prakit", "sweep"]):
+            check_output(shown, *run(argv, capsys))
+            continue
         done = subprocess.run([sys.executable, "-m", *argv, "--wait"], capture_output=True, text=True, timeout=900)
         check_output(shown, done.returncode, done.stdout + done.stderr)

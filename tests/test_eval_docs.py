@@ -1,6 +1,6 @@
-"""Every ``prakit`` command that README.md and docs/evaluation.md show for evaluation runs, in
-the order shown, on tiny stand-ins of the runs and files they name: tiny runs trained on the
-digits under the documented run names, an ADM-style reference batch, and Inception with random
+"""Every ``prakit`` command that README.md, docs/evaluation.md and docs/reproduce-imagenet.md
+show for evaluation runs, in the order shown, on tiny stand-ins of the runs and files they name:
+tiny runs trained on the digits under the documented run names, an ADM-style reference batch, and Inception with random
 weights accepted in place of the published file."""
 
 import re
@@ -20,7 +20,7 @@ from prakit.train.loop import train
 pytestmark = pytest.mark.slow  # end to end, several processes or SLURM
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = (ROOT / "README.md", ROOT / "docs" / "evaluation.md")
+DOCS = (ROOT / "README.md", ROOT / "docs" / "evaluation.md", ROOT / "docs" / "reproduce-imagenet.md")
 EVALUATION = ("eval", "reference", "compare")
 TINY = [
     "data.image_size=8", "data.num_workers=0", "model.patch_size=4", "train.batch_size=16", "train.log_every=5",

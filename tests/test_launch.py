@@ -104,3 +104,41 @@ def test_an_interrupted_slurm_job_is_requeued_and_resumes(slurm, store, tmp_path
     assert job.results()[0].step == 300
     assert [step for step, _ in losses(tmp_path / "run")] == list(range(9, 300, 10))  # each window logged once
     assert final_states(job.job_id) == ["REQUEUED", "COMPLETED"]
+
+
+def test_a_debug_submission_runs_in_this_process_without_wait(store, tmp_path):
+    done = prakit("submit", str(QUICKSTART), *job_args(store, tmp_path), "--run-dir", str(tmp_path / "run"),
+                  "--cluster", "debug")
+    assert done.returncode == 0, done.stderr
+    assert "finished: run " in done.stdout and (tmp_path / "run" / "checkpoints" / "ckpt-00000004.pt").is_file()
+
+
+def test_a_stage_job_samples_with_the_overrides_given_and_refuses_others(store, tmp_path):
+    from prakit.data.store import read_attrs
+    from prakit.train.loop import train
+
+    run_dir = train(load_config(QUICKSTART, job_args(store, tmp_path)), tmp_path / "run", progress=False).run_dir
+    bad = prakit("submit", "--stage", "sample", str(run_dir), "train.steps=3", "--cluster", "debug")
+    assert bad.returncode == 2 and "can change only the sample and eval sections, not train.steps=3" in bad.stderr
+    done = prakit("submit", "--stage", "sample", str(run_dir), "--num", "4", "sample.cfg_scale=3", "--cluster", "debug")
+    assert done.returncode == 0, done.stdout + done.stderr
+    [store_path] = (run_dir / "samples").glob("*.zarr")
+    assert read_attrs(store_path)["sampling"]["cfg_scale"] == 3 and f"finished: sample {run_dir}" in done.stdout
+
+
+def test_launch_settings_become_sbatch_options(tmp_path):
+    from prakit.config import LaunchConfig
+    from prakit.launch import executor
+
+    launch = LaunchConfig(folder=str(tmp_path), partition="gpu", slurm_options={"mail-type": "END", "hold": ""})
+    script = executor(launch, "prakit-x", "slurm", after=["12", "13_0"])._executor._make_submission_file_text("cmd", "0")
+    for line in ("--partition=gpu", "--mail-type=END", "--hold", "--dependency=afterok:12:13_0",
+                 "--kill-on-invalid-dep=yes", "--ntasks-per-node=8", "--gpus-per-node=8"):
+        assert f"#SBATCH {line}\n" in script
+
+
+def test_sbatch_options_are_named_without_dashes(store, tmp_path):
+    bad = prakit("config", "validate", str(QUICKSTART), 'launch.slurm_options={"--mail-type"="END"}')
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[1:] == [
+        """  launch.slurm_options: must name sbatch options without their dashes, e.g. {mail-type = "END"}, """
+        "not '--mail-type'"]

@@ -56,6 +56,14 @@ class EMAChoice:
             raise ValueError(f"'{attribute.name}' must be {choices} or an EMA's name like 'ema_0.9999': {value!r}")
 
 
+def sbatch_options(_instance, attribute, value: dict[str, str]) -> None:
+    """A validator: ``sbatch`` option names as the config writes them, without their dashes."""
+    bad = [key for key in value if not key.strip() or key.startswith("-")]
+    if bad:
+        raise ValueError(f"'{attribute.name}' must name sbatch options without their dashes, e.g. "
+                         f'{{mail-type = "END"}}, not {bad[0]!r}')
+
+
 def members(validator):
     """Validate every item of a tuple field."""
     return deep_iterable(member_validator=validator)
@@ -172,6 +180,7 @@ class LaunchConfig:
     account: str | None = None
     qos: str | None = None
     constraint: str | None = None
+    slurm_options: dict[str, str] = field(factory=dict, validator=sbatch_options)  # more sbatch options, e.g. {mail-type = "END"}; "": a flag
 
 
 @frozen

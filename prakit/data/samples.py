@@ -107,7 +107,7 @@ class SampleStore:
                 )
         if not path.exists():
             shard = shard or shard_length(image_shape, num, SAMPLES_SHARD_BYTES)
-            create_store(path, count=num, image_shape=image_shape, shard=shard,
+            _create_once(path, count=num, image_shape=image_shape, shard=shard,
                          attrs={**attrs, "kind": "samples", **wanted})
         store = cls(path)
         if not store.complete:
@@ -189,6 +189,20 @@ class SampleStore:
         attrs = read_attrs(self.path)
         class_names = attrs.get("class_names") or [str(c) for c in range(int(self.labels[:].max()) + 1)]
         finish_store(self.path, count=self.num, total=sum(self._totals), attrs={"class_names": class_names})
+
+
+def _create_once(path: Path, **store: Any) -> None:
+    """Create the store at ``path`` unless another process does first: processes sampling shards
+    of one store start together, and exactly one creation takes the name (an atomic rename)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    create_store(temporary, **store)
+    try:
+        temporary.rename(path)
+    except OSError:  # another process created it: use theirs
+        if not path.exists():
+            raise
+        shutil.rmtree(temporary)
 
 
 def differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:

@@ -103,7 +103,7 @@ def summarize_group(members: list[dict], fields: list[str], numbers: list[str]) 
                 "std": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
 
     seeds = [m["config"].get("train.seed", 0) for m in members]
-    name = members[0]["run"].name + (f" ({len(members)} seeds)" if len(members) > 1 else "")
+    name = group_name([m["run"].name for m in members])
     curves = [m for m in members if any(e["name"] == "rollout_gap" for e in m["record"]["evaluators"])]
     measures = {n: stats([m["record"]["numbers"].get(n) for m in members]) for n in numbers}
     measures["parameters"] = stats([m["parameters"] for m in members])
@@ -113,6 +113,15 @@ def summarize_group(members: list[dict], fields: list[str], numbers: list[str]) 
         "fields": {f: members[0]["config"].get(f) for f in fields}, "measures": measures,
         "rollout_gap_curve": mean_curve([rollout_curve(m["record"]) for m in curves]) if curves else None,
     }
+
+
+def group_name(names: list[str]) -> str:
+    """A group's name: its one run's, else the comma-separated parts its runs' names share
+    (``rollout=pra,seed=0`` and ``rollout=pra,seed=1``: ``rollout=pra (2 seeds)``), else the first's."""
+    if len(names) == 1:
+        return names[0]
+    shared = [part for part in names[0].split(",") if all(part in name.split(",") for name in names[1:])]
+    return f"{','.join(shared) or names[0]} ({len(names)} seeds)"
 
 
 def rollout_curve(record: dict) -> list[float]:

@@ -122,6 +122,10 @@ def _type_strategy(tp: Any, validators: list) -> st.SearchStrategy:
             items = _type_strategy(args[0], members)
             return st.just(()) if items.is_empty else st.lists(items, min_size=min_size, max_size=3).map(tuple)
         return st.tuples(*(_type_strategy(a, members) for a in args))
+    if typing.get_origin(tp) is dict:
+        keys, values = typing.get_args(tp)
+        names = st.from_regex(r"[a-z][a-z0-9_-]{0,11}", fullmatch=True) if keys is str else _type_strategy(keys, [])
+        return st.dictionaries(names, _type_strategy(values, []), max_size=2)
     if attrs.has(tp) or tp in CONFIG_BASES:
         return configs(tp)
     lo, hi, lo_open, hi_open = _bounds(validators)

@@ -1,0 +1,117 @@
+"""The stages of a run as cluster jobs: train, sample (in shards), evaluate.
+
+Each job is a submitit callable over a run directory and picklable plain data; requeued after a
+preemption or a time limit, it continues where it stopped: training from its latest checkpoint,
+sampling from the store's record of written shards. :func:`is_done` says from the run's files
+alone whether a stage has finished, so a resubmission knows what is left.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import submitit
+
+if TYPE_CHECKING:
+    from prakit.eval.evaluate import Target
+
+#: The stages of a run, in order; a run's later stages start when its earlier ones succeed.
+STAGES = ("train", "sample", "eval")
+
+
+class TrainingJob(submitit.helpers.Checkpointable):
+    """``prakit train`` as a submitit callable; requeued on timeout or preemption, it resumes."""
+
+    def __init__(self, config: dict[str, Any], run_dir: str):
+        self.config, self.run_dir = config, run_dir
+
+    def __call__(self):
+        from prakit.config import from_data
+        from prakit.train.loop import train
+
+        if submitit.JobEnvironment().num_tasks > 1:
+            # the trainer reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        return train(from_data(self.config), self.run_dir, progress=False)
+
+
+class SamplingJob(submitit.helpers.Checkpointable):
+    """Shard ``shard`` of ``shards`` of a run's samples (with ``sample.*`` overrides), into the store
+    ``prakit eval`` reads (``RUN_DIR/samples/...``); the last shard to finish finishes the store."""
+
+    def __init__(self, run_dir: str, num: int | None = None, shard: int = 0, shards: int = 1,
+                 overrides: tuple[str, ...] = ()):
+        self.run_dir, self.num, self.shard, self.shards, self.overrides = run_dir, num, shard, shards, overrides
+
+    def __call__(self) -> str:
+        from prakit.eval.evaluate import resolve
+        from prakit.sample import sample_run
+
+        target = resolve(self.run_dir, self.overrides, num=self.num)
+        sample_run(target.checkpoint, target.samples, num=target.num, overrides=attrs.asdict(target.options),
+                   shard=self.shard, shards=self.shards, progress=False)
+        return str(target.samples)
+
+
+class EvaluationJob(submitit.helpers.Checkpointable):
+    """``prakit eval RUN_DIR [OVERRIDES]``: the run's numbers into ``RUN_DIR/eval.json`` (sampling
+    what is missing)."""
+
+    def __init__(self, run_dir: str, num: int | None = None, overrides: tuple[str, ...] = ()):
+        self.run_dir, self.num, self.overrides = run_dir, num, overrides
+
+    def __call__(self) -> dict[str, Any]:
+        from prakit.eval.evaluate import evaluate, resolve
+
+        return evaluate(resolve(self.run_dir, self.overrides, num=self.num), progress=False)["numbers"]
+
+
+class StagesJob(submitit.helpers.Checkpointable):
+    """A run's stages one after another in one job, where the cluster has no job dependencies
+    (``local``, ``debug``); each skips what is already done, so a requeue continues."""
+
+    def __init__(self, config: dict[str, Any], run_dir: str, stages: tuple[str, ...], num: int | None = None):
+        self.config, self.run_dir, self.stages, self.num = config, run_dir, stages, num
+
+    def __call__(self) -> dict[str, Any]:
+        jobs = {"train": TrainingJob(self.config, self.run_dir), "sample": SamplingJob(self.run_dir, self.num),
+                "eval": EvaluationJob(self.run_dir, self.num)}
+        return {stage: jobs[stage]() for stage in self.stages if not is_done(stage, Path(self.run_dir), self.num)}
+
+
+def is_done(stage: str, run_dir: Path, num: int | None = None) -> bool:
+    """Whether the run's ``stage`` has finished, read from its files."""
+    from prakit.config import load_config
+    from prakit.data.store import is_finished
+    from prakit.train.checkpoint import checkpoint_name
+
+    if not (run_dir / "config.toml").is_file():
+        return False
+    steps = load_config(run_dir / "config.toml").train.steps
+    checkpoints = run_dir / "checkpoints"
+    trained = any((checkpoints / checkpoint_name(steps, milestone)).is_file() for milestone in (False, True))
+    if stage == "train" or not trained:
+        return trained
+    from prakit.eval.evaluate import resolve
+
+    target = resolve(run_dir, num=num)
+    if stage == "sample":
+        return is_finished(target.samples)
+    return evaluated(target)
+
+
+def evaluated(target: Target) -> bool:
+    """Whether the run's ``eval.json`` holds the numbers of the samples ``target`` names: those of
+    its checkpoint, drawn with its options, as many (wherever the run directory was then)."""
+    import json
+
+    from prakit.config import unstructure
+
+    path = target.out / "eval.json"
+    if not path.is_file():
+        return False
+    record = json.loads(path.read_text())
+    sampling = json.loads(json.dumps({**unstructure(target.options), "num": target.num}))
+    return Path(record.get("checkpoint") or "").name == target.checkpoint.name and record.get("sampling") == sampling

@@ -1,0 +1,226 @@
+"""A sweep's jobs: submitting the stages that are left, reading their states back, cancelling.
+
+On SLURM each stage of a run is its own job: training as one array over the runs, then each
+run's sampling (an array of shards) after its training (``afterok``), then its evaluation after
+its sampling. A job whose dependency fails is cancelled by SLURM, so a rerun submits it again.
+Where a cluster has no dependencies (``local``, ``debug``), a run's stages run one after another
+in one job. States come from SLURM accounting through submitit, or from the process and its
+result file on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import submitit
+
+from prakit.config import ExperimentConfig, LaunchConfig, load_config, save_config, unstructure
+from prakit.errors import PrakitError
+from prakit.launch import executor, submit, submit_stage, submitting
+from prakit.stages import STAGES, StagesJob, is_done
+from prakit.sweep.manifest import Sweep
+
+#: SLURM states of a job that is queued or running: such a stage is not submitted again.
+ACTIVE = frozenset({"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
+                    "REQUEUE_HOLD", "REQUEUE_FED", "STAGE_OUT"})
+
+
+#: What ``sweep status`` says of a job that ended without running.
+NEVER_STARTED = "it never ran: a stage it waits for failed, or it was cancelled; rerun the sweep to submit it again"
+
+
+def job(record: dict[str, Any]) -> submitit.Job:
+    """The submitit job a manifest record names."""
+    kind = submitit.SlurmJob if record["cluster"] == "slurm" else submitit.LocalJob
+    return kind(record["folder"], record["job_id"])
+
+
+def job_state(record: dict[str, Any], mode: str = "standard") -> str:
+    """``PENDING``, ``RUNNING``, ``COMPLETED``, ``FAILED``, ``CANCELLED``, ... as SLURM accounting has
+    it (``mode="force"`` asks sacct again); for a job on this machine, from its process and its
+    result file."""
+    if record["cluster"] == "slurm":
+        slurm = job(record)
+        state = slurm.watcher.get_state(slurm.job_id, mode=mode).split()[0]  # "CANCELLED by 0" -> "CANCELLED"
+        return queued_state(slurm.job_id) if state == "UNKNOWN" else state
+    if record["cluster"] == "local" and process_alive(int(record["job_id"])):
+        return "RUNNING"
+    outcome = result_outcome(record)
+    return {"success": "COMPLETED", "error": "FAILED"}.get(outcome, "FAILED")
+
+
+def queued_state(job_id: str) -> str:
+    """The job's state in SLURM's queue, for a job that accounting does not list yet (it can lag
+    a submission by seconds); ``UNKNOWN`` if the queue does not hold it either."""
+    try:
+        queue = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return "UNKNOWN"
+    states = queue.stdout.split()
+    return states[0] if queue.returncode == 0 and states else "UNKNOWN"
+
+
+def wait(records: Sequence[dict[str, Any]], poll_s: float = 2.0) -> None:
+    """Until every job of ``records`` has left the queue (completed, failed or cancelled)."""
+    while any(job_state(r, mode="force") in ACTIVE | {"UNKNOWN"} for r in records):
+        time.sleep(poll_s)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live submitit job process of this machine."""
+    try:
+        return b"submitit" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def result_outcome(record: dict[str, Any]) -> str | None:
+    """``success`` or ``error`` from the job's result file; None if it wrote none."""
+    path = job(record).paths.result_pickle
+    if not path.is_file():
+        return None
+    return submitit.core.utils.pickle_load(path)[0]
+
+
+def error_line(record: dict[str, Any]) -> str | None:
+    """The last line of a failed job's traceback, else of its error log; None if it never started."""
+    paths = job(record).paths
+    if paths.result_pickle.is_file():
+        outcome, value = submitit.core.utils.pickle_load(paths.result_pickle)
+        if outcome == "error":
+            return last_line(str(value))
+    if paths.stderr.is_file():
+        return last_line(paths.stderr.read_text(errors="replace")) or "no error message; see the log"
+    return None
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def sweep_configs(sweep: Sweep) -> dict[str, ExperimentConfig]:
+    """Each member's resolved config, read now (a config file that fails fails here, before any job)."""
+    return {name: load_config(run["config"], run["overrides"]) for name, run in sweep.data["runs"].items()}
+
+
+def shared_launch(configs: dict[str, ExperimentConfig]) -> LaunchConfig:
+    first, *others = [cfg.launch for cfg in configs.values()]
+    if any(launch != first for launch in others):
+        raise PrakitError("the runs of a sweep must share their launch section; sweep them separately")
+    return first
+
+
+def submit_sweep(sweep: Sweep, *, stages: Sequence[str] = ("train",), cluster: str | None = None,
+                 num: int | None = None, shards: int = 1) -> list[dict[str, Any]]:
+    """Submit every stage of every run that is neither done nor queued or running; record the jobs
+    in the sweep's manifest and return their records."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise PrakitError(f"unknown stage {unknown[0]!r}; choose from {', '.join(STAGES)}")
+    configs = sweep_configs(sweep)
+    launch = shared_launch(configs)
+    cluster = cluster or launch.cluster
+    for name, cfg in configs.items():
+        if not (sweep.run_dir(name) / "config.toml").is_file():
+            save_config(cfg, sweep.run_dir(name) / "config.toml")
+    submission = 1 + max((j["submission"] for j in sweep.data["jobs"]), default=0)
+    before = len(sweep.data["jobs"])
+
+    def note(name: str, stage: str, submitted: submitit.Job, **extra: Any) -> str:
+        sweep.record(name, stage, submitted.job_id, str(Path(launch.folder).resolve() / "%j"), cluster,
+                     submission=submission, **extra)
+        return submitted.job_id
+
+    def active(name: str, stage: str) -> list[str]:
+        return [j["job_id"] for j in sweep.jobs(name, stage) if job_state(j) in ACTIVE]
+
+    def undone(name: str, stage: str) -> bool:
+        return stage in stages and not is_done(stage, sweep.run_dir(name), num)
+
+    def left(name: str, stage: str) -> bool:
+        return undone(name, stage) and not active(name, stage)
+
+    if cluster != "slurm":
+        todo = [n for n in configs if any(undone(n, stage) for stage in stages) and not active(n, "stages")]
+        pool = executor(launch, "prakit-sweep", cluster)
+        with submitting(pool, launch):
+            jobs = [pool.submit(StagesJob(unstructure(configs[n]), str(sweep.run_dir(n).resolve()), tuple(stages), num))
+                    for n in todo]
+        for name, submitted in zip(todo, jobs):
+            note(name, "stages", submitted, stages=list(stages))
+        if cluster == "debug":  # its jobs run in this process, now
+            sweep.save()
+            for submitted in jobs:
+                submitted.results()
+    else:
+        trains = [n for n in configs if left(n, "train")]
+        jobs = submit([(configs[n], sweep.run_dir(n)) for n in trains], cluster=cluster) if trains else []
+        after = {n: [note(n, "train", j)] for n, j in zip(trains, jobs)}
+        for name in configs:
+            upstream = after.get(name) or active(name, "train")
+            if left(name, "sample"):
+                shard_jobs = submit_stage(sweep.run_dir(name), "sample", launch, cluster=cluster, num=num,
+                                          shards=shards, after=upstream)
+                upstream = [note(name, "sample", j, shard=s) for s, j in enumerate(shard_jobs)]
+            elif "sample" in stages:
+                upstream = active(name, "sample") or upstream
+            if left(name, "eval"):
+                [evaluation] = submit_stage(sweep.run_dir(name), "eval", launch, cluster=cluster, num=num, after=upstream)
+                note(name, "eval", evaluation)
+    sweep.save()
+    return sweep.data["jobs"][before:]
+
+
+def stage_states(sweep: Sweep, stages: Sequence[str] = STAGES, num: int | None = None) -> list[dict[str, Any]]:
+    """One row per run and stage: its state, job ids, and for a failure the error line and log.
+    Of a run's stages in one job (``local``, ``debug``), those after the unfinished one are
+    ``WAITING`` while the job runs and ``NOT RUN`` once it has ended."""
+    rows = []
+    for name in sweep.names:
+        combined, ahead = sweep.jobs(name, "stages"), None
+        for stage in stages:
+            own = sweep.jobs(name, stage)
+            records = own or [j for j in combined if stage in j.get("stages", ())]
+            row = {"run": name, "stage": stage, "jobs": [j["job_id"] for j in records], "state": "NOT SUBMITTED"}
+            if is_done(stage, sweep.run_dir(name), num):
+                row["state"] = "COMPLETED"
+            elif records and ahead:
+                row["state"] = "WAITING" if ahead in ACTIVE else "NOT RUN"
+            elif records:
+                row.update(jobs_state(records))
+                ahead = None if own else row["state"]
+            rows.append(row)
+    return rows
+
+
+def jobs_state(records: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """The state of a stage's jobs (the first that has not completed), and for a failure its error
+    line and log, or a note that it never ran."""
+    states = [job_state(j) for j in records]
+    out = {"state": next((s for s in states if s != "COMPLETED"), "COMPLETED")}
+    failed = [j for j, s in zip(records, states) if s not in ACTIVE and s != "COMPLETED"]
+    error = error_line(failed[0]) if failed else None
+    if error:
+        out.update(error=error, log=str(job(failed[0]).paths.stderr))
+    elif failed:
+        out["note"] = NEVER_STARTED
+    return out
+
+
+def cancel_sweep(sweep: Sweep) -> list[str]:
+    """Cancel every queued or running job of the sweep, later stages first (so that SLURM does not
+    cancel them for their dependency meanwhile); return their ids."""
+    cancelled = []
+    for record in reversed(sweep.data["jobs"]):
+        if job_state(record) in ACTIVE:
+            if record["cluster"] == "slurm":
+                job(record).cancel(check=False)
+            else:
+                os.kill(int(record["job_id"]), 15)
+            cancelled.append(record["job_id"])
+    return cancelled

@@ -1,0 +1,119 @@
+"""``prakit sweep``: grids, run names, the manifest, and reruns that submit only what is left."""
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_launch import job_args
+from test_train import prakit
+
+from prakit.errors import PrakitError
+from prakit.sweep import Definition, Sweep, parse_grid
+from prakit.sweep.definition import short_labels, split_top_level
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = str(ROOT / "experiments" / "quickstart.toml")
+#: A quick evaluation: FID in the space of a small feature network fitted to the digits.
+QUICK_EVAL = ['eval.features={name="featnet",steps=30,width=8,features=16}', 'eval.evaluators=[{name="fid"}]']
+DIGITS = [str(ROOT / "experiments" / "digits" / f"{name}.toml") for name in ("pra", "pixel-ar")]
+
+
+def test_a_grid_is_split_at_its_top_level_commas():
+    assert parse_grid("model.decoder.state_dim=8,16,32") == ("model.decoder.state_dim", ("8", "16", "32"))
+    assert parse_grid("optim.betas=[0.9,0.95],[0.9,0.99]") == ("optim.betas", ("[0.9,0.95]", "[0.9,0.99]"))
+    assert parse_grid('model.rollout={name="pra",sigma_max=0.5},{name="teacher_forcing"}')[1] == (
+        '{name="pra",sigma_max=0.5}', '{name="teacher_forcing"}')
+    assert parse_grid('data.store="a,b","c"')[1] == ('"a,b"', '"c"')
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model.rollout.name", "must look like section.key=value1,value2"),
+    ("=1,2", "must look like section.key=value1,value2"),
+    ("train.steps=1,,2", "must look like section.key=value1,value2"),
+    ("train.steps=1,1", "names a value twice"),
+])
+def test_a_bad_grid_is_a_clear_error(text, message):
+    with pytest.raises(PrakitError, match=message):
+        parse_grid(text)
+
+
+@given(st.lists(st.integers(-1000, 1000), min_size=1, max_size=6, unique=True))
+def test_split_top_level_inverts_joining_values(values):
+    texts = [f"[{v},{v + 1}]" if v % 2 else str(v) for v in values]
+    assert split_top_level(",".join(texts)) == texts
+
+
+def test_labels_are_the_shortest_suffixes_that_tell_keys_apart():
+    assert short_labels(["model.rollout.name", "model.decoder.state_dim"]) == ["rollout", "state_dim"]
+    assert short_labels(["model.decoder.width", "model.backbone.width"]) == ["decoder.width", "backbone.width"]
+    with pytest.raises(PrakitError, match="names a key twice"):
+        short_labels(["train.steps", "train.steps"])
+
+
+def test_members_are_the_product_of_configs_grid_and_seeds_named_by_what_sets_them_apart():
+    grid = (parse_grid("model.rollout.name=teacher_forcing,pra"), parse_grid("model.decoder.state_dim=8,16"))
+    members = Definition((QUICKSTART,), ("train.steps=5",), grid, seeds=2).members()
+    assert [m.name for m in members][:3] == ["rollout=teacher_forcing,state_dim=8,seed=0",
+                                             "rollout=teacher_forcing,state_dim=8,seed=1",
+                                             "rollout=teacher_forcing,state_dim=16,seed=0"]
+    assert len(members) == 8 and len({m.name for m in members}) == 8
+    assert members[-1].overrides == ("train.steps=5", "model.rollout.name=pra", "model.decoder.state_dim=16",
+                                     "train.seed=1")
+    several = Definition(tuple(DIGITS), seeds=2).members()
+    assert [m.name for m in several] == ["pra,seed=0", "pra,seed=1", "pixel-ar,seed=0", "pixel-ar,seed=1"]
+    assert [m.name for m in Definition((QUICKSTART,)).members()] == ["quickstart"]
+
+
+def test_configs_that_share_a_name_are_refused():
+    with pytest.raises(PrakitError, match="share a file name"):
+        Definition((QUICKSTART, str(ROOT / "experiments" / "quickstart.toml"))).members()
+
+
+def test_a_folder_holding_another_sweep_is_refused_and_the_same_sweep_is_reopened(tmp_path):
+    first = Definition((QUICKSTART,), grid=(parse_grid("train.steps=1,2"),))
+    sweep = Sweep.create(tmp_path, first, {"stages": ["train"]})
+    sweep.save()
+    assert json.loads((tmp_path / "sweep.json").read_text())["runs"].keys() == {"steps=1", "steps=2"}
+    assert Sweep.create(tmp_path, first, {"stages": ["train", "eval"]}).data["settings"]["stages"] == ["train", "eval"]
+    with pytest.raises(PrakitError, match=r"holds another sweep \(quickstart.toml; train.steps=1,2\)"):
+        Sweep.create(tmp_path, Definition((QUICKSTART,), grid=(parse_grid("train.steps=1,3"),)), {})
+
+
+def test_a_folder_without_a_manifest_is_not_a_sweep(tmp_path):
+    with pytest.raises(PrakitError, match="is not a sweep"):
+        Sweep.open(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_debug_sweep_runs_every_stage_here_and_a_rerun_submits_nothing(store, tmp_path):
+    out = tmp_path / "sweep"
+    command = ["sweep", QUICKSTART, *job_args(store, tmp_path, "train.steps=2", *QUICK_EVAL),
+               "--grid", "model.rollout.name=teacher_forcing,pra", "--then", "sample,eval", "--num", "10",
+               "--cluster", "debug", "--out", str(out)]
+    first = prakit(*command)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "2 runs, 2 jobs submitted" in first.stdout
+    for run in ("rollout=teacher_forcing", "rollout=pra"):
+        assert json.loads((out / run / "eval.json").read_text())["sampling"]["num"] == 10
+    status = prakit("sweep", "status", str(out))
+    assert status.returncode == 0 and len(status.stdout.splitlines()) == 6
+    assert all(" COMPLETED  job " in line for line in status.stdout.splitlines()), status.stdout
+    again = prakit(*command)
+    assert "0 jobs submitted (every stage is done, queued or running)" in again.stdout, again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_a_local_run_that_fails_shows_its_error_and_its_later_stages_as_not_run(store, tmp_path, toy_distribution):
+    out, env = tmp_path / "sweep", {"PYTHONPATH": toy_distribution}
+    swept = prakit("sweep", QUICKSTART, *job_args(store, tmp_path), "--grid", "model.rollout.name=pra,toy_nan",
+                   "--then", "sample", "--num", "4", "--cluster", "local", "--out", str(out), "--wait", env=env)
+    assert swept.returncode == 1, swept.stdout + swept.stderr
+    status = prakit("sweep", "status", str(out), env=env)
+    lines = status.stdout.splitlines()
+    assert status.returncode == 1 and [line.split()[:3] for line in lines[:3]] == [
+        ["rollout=pra", "train", "COMPLETED"], ["rollout=pra", "sample", "COMPLETED"],
+        ["rollout=toy_nan", "train", "FAILED"]], status.stdout
+    assert "NonFiniteLossError: non-finite loss at step 0" in lines[3] and lines[4].strip().startswith("log: ")
+    assert lines[5].split()[:4] == ["rollout=toy_nan", "sample", "NOT", "RUN"] and len(lines) == 6
