@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, Sequence
+
+from prakit.io import atomic_write_text
+from prakit.progress import format_duration
 
 RESULTS = Path(os.environ.get("PRAKIT_BENCHMARK_RESULTS") or Path(__file__).resolve().parent / "results")
 
@@ -20,9 +26,11 @@ def machine() -> dict[str, str]:
     return {"python": sys.version.split()[0], "torch": torch.__version__, "device": device}
 
 
-def report(name: str, rows: list[dict], **meta) -> Path:
-    """Print ``rows`` as a table and write them with ``meta`` to ``results/<name>.json``."""
-    columns = list(rows[0])
+def report(name: str, rows: list[dict], settings: dict | None = None, **meta) -> Path:
+    """Print ``rows`` as a table; write them with ``settings``, ``meta``, the machine and the command
+    to ``results/<name>.json``, and the table to ``results/<name>.md``; remove what
+    :func:`run_cases` kept of ``name`` under these settings."""
+    columns = [c for c, v in rows[0].items() if not isinstance(v, list)]  # lists: in the JSON only
     cells = [[_fmt(r[c]) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
@@ -30,11 +38,105 @@ def report(name: str, rows: list[dict], **meta) -> Path:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
+    command = " ".join(["python", *sys.argv])
     payload = {"benchmark": name, "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "machine": machine(), **meta, "rows": rows}
+               "machine": machine(), "command": command, **(settings or {}), **meta, "rows": rows}
     path.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {path}")
+    markdown = [f"| {' | '.join(columns)} |", f"|{'---|' * len(columns)}", *(f"| {' | '.join(row)} |" for row in cells)]
+    path.with_suffix(".md").write_text(f"`{command}` on {payload['machine']['device']}, {payload['when']}\n\n"
+                                       + "\n".join(markdown) + "\n")
+    partial_results(name, settings or {}).unlink(missing_ok=True)
+    print(f"wrote {path} and {path.with_suffix('.md').name}")
     return path
+
+
+def run_cases(name: str, cases: Sequence[dict], measure: Callable[..., list[dict]], *,
+              settings: dict, cost: Callable[..., float] = lambda **case: 1.0) -> list[dict]:
+    """The rows of ``measure(**case)`` for every case, printing progress and an ETA (from the
+    ``cost`` of the cases done and of those left). Each finished case is kept in
+    ``results/<name>.<digest of settings>.partial.json``: a rerun with the same settings measures
+    only the cases missing; ``report`` with the same settings removes the file."""
+    partial = partial_results(name, settings)
+    done: dict[str, list[dict]] = json.loads(partial.read_text()) if partial.exists() else {}
+    keys = [json.dumps(case, sort_keys=True) for case in cases]
+    if done:
+        print(f"{name}: {sum(k in done for k in keys)} of {len(cases)} cases already measured ({partial.name})")
+    left = sum(cost(**case) for case, key in zip(cases, keys) if key not in done)
+    spent, measured = 0.0, 0.0
+    for i, (case, key) in enumerate(zip(cases, keys), 1):
+        if key in done:
+            continue
+        eta = f", ETA {format_duration(spent / measured * left)}" if measured else ""
+        print(f"[{i}/{len(cases)}] {' '.join(f'{k}={v}' for k, v in case.items())}{eta}", flush=True)
+        start = time.perf_counter()
+        done[key] = measure(**case)
+        spent += time.perf_counter() - start
+        measured += cost(**case)
+        left -= cost(**case)
+        atomic_write_text(partial, json.dumps(done))
+    return [row for key in keys for row in done[key]]
+
+
+def partial_results(name: str, settings: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return RESULTS / f"{name}.{digest}.partial.json"
+
+
+def device_tag(device) -> str:
+    """``cpu``, or the GPU's model (``h100``): the suffix of a result's name."""
+    import torch
+
+    return torch.cuda.get_device_name(device).split()[-1].lower() if device.type == "cuda" else "cpu"
+
+
+def image_size(tokens: int, patch: int) -> int:
+    """The side of square images of ``patch``-pixel patches that make ``tokens`` tokens."""
+    import math
+
+    side = math.isqrt(tokens)
+    if side * side != tokens:
+        raise SystemExit(f"--lengths: {tokens} is not a square number of tokens")
+    return side * patch
+
+
+def sync(device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so that a timer measures it."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def training_step(cfg, batch: int, device):
+    """The model of ``cfg`` (seeded weights) and its real training step on a fixed batch of random
+    images: loss (bf16 autocast on CUDA), backward, clipping, AdamW, the EMA updates.
+    ``step(i)`` runs training step ``i`` (the rollout's schedules read it)."""
+    import torch
+
+    from prakit.model import ARModel
+    from prakit.train.ema import EMA
+    from prakit.train.loop import make_optimizer, precision_context
+
+    torch.manual_seed(0)
+    model = ARModel.from_config(cfg).to(device)
+    optimizer = make_optimizer(model, cfg)
+    emas = [EMA(model, d) for d in cfg.optim.ema_decays]
+    size, channels = cfg.data.image_size, cfg.data.channels
+    images = torch.rand(batch, channels, size, size, device=device) * 2 - 1
+    labels = torch.randint(0, cfg.data.num_classes, (batch,), device=device)
+    autocast = precision_context(cfg.train.precision, device)
+
+    def step(i: int) -> None:
+        with autocast:
+            loss = model(images, labels, i).total
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        for ema in emas:
+            ema.update(model)
+
+    return model, step
 
 
 def _fmt(value) -> str:

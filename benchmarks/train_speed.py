@@ -17,14 +17,12 @@ import time
 from pathlib import Path
 
 import torch
-from common import report
+from common import report, sync, training_step
 
 from prakit.config import load_config
-from prakit.model import ARModel
 from prakit.random import sample_generators
 from prakit.summary import meta_model, training_flops
-from prakit.train.ema import EMA
-from prakit.train.loop import make_optimizer, precision_context, train
+from prakit.train.loop import precision_context, train
 from prakit.train.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,11 +34,6 @@ def peak_tflops(device: torch.device) -> float | None:
         return None
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -58,24 +51,8 @@ def main() -> None:
     cfg = load_config(args.config, args.overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     batch = args.batch_size or cfg.train.batch_size
-    size, channels = cfg.data.image_size, cfg.data.channels
-    torch.manual_seed(0)
-    model = ARModel.from_config(cfg).to(device)
-    optimizer = make_optimizer(model, cfg)
-    emas = [EMA(model, d) for d in cfg.optim.ema_decays]
-    images = torch.rand(batch, channels, size, size, device=device) * 2 - 1
-    labels = torch.randint(0, cfg.data.num_classes, (batch,), device=device)
+    model, step = training_step(cfg, batch, device)
     autocast = precision_context(cfg.train.precision, device)
-
-    def step(i: int) -> None:
-        with autocast:
-            loss = model(images, labels, i).total
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        for ema in emas:
-            ema.update(model)
 
     for i in range(args.warmup):
         step(i)

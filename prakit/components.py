@@ -222,7 +222,7 @@ class RolloutModel(Protocol):
         labels: torch.Tensor,
         options: SampleConfig,
         *,
-        generator: Generators = None,
+        rng: Generators = None,
         prefix: torch.Tensor | None = None,
         length: int | None = None,
     ) -> torch.Tensor:

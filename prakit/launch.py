@@ -18,7 +18,7 @@ import submitit
 from prakit.choices import CLUSTERS
 from prakit.config import ExperimentConfig, LaunchConfig, unstructure
 from prakit.errors import PrakitError
-from prakit.snapshot import frozen_code
+from prakit.snapshot import environment, frozen_code
 from prakit.stages import EvaluationJob, SamplingJob, TrainingJob
 
 
@@ -63,8 +63,11 @@ def executor(
 @contextlib.contextmanager
 def submitting(pool: submitit.AutoExecutor, launch: LaunchConfig) -> Iterator[None]:
     """Submit ``pool``'s jobs as one array on leaving, each to run the code as it is now
-    (:func:`prakit.snapshot.frozen_code`, under ``launch.folder/code``)."""
-    with frozen_code(Path(launch.folder) / "code"), pool.batch():
+    (:func:`prakit.snapshot.frozen_code`, under ``launch.folder/code``) with ``OMP_NUM_THREADS`` =
+    ``launch.cpus_per_task`` unless it is set: torch then uses the CPUs a job was given, not every
+    core of its node (as many threads as cores, shared with other jobs, slow each other down)."""
+    threads = os.environ.get("OMP_NUM_THREADS") or str(launch.cpus_per_task)
+    with frozen_code(Path(launch.folder) / "code"), environment(OMP_NUM_THREADS=threads), pool.batch():
         yield
 
 

@@ -143,21 +143,27 @@ class ARModel(nn.Module):
         rng: Generators = None,
         prefix: torch.Tensor | None = None,
         length: int | None = None,
+        cached: bool = True,
     ) -> torch.Tensor:
         """Generate pixel tokens (B, length, token_dim) one at a time with the KV cache.
 
         ``prefix`` (B, k, token_dim) is read as given and the rest, up to ``length`` tokens (all
         ``seq_len`` by default), is generated. With guidance, conditional and null-class rows run
-        as one batch.
+        as one batch. ``cached=False`` reads the whole sequence again for every token instead of
+        using the cache: the same samples, for checking the cache and measuring what it saves.
         """
         guided = options.cfg_scale != 1.0
         rows = torch.cat([labels, torch.full_like(labels, self.null_class)]) if guided else labels
         length = self.seq_len if length is None else length
-        h, cache = self.backbone.start(rows)
         tokens = [] if prefix is None else list(prefix.unbind(1))
-        for i in range(len(tokens)):
-            h = self.backbone.step(torch.cat([tokens[i]] * (1 + guided)), cache)
+        if cached:
+            h, cache = self.backbone.start(rows)
+            for token in tokens:
+                h = self.backbone.step(torch.cat([token] * (1 + guided)), cache)
         for i in range(len(tokens), length):
+            if not cached:
+                read = torch.stack(tokens, 1) if tokens else torch.zeros(len(labels), 0, self.token_dim, device=rows.device)
+                h = self.backbone(torch.cat([read] * (1 + guided)), rows)[:, -1]
             h_cond, h_uncond = h.chunk(2) if guided else (h, None)
             z = self.generator.sample(
                 h_cond,
@@ -168,7 +174,7 @@ class ARModel(nn.Module):
                 h_uncond=h_uncond,
             )
             tokens.append(self.states_to_tokens(z))
-            if i + 1 < length:
+            if cached and i + 1 < length:
                 h = self.backbone.step(torch.cat([tokens[i]] * (1 + guided)), cache)
         return torch.stack(tokens, 1)
 

@@ -16,6 +16,7 @@ from prakit.config import ExperimentConfig, SampleConfig, from_data, unstructure
 from prakit.errors import PrakitError, UnknownNameError
 from prakit.model import ARModel
 from prakit.random import sample_generators
+from prakit.threads import sampling_threads
 from prakit.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights
 from prakit.train.ema import ema_name
 
@@ -152,12 +153,13 @@ def sample_run(
                                                "or choose another --out") from None
     todo = store.missing(batch_size, rank=shard, world_size=shards)
     bar = tqdm(total=num, initial=num - sum(map(len, todo)), disable=not progress, unit="img", desc="sample")
-    for indices in todo:
-        start = time.perf_counter()
-        labels = balanced_labels(indices, num, classes).to(device)
-        images = model.sample(labels, options, rng=sample_generators(options.seed, indices))
-        store.write(indices, images.cpu().numpy(), labels.cpu().numpy())
-        bar.update(len(indices))
-        bar.set_postfix(img_s=f"{len(indices) / (time.perf_counter() - start):.1f}")
+    with sampling_threads(device):
+        for indices in todo:
+            start = time.perf_counter()
+            labels = balanced_labels(indices, num, classes).to(device)
+            images = model.sample(labels, options, rng=sample_generators(options.seed, indices))
+            store.write(indices, images.cpu().numpy(), labels.cpu().numpy())
+            bar.update(len(indices))
+            bar.set_postfix(img_s=f"{len(indices) / (time.perf_counter() - start):.1f}")
     bar.close()
     return Path(out)

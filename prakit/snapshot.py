@@ -65,11 +65,18 @@ def frozen_code(folder: str | os.PathLike) -> Iterator[Path | None]:
         yield None
         return
     copy = snapshot(root, Path(folder).resolve())
-    saved = {key: os.environ.get(key) for key in ("PYTHONPATH", "PYTHONSAFEPATH")}
-    paths = [str(copy), str(copy / "plugins"), *filter(None, [saved["PYTHONPATH"]])]
-    os.environ.update(PYTHONPATH=os.pathsep.join(paths), PYTHONSAFEPATH="1")
-    try:
+    paths = [str(copy), str(copy / "plugins"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    with environment(PYTHONPATH=os.pathsep.join(paths), PYTHONSAFEPATH="1"):
         yield copy
+
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Within: these environment variables set (processes started then inherit them); restored after."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
     finally:
         for key, value in saved.items():
             if value is None:

@@ -81,6 +81,45 @@ class StagesJob(submitit.helpers.Checkpointable):
         return {stage: jobs[stage]() for stage in self.stages if not is_done(stage, Path(self.run_dir), self.num)}
 
 
+class RunsFailedError(RuntimeError):
+    """Some runs of a :class:`LaneJob` failed (each traceback is in the job's log)."""
+
+
+class LaneJob(submitit.helpers.Checkpointable):
+    """Several runs' :class:`StagesJob` one after another in one job: a sweep on this machine runs
+    as many lanes at once as it has room for. A run that fails does not stop the runs after it;
+    the job then fails, naming each failure. The job's folder holds :data:`LANE_FILE`: the run it
+    is on and those that failed."""
+
+    def __init__(self, runs: tuple[StagesJob, ...]):
+        self.runs = runs
+
+    def __call__(self) -> dict[str, Any]:
+        import json
+        import traceback
+
+        from prakit.io import atomic_write_text
+
+        record = submitit.JobEnvironment().paths.folder / LANE_FILE
+        results, failed, failures = {}, [], []
+        for run in self.runs:
+            atomic_write_text(record, json.dumps({"current": run.run_dir, "failed": failed}))
+            try:
+                results[run.run_dir] = run()
+            except Exception as exc:  # noqa: BLE001 - any failure of a run is reported at the end
+                traceback.print_exc()
+                failed.append(run.run_dir)
+                failures.append(f"{Path(run.run_dir).name}: {type(exc).__module__}.{type(exc).__name__}: {exc}")
+        atomic_write_text(record, json.dumps({"current": None, "failed": failed}))
+        if failures:
+            raise RunsFailedError("; ".join(failures))
+        return results
+
+
+#: In a :class:`LaneJob`'s folder: ``{"current": run_dir or null, "failed": [run_dir, ...]}``.
+LANE_FILE = "lane.json"
+
+
 def is_done(stage: str, run_dir: Path, num: int | None = None) -> bool:
     """Whether the run's ``stage`` has finished, read from its files."""
     from prakit.config import load_config

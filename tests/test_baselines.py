@@ -21,7 +21,11 @@ TABLE = {  # docs/method.md, "Baselines as configurations"
     "exact-rollout": ("mlp", "diffusion", "exact_rollout"),
     "lowdim-only": ("mlp", "diffusion", "teacher_forcing"),
     "pra": ("mlp", "diffusion", "pra"),
+    "pra-calibrated": ("mlp", "diffusion", "pra"),
+    "pra-selfsample": ("mlp", "diffusion", "pra_selfsample"),
 }
+#: The comparison's folders and their files: the digits add PRA's variants (benchmarks/ablation_small.py).
+FOLDERS = {"imagenet256/comparison": NAMES, "digits": [*NAMES, "pra-calibrated", "pra-selfsample"]}
 
 
 def without_swapped(cfg):
@@ -31,8 +35,8 @@ def without_swapped(cfg):
 @pytest.mark.parametrize("folder, base", [("imagenet256/comparison", "imagenet256/pra-S.toml"), ("digits", "quickstart.toml")])
 def test_comparison_files_differ_only_in_the_swapped_components(folder, base):
     reference = without_swapped(load_config(ROOT / "experiments" / base))
-    assert sorted(p.stem for p in (ROOT / "experiments" / folder).glob("*.toml")) == sorted(NAMES)
-    for name in NAMES:
+    assert sorted(p.stem for p in (ROOT / "experiments" / folder).glob("*.toml")) == sorted(FOLDERS[folder])
+    for name in FOLDERS[folder]:
         cfg = load_config(ROOT / "experiments" / folder / f"{name}.toml")
         assert tuple(getattr(cfg.model, k).name for k in SWAPPED) == TABLE[name]
         assert without_swapped(cfg) == reference, name
@@ -52,7 +56,7 @@ def test_comparison_files_match_pra_in_size_and_sampling_cost_or_say_how_they_di
         return summary["parameters"]["total"], flops["head_evaluations_per_token"], flops["sample_per_image"]
 
     params, evaluations, sampling = facts("pra")
-    for name in NAMES:
+    for name in FOLDERS[folder]:
         header = (ROOT / "experiments" / folder / f"{name}.toml").read_text().split("\nextends")[0]
         own_params, own_evaluations, own_sampling = facts(name)
         if abs(own_params / params - 1) > 0.03:

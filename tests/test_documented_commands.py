@@ -25,10 +25,12 @@ pytestmark = pytest.mark.slow  # end to end, several processes or SLURM
 
 #: Documents whose commands other test modules run.
 RUN_ELSEWHERE = {"plugins.md": "test_third_party_plugin.py"}
+#: Commands a test module of their own runs, as shown: (module, the line in it that runs the command).
+RUN_BY_TESTS = {"python benchmarks/ablation_small.py": ("tests/test_benchmarks.py", '"ablation_small.py"')}
 #: Commands that the project's own set-up runs: (file, the line in it that runs the command).
 RUN_BY_SETUP = {"make test": (".ci/run", "make test"), "pip install -e '.[data]'": ("Makefile", "-e '.[test,data]'")}
 #: The order the documents run in: each leaves what the next one names (runs, sample stores).
-ORDER = ("README.md", "configs.md", "training.md", "data.md")
+ORDER = ("README.md", "configs.md", "training.md", "data.md", "performance.md")
 #: Documents about the cluster, run in this order after the others' SLURM commands.
 CLUSTER_DOCS = ("slurm.md", "reproduce-imagenet.md")
 #: Sizes scaled down for this machine: (documented, run here).
@@ -41,6 +43,10 @@ SCALED = {
     "--partition gpu": "--partition debug", "--shards 16": "--shards 3", "--seeds 3": "--seeds 1",
     "rollout.name=teacher_forcing,noise_injection,pra": "rollout.name=teacher_forcing,pra",
     "data export samples.zarr": "data export runs/quickstart/samples.zarr",
+    "benchmarks/train_step.py": "benchmarks/train_step.py --lengths 4 --rounds 1 --block 1 --batch-size 2",
+    "benchmarks/sampling.py": "benchmarks/sampling.py --lengths 4 --batch-sizes 1 --head-steps 1",
+    "--lengths 256 --batch-size 32": "--lengths 4 --batch-size 2",
+    "--lengths 256 --batch-sizes 256 --head-steps 50": "--lengths 4 --batch-sizes 1 --head-steps 1",
 }
 #: Overrides that make every documented training run a tiny CPU run on the digits.
 TINY = [
@@ -66,14 +72,14 @@ def needs_slurm(shown: Shown) -> bool:
 def documented() -> list[Shown]:
     evaluation = {" ".join(["prakit", *argv]) for _, argv in evaluation_commands()}
     return [s for s in shown_commands() if s.document not in RUN_ELSEWHERE and s.command not in evaluation
-            and s.command not in RUN_BY_SETUP]
+            and s.command not in RUN_BY_SETUP and s.command not in RUN_BY_TESTS]
 
 
 def test_every_shown_command_is_run_by_a_test():
     commands = documented()
     assert {s.document for s in commands} == {*ORDER, *CLUSTER_DOCS}
     assert {s.document for s in shown_commands()} <= {*ORDER, *CLUSTER_DOCS, *RUN_ELSEWHERE, "evaluation.md"}
-    for command, (file, line) in RUN_BY_SETUP.items():
+    for command, (file, line) in {**RUN_BY_SETUP, **RUN_BY_TESTS}.items():
         assert command in {s.command for s in shown_commands()}, f"{command} is no longer shown"
         assert line in (ROOT / file).read_text(), f"{file} no longer runs {command}"
 

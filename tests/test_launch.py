@@ -65,14 +65,14 @@ def test_bad_submissions_are_clear_errors(store, tmp_path):
 
 def final_states(job_id: str, timeout: float = 60) -> list[str]:
     """Every run of a SLURM job (requeues included) in sacct, once the job has left the queue:
-    its result can arrive before SLURM records the end."""
+    its result can arrive before SLURM records the end (or, after a requeue, the run that followed)."""
     import time
 
     deadline = time.monotonic() + timeout
     while True:
         states = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-j", job_id, "-o", "State"],
                                 capture_output=True, text=True).stdout.split()
-        if (states and states[-1] not in ("PENDING", "RUNNING", "COMPLETING")) or time.monotonic() > deadline:
+        if (states and states[-1] not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED")) or time.monotonic() > deadline:
             return states
         time.sleep(0.5)
 
@@ -142,3 +142,23 @@ def test_sbatch_options_are_named_without_dashes(store, tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[1:] == [
         """  launch.slurm_options: must name sbatch options without their dashes, e.g. {mail-type = "END"}, """
         "not '--mail-type'"]
+
+
+
+def test_a_job_gets_as_many_threads_as_cpus_per_task_unless_omp_num_threads_says(tmp_path, monkeypatch):
+    import os
+
+    from prakit.launch import executor, submitting
+
+    launch = load_config(QUICKSTART, ["launch.cpus_per_task=3", f"launch.folder={tmp_path}"]).launch
+
+    def job_threads() -> str:
+        pool = executor(launch, "prakit-threads", "local")
+        with submitting(pool, launch):
+            job = pool.submit(os.getenv, "OMP_NUM_THREADS")
+        return job.result()
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert job_threads() == "3" and "OMP_NUM_THREADS" not in os.environ  # restored after submitting
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert job_threads() == "1"

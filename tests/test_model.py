@@ -216,8 +216,8 @@ def test_exact_rollout_never_draws_the_last_token_and_keeps_the_rest_teacher_for
     torch.testing.assert_close(rollout_inputs(tiny(rollout=never), images, labels), x)
 
 
-def sample(model, labels, indices, **options):
-    return model.sample_tokens(labels, SampleConfig(**options), rng=sample_generators(0, indices))
+def sample(model, labels, indices, cached=True, **options):
+    return model.sample_tokens(labels, SampleConfig(**options), rng=sample_generators(0, indices), cached=cached)
 
 
 @pytest.mark.parametrize("generator", ["diffusion", "flow"])
@@ -241,6 +241,22 @@ def test_kv_cached_sampling_equals_full_recomputation():
             z = model.generator.sample(h, rng=gens)
             tokens = torch.cat([tokens, model.states_to_tokens(z)[:, None]], 1)
     torch.testing.assert_close(cached, tokens, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(sample(model, labels, [0, 1], cached=False), tokens, atol=1e-5, rtol=1e-5)
+
+
+def test_uncached_sampling_reads_the_whole_sequence_again_and_draws_the_same_tokens():
+    model = tiny().eval()
+    labels = torch.tensor([0, 2])
+    prefix = model.patchify(batch()[0][:2])[:, :1]
+    options = SampleConfig(cfg_scale=2.0, steps=3)
+    cached = model.sample_tokens(labels, options, rng=sample_generators(0, [0, 1]), prefix=prefix)
+    model.backbone.step = None  # the cache is never used
+    lengths = []
+    forward = model.backbone.forward
+    model.backbone.forward = lambda tokens, rows: lengths.append(tokens.shape[1]) or forward(tokens, rows)
+    uncached = model.sample_tokens(labels, options, rng=sample_generators(0, [0, 1]), prefix=prefix, cached=False)
+    assert lengths == list(range(1, model.seq_len))
+    torch.testing.assert_close(uncached, cached, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("decoder, generator", [

@@ -111,6 +111,19 @@ def test_kv_cache_refuses_a_token_past_the_sequence():
         model.step(tokens[:, 0], cache)
 
 
+def test_attention_reads_the_kv_cache_in_place_heads_first():
+    from prakit_models.transformer import KVCache
+
+    cache = KVCache(seq_len=5)
+    for pos in range(3):
+        k, v = torch.full((2, 1, 4, 8), float(pos)), torch.full((2, 1, 4, 8), -float(pos))
+        keys, values = cache.update(0, k, v)
+        cache.pos += 1
+    assert keys.shape == values.shape == (2, 4, 3, 8)  # (batch, heads, positions so far, head_dim)
+    assert keys.data_ptr() == cache.keys[0].data_ptr()  # a view of the preallocated cache, not a copy
+    assert keys[:, :, :, 0].tolist() == [[[0.0, 1.0, 2.0]] * 4] * 2 and values[0, 0, 2, 0] == -2.0
+
+
 def test_rope2d_replaces_the_learned_positions():
     names = {name for name, _ in build_backbone(positions="rope2d").named_parameters()}
     assert "pos_embed" not in names and "pos_embed" in {n for n, _ in build_backbone().named_parameters()}

@@ -1,6 +1,8 @@
 """``prakit sweep``: grids, run names, the manifest, and reruns that submit only what is left."""
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -98,8 +100,9 @@ def test_a_debug_sweep_runs_every_stage_here_and_a_rerun_submits_nothing(store, 
     for run in ("rollout=teacher_forcing", "rollout=pra"):
         assert json.loads((out / run / "eval.json").read_text())["sampling"]["num"] == 10
     status = prakit("sweep", "status", str(out))
-    assert status.returncode == 0 and len(status.stdout.splitlines()) == 6
-    assert all(" COMPLETED  job " in line for line in status.stdout.splitlines()), status.stdout
+    *lines, summary = status.stdout.splitlines()
+    assert status.returncode == 0 and len(lines) == 6 and summary == "6 of 6 stages completed"
+    assert all(" COMPLETED  job " in line for line in lines), status.stdout
     again = prakit(*command)
     assert "0 jobs submitted (every stage is done, queued or running)" in again.stdout, again.stdout + again.stderr
 
@@ -110,10 +113,44 @@ def test_a_local_run_that_fails_shows_its_error_and_its_later_stages_as_not_run(
     swept = prakit("sweep", QUICKSTART, *job_args(store, tmp_path), "--grid", "model.rollout.name=pra,toy_nan",
                    "--then", "sample", "--num", "4", "--cluster", "local", "--out", str(out), "--wait", env=env)
     assert swept.returncode == 1, swept.stdout + swept.stderr
+    assert re.search(r"^\d\d:\d\d:\d\d \d of 4 stages completed", swept.stdout, re.M), swept.stdout  # while waiting
     status = prakit("sweep", "status", str(out), env=env)
     lines = status.stdout.splitlines()
     assert status.returncode == 1 and [line.split()[:3] for line in lines[:3]] == [
         ["rollout=pra", "train", "COMPLETED"], ["rollout=pra", "sample", "COMPLETED"],
         ["rollout=toy_nan", "train", "FAILED"]], status.stdout
     assert "NonFiniteLossError: non-finite loss at step 0" in lines[3] and lines[4].strip().startswith("log: ")
-    assert lines[5].split()[:4] == ["rollout=toy_nan", "sample", "NOT", "RUN"] and len(lines) == 6
+    assert lines[5].split()[:4] == ["rollout=toy_nan", "sample", "NOT", "RUN"]
+    assert lines[6:] == ["2 of 4 stages completed"]
+
+
+@pytest.mark.slow
+def test_a_local_sweep_runs_its_runs_in_lanes_one_after_another_past_a_failure(store, tmp_path, toy_distribution,
+                                                                            toy_plugin):
+    import os
+    import time
+
+    from prakit.sweep import stage_states
+
+    out, env = tmp_path / "sweep", {"PYTHONPATH": toy_distribution}
+    one_lane = f"launch.cpus_per_task={os.cpu_count()}"
+    printed = tmp_path / "printed.txt"
+    with printed.open("w") as f:  # not a pipe: the job, a child, would hold it open until it ends
+        swept = prakit("sweep", QUICKSTART, *job_args(store, tmp_path, one_lane, "train.steps=150"),
+                       "--grid", "model.rollout.name=pra,toy_nan,teacher_forcing", "--cluster", "local",
+                       "--out", str(out), env=env, capture_output=False, stdout=f, stderr=subprocess.STDOUT)
+    assert swept.returncode == 0 and "3 runs, 3 jobs submitted" in printed.read_text(), printed.read_text()
+    sweep = Sweep.open(out)
+    assert len({j["job_id"] for j in sweep.data["jobs"]}) == 1  # one lane: one process
+    seen, deadline = [], time.time() + 300
+    while time.time() < deadline:
+        states = [row["state"] for row in stage_states(sweep, ["train"])]
+        if not seen or states != seen[-1]:
+            seen.append(states)
+        if "RUNNING" not in states and "PENDING" not in states:
+            break
+        time.sleep(0.2)
+    assert ["RUNNING", "PENDING", "PENDING"] in seen, seen  # the others wait their turn
+    assert seen[-1] == ["COMPLETED", "FAILED", "COMPLETED"], seen  # the lane went on past the failure
+    status = prakit("sweep", "status", str(out), env=env)
+    assert "rollout=toy_nan: " in status.stdout and "NonFiniteLossError" in status.stdout, status.stdout

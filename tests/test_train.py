@@ -32,7 +32,7 @@ def tiny(store, *extra):
 
 def prakit(*args, env=None, **kw):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "prakit", *args], capture_output=True, text=True, env=env, **kw)
+    return subprocess.run([sys.executable, "-m", "prakit", *args], env=env, **{"capture_output": True, "text": True, **kw})
 
 
 def free_port() -> int:

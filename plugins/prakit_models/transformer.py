@@ -67,23 +67,26 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
 
 
 class KVCache:
-    """Per-layer keys and values preallocated to ``seq_len`` positions; ``pos`` counts those filled."""
+    """Per-layer keys and values preallocated to ``seq_len`` positions, heads first (B, heads,
+    seq_len, head_dim) so that the positions filled are one strided view attention reads without a
+    copy; ``pos`` counts those filled."""
 
     def __init__(self, seq_len: int):
         self.seq_len = seq_len
-        self.keys: list[torch.Tensor] = []  # per layer (B, seq_len, heads, head_dim)
+        self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.pos = 0
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write one position's ``k, v`` (B, 1, heads, head_dim); return the keys and values so far."""
+        """Write one position's ``k, v`` (B, 1, heads, head_dim); return the keys and values so far
+        as (B, heads, pos + 1, head_dim)."""
         if layer == len(self.keys):  # first position: allocate with the dtype autocast produced
-            self.keys.append(k.new_empty(k.shape[0], self.seq_len, *k.shape[2:]))
-            self.values.append(v.new_empty(v.shape[0], self.seq_len, *v.shape[2:]))
+            self.keys.append(k.new_empty(k.shape[0], k.shape[2], self.seq_len, k.shape[3]))
+            self.values.append(v.new_empty(v.shape[0], v.shape[2], self.seq_len, v.shape[3]))
+        self.keys[layer][:, :, self.pos] = k[:, 0]
+        self.values[layer][:, :, self.pos] = v[:, 0]
         end = self.pos + 1
-        self.keys[layer][:, self.pos : end] = k
-        self.values[layer][:, self.pos : end] = v
-        return self.keys[layer][:, :end], self.values[layer][:, :end]
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
 
 class Rope2d(nn.Module):
@@ -134,9 +137,9 @@ class CausalSelfAttention(nn.Module):
             q, k = rope(q, k, 0 if cache is None else cache.pos)
         if cache is None:
             out = attention(q, k, v, causal=True)
-        else:  # one new position attends to every cached one
+        else:  # one new position attends to every cached one (SDPA: no kernel beats it for one query)
             k, v = cache.update(layer, k, v)
-            out = attention(q, k, v, causal=False)
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v).transpose(1, 2)
         return self.proj(out.reshape(B, T, C))
 
 

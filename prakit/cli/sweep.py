@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from prakit.choices import CLUSTERS
 from prakit.cli.config import OVERRIDES_HELP
 from prakit.cli.submit import add_launch_flags, launch_overrides
 
 ACTIONS = ("status", "collect", "cancel")
+PROGRESS_EVERY_S = 10  # how often `--wait` looks at the runs' progress
 SWEEP_EPILOG = """\
 examples:
   prakit sweep experiments/quickstart.toml --grid model.rollout.name=teacher_forcing,pra --seeds 3 --then sample,eval
@@ -84,24 +86,58 @@ def start(args: argparse.Namespace) -> int:
         return 0
     from prakit.sweep import wait
 
-    wait(jobs)
+    shown, looked = [""], [-PROGRESS_EVERY_S]
+
+    def show_progress() -> None:  # reading every run's files takes CPU from the jobs: not too often
+        if time.monotonic() - looked[0] < PROGRESS_EVERY_S:
+            return
+        looked[0] = time.monotonic()
+        line = progress_line(status_rows(sweep))
+        if line != shown[0]:
+            print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+            shown[0] = line
+
+    wait(jobs, tick=show_progress)
     return show_status(out)
 
 
+def status_rows(sweep) -> list[dict]:
+    """The sweep's stage states, a running stage with how far it has got."""
+    from prakit.progress import stage_progress
+    from prakit.sweep import stage_states
+
+    settings = sweep.data["settings"]
+    rows = stage_states(sweep, settings["stages"], settings["num"])
+    for row in rows:
+        if row["state"] == "RUNNING":
+            row["progress"] = stage_progress(row["stage"], sweep.run_dir(row["run"]), settings["num"])
+    return rows
+
+
+def progress_line(rows: list[dict]) -> str:
+    """``5 of 12 stages completed; running: pra-seed0 train step 340 of 800, ETA 2m10s``."""
+    completed = sum(row["state"] == "COMPLETED" for row in rows)
+    running = [f"{row['run']} {row['stage']}" + (f" {row['progress']}" if row.get("progress") else "")
+               for row in rows if row["state"] == "RUNNING"]
+    return f"{completed} of {len(rows)} stages completed" + (f"; running: {', '.join(running)}" if running else "")
+
+
 def show_status(folder: str) -> int:
-    """One line per run and stage; exit status 1 if any failed."""
-    from prakit.sweep import Sweep, stage_states
+    """One line per run and stage, then how many are completed; exit status 1 if any failed."""
+    from prakit.sweep import Sweep
 
     sweep = Sweep.open(folder)
-    rows = stage_states(sweep, sweep.data["settings"]["stages"], sweep.data["settings"]["num"])
+    rows = status_rows(sweep)
     width = max(len(row["run"]) for row in rows)
     for row in rows:
         jobs = f"  job {','.join(row['jobs'])}" if row["jobs"] else ""
-        print(f"{row['run']:<{width}}  {row['stage']:<6}  {row['state']}{jobs}")
+        progress = f"  {row['progress']}" if row.get("progress") else ""
+        print(f"{row['run']:<{width}}  {row['stage']:<6}  {row['state']}{jobs}{progress}")
         if "error" in row:
             print(f"{'':<{width}}  {row['error']}\n{'':<{width}}  log: {row['log']}")
         elif "note" in row:
             print(f"{'':<{width}}  {row['note']}")
+    print(progress_line(rows))
     return 1 if any("error" in row for row in rows) else 0
 
 

@@ -4,24 +4,26 @@ On SLURM each stage of a run is its own job: training as one array over the runs
 run's sampling (an array of shards) after its training (``afterok``), then its evaluation after
 its sampling. A job whose dependency fails is cancelled by SLURM, so a rerun submits it again.
 Where a cluster has no dependencies (``local``, ``debug``), a run's stages run one after another
-in one job. States come from SLURM accounting through submitit, or from the process and its
-result file on this machine.
+in one job; on ``local`` the runs share as many jobs (lanes) as the machine has room for, each
+taking its runs in turn. States come from SLURM accounting through submitit, or from the process
+and its result file on this machine.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import submitit
 
 from prakit.config import ExperimentConfig, LaunchConfig, load_config, save_config, unstructure
 from prakit.errors import PrakitError
 from prakit.launch import executor, submit, submit_stage, submitting
-from prakit.stages import STAGES, StagesJob, is_done
+from prakit.stages import LANE_FILE, STAGES, LaneJob, StagesJob, is_done
 from prakit.sweep.manifest import Sweep
 
 #: SLURM states of a job that is queued or running: such a stage is not submitted again.
@@ -64,9 +66,12 @@ def queued_state(job_id: str) -> str:
     return states[0] if queue.returncode == 0 and states else "UNKNOWN"
 
 
-def wait(records: Sequence[dict[str, Any]], poll_s: float = 2.0) -> None:
-    """Until every job of ``records`` has left the queue (completed, failed or cancelled)."""
+def wait(records: Sequence[dict[str, Any]], poll_s: float = 2.0, tick: Callable[[], None] | None = None) -> None:
+    """Until every job of ``records`` has left the queue (completed, failed or cancelled); calls
+    ``tick`` after every look."""
     while any(job_state(r, mode="force") in ACTIVE | {"UNKNOWN"} for r in records):
+        if tick:
+            tick()
         time.sleep(poll_s)
 
 
@@ -108,6 +113,14 @@ def sweep_configs(sweep: Sweep) -> dict[str, ExperimentConfig]:
     return {name: load_config(run["config"], run["overrides"]) for name, run in sweep.data["runs"].items()}
 
 
+def local_lanes(launch: LaunchConfig) -> int:
+    """How many runs a sweep on this machine (``local``) runs at once: one per ``cpus_per_task``
+    cores, one at a time where jobs take GPUs."""
+    if launch.gpus_per_node:
+        return 1
+    return max(1, (os.cpu_count() or 1) // max(1, launch.cpus_per_task))
+
+
 def shared_launch(configs: dict[str, ExperimentConfig]) -> LaunchConfig:
     first, *others = [cfg.launch for cfg in configs.values()]
     if any(launch != first for launch in others):
@@ -147,15 +160,23 @@ def submit_sweep(sweep: Sweep, *, stages: Sequence[str] = ("train",), cluster: s
 
     if cluster != "slurm":
         todo = [n for n in configs if any(undone(n, stage) for stage in stages) and not active(n, "stages")]
+        runs = {n: StagesJob(unstructure(configs[n]), str(sweep.run_dir(n).resolve()), tuple(stages), num) for n in todo}
+        lanes = [todo[k::local_lanes(launch)] for k in range(min(len(todo), local_lanes(launch)))]
         pool = executor(launch, "prakit-sweep", cluster)
         with submitting(pool, launch):
-            jobs = [pool.submit(StagesJob(unstructure(configs[n]), str(sweep.run_dir(n).resolve()), tuple(stages), num))
-                    for n in todo]
-        for name, submitted in zip(todo, jobs):
-            note(name, "stages", submitted, stages=list(stages))
-        if cluster == "debug":  # its jobs run in this process, now
+            if cluster == "local":
+                jobs = [pool.submit(LaneJob(tuple(runs[n] for n in lane))) for lane in lanes]
+            else:
+                jobs = [pool.submit(runs[n]) for n in todo]
+        if cluster == "local":
+            for lane, submitted in zip(lanes, jobs):
+                for name in lane:
+                    note(name, "stages", submitted, stages=list(stages), lane=lane)
+        else:
+            for name, submitted in zip(todo, jobs):
+                note(name, "stages", submitted, stages=list(stages))
             sweep.save()
-            for submitted in jobs:
+            for submitted in jobs:  # debug jobs run in this process, now
                 submitted.results()
     else:
         trains = [n for n in configs if left(n, "train")]
@@ -179,7 +200,8 @@ def submit_sweep(sweep: Sweep, *, stages: Sequence[str] = ("train",), cluster: s
 def stage_states(sweep: Sweep, stages: Sequence[str] = STAGES, num: int | None = None) -> list[dict[str, Any]]:
     """One row per run and stage: its state, job ids, and for a failure the error line and log.
     Of a run's stages in one job (``local``, ``debug``), those after the unfinished one are
-    ``WAITING`` while the job runs and ``NOT RUN`` once it has ended."""
+    ``WAITING`` while the job runs and ``NOT RUN`` once it has ended; a run whose lane has not
+    come to it is ``PENDING``."""
     rows = []
     for name in sweep.names:
         combined, ahead = sweep.jobs(name, "stages"), None
@@ -193,9 +215,22 @@ def stage_states(sweep: Sweep, stages: Sequence[str] = STAGES, num: int | None =
                 row["state"] = "WAITING" if ahead in ACTIVE else "NOT RUN"
             elif records:
                 row.update(jobs_state(records))
+                if row["state"] == "RUNNING" and "lane" in records[0]:
+                    row.update(lane_state(records[0], sweep.run_dir(name)))
                 ahead = None if own else row["state"]
             rows.append(row)
     return rows
+
+
+def lane_state(record: dict[str, Any], run_dir: Path) -> dict[str, str]:
+    """The state of a run in a running lane job: ``RUNNING`` if the lane is on it, ``FAILED`` (with
+    the job's log) if it failed before, else ``PENDING``: its turn has not come."""
+    path = job(record).paths.folder / LANE_FILE
+    lane = json.loads(path.read_text()) if path.is_file() else {"current": None, "failed": []}
+    if str(run_dir.resolve()) in lane["failed"]:
+        return {"state": "FAILED", "error": "failed; its lane goes on with the runs after it",
+                "log": str(job(record).paths.stderr)}
+    return {"state": "RUNNING" if lane["current"] == str(run_dir.resolve()) else "PENDING"}
 
 
 def jobs_state(records: Sequence[dict[str, Any]]) -> dict[str, str]:
@@ -217,7 +252,7 @@ def cancel_sweep(sweep: Sweep) -> list[str]:
     cancel them for their dependency meanwhile); return their ids."""
     cancelled = []
     for record in reversed(sweep.data["jobs"]):
-        if job_state(record) in ACTIVE:
+        if record["job_id"] not in cancelled and job_state(record) in ACTIVE:
             if record["cluster"] == "slurm":
                 job(record).cancel(check=False)
             else:

@@ -1,0 +1,124 @@
+"""The benchmark scripts run and record what they measured (their numbers are not asserted:
+they are measurements of a machine, published in benchmarks/results/)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def common(tmp_path, monkeypatch):
+    """benchmarks/common.py, writing its results under tmp_path."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import common
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    return common
+
+
+def benchmark(script, *args, results):
+    """Run benchmarks/<script> on one thread, its results written to ``results``."""
+    command = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={"PRAKIT_BENCHMARK_RESULTS": str(results), "OMP_NUM_THREADS": "1", "PATH": ""})
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_an_interrupted_benchmark_measures_only_the_missing_cases_when_rerun(common, tmp_path, capsys):
+    cases = [{"n": n} for n in range(5)]
+    measured = []
+
+    def measure(n, stop_at=None):
+        if n == stop_at:
+            raise KeyboardInterrupt
+        measured.append(n)
+        return [{"n": n, "square": n * n}]
+
+    settings = {"size": 3}
+    with pytest.raises(KeyboardInterrupt):
+        common.run_cases("toy", cases, lambda n: measure(n, stop_at=2), settings=settings)
+    assert measured == [0, 1]
+    rows = common.run_cases("toy", cases, measure, settings=settings)
+    assert measured == [0, 1, 2, 3, 4] and [row["square"] for row in rows] == [0, 1, 4, 9, 16]
+    printed = capsys.readouterr().out
+    assert "toy: 2 of 5 cases already measured" in printed and "[5/5] n=4, ETA " in printed
+    assert common.run_cases("toy", cases, measure, settings={"size": 4}) and measured[5:] == [0, 1, 2, 3, 4]
+    common.report("toy", rows, settings=settings)
+    assert [p.name for p in tmp_path.glob("toy.*.partial.json")] == [common.partial_results("toy", {"size": 4}).name]
+    assert json.loads((tmp_path / "toy.json").read_text())["size"] == 3
+
+
+@pytest.mark.slow
+
+
+def test_train_step_compares_every_rollout_with_teacher_forcing_and_records_how(tmp_path):
+    benchmark("train_step.py", "--lengths", "16", "--rounds", "1", "--block", "1", "--batch-size", "4",
+              "model.preset=micro", results=tmp_path)
+    record = json.loads((tmp_path / "train_step_cpu.json").read_text())
+    rollouts = [row["rollout"] for row in record["rows"]]
+    assert rollouts[0] == "teacher_forcing" and {"pra", "pra (calibrated)", "exact_rollout"} <= set(rollouts)
+    assert record["rows"][0]["ratio"] == 1.0 and all(row["step_ms"] > 0 for row in record["rows"])
+    assert record["command"].endswith("--batch-size 4 model.preset=micro") and record["machine"]["torch"]
+    table = (tmp_path / "train_step_cpu.md").read_text().splitlines()
+    assert table[2].startswith("| tokens | rollout |") and len(table) == 4 + len(rollouts)
+
+
+@pytest.mark.slow
+def test_sampling_compares_cached_with_recomputing_and_plots_the_backbone_cost_per_position(tmp_path):
+    benchmark("sampling.py", "--lengths", "4,16", "--batch-sizes", "1,2", "--head-steps", "1,2",
+              "model.preset=micro", "sample.steps=2", results=tmp_path)
+    record = json.loads((tmp_path / "sampling_cpu.json").read_text())
+    grid = [(r["tokens"], r["batch"], r["guidance"], r["mode"]) for r in record["rows"] if r["head_steps"] == 2]
+    assert len(grid) == len(set(grid)) == 2 * 2 * 2 * 2 + 1  # + the head-steps series at 64 tokens
+    assert {r["head_steps"] for r in record["rows"]} == {1, 2}
+    for row in record["rows"]:
+        calls = row["backbone_ms_by_position"]
+        assert len(calls) == row["tokens"] - (row["mode"] == "cached") and min(calls) > 0
+        assert row["s_per_image"] == pytest.approx(1 / row["images_per_s"])
+    assert record["plots"] == ["sampling_cpu_backbone.png", "sampling_cpu_per_image.png"]
+    assert all((tmp_path / name).stat().st_size > 1000 for name in record["plots"])
+    assert "backbone_ms_by_position" not in (tmp_path / "sampling_cpu.md").read_text()
+    assert not list(tmp_path.glob("*.partial.json"))
+
+
+@pytest.mark.slow
+def test_sampling_beside_a_busy_job_compares_thread_settings(tmp_path):
+    benchmark("sampling.py", "--contention", "model.preset=micro", "sample.steps=2", results=tmp_path)
+    rows = json.loads((tmp_path / "sampling_contention_cpu.json").read_text())["rows"]
+    assert [(r["beside_2_thread_job"], r["threads"]) for r in rows] == [
+        (busy, setting) for busy in (False, True) for setting in ("all", "1", "prakit")]
+    assert all(1 <= r["threads_used"] <= rows[0]["threads_used"] and r["seconds"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_ablation_small_sweeps_searches_guidance_and_tabulates_every_variant(tmp_path):
+    quick = ["model.preset=micro", "train.steps=4", "sample.steps=2", "sample.batch_size=20",
+             'eval.features={name="featnet",steps=30,width=8,features=16}']
+    command = [sys.executable, str(ROOT / "benchmarks" / "ablation_small.py"), "--seeds", "2", "--num", "20",
+               "--variants", "pra,x-pred", "--photo-variants", "pra", "--photo-steps", "4", "--search", "1,2",
+               "--out", str(tmp_path / "runs"), *quick]
+    env = {"PRAKIT_BENCHMARK_RESULTS": str(tmp_path / "results"), "OMP_NUM_THREADS": "1", "PATH": ""}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    record = json.loads((tmp_path / "results" / "ablation_small.json").read_text())
+    best = record["best_guidance"]
+    assert set(best) == {"pra", "x-pred"} and set(best.values()) <= {"1", "2"}
+    assert [(r["data"], r["variant"], r["guidance"]) for r in record["rows"]] == [
+        ("digits", "pra", "common"), ("digits", "pra", f"best {best['pra']}"),
+        ("digits", "x-pred", "common"), ("digits", "x-pred", f"best {best['x-pred']}"), ("photo", "pra", "common")]
+    for row in record["rows"]:
+        assert row["seeds"] == (1 if row["data"] == "photo" else 2) and row["fid"] > 0 and row["train_seconds"] > 0
+        assert len(row["rollout_gap_curve"]) == (64 if row["data"] == "photo" else 16)
+    for seed in (0, 1):  # every seed evaluated at its variant's best scale
+        run = tmp_path / "runs" / "digits" / f"x-pred,seed={seed}"
+        assert (run / "search" / f"cfg_scale={best['x-pred']}" / "eval.json").is_file()
+    assert all((tmp_path / "results" / name).is_file() for name in record["plots"])
+    assert len(record["plots"]) == 5  # digits: FID bars at both guidance choices and gap curves; photo: 2
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+    assert rerun.returncode == 0 and rerun.stdout.count("0 jobs submitted") == 2, rerun.stdout[-3000:]
