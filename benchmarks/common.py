@@ -41,10 +41,10 @@ def report(name: str, rows: list[dict], settings: dict | None = None, **meta) ->
     command = " ".join(["python", *sys.argv])
     payload = {"benchmark": name, "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "machine": machine(), "command": command, **(settings or {}), **meta, "rows": rows}
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
     markdown = [f"| {' | '.join(columns)} |", f"|{'---|' * len(columns)}", *(f"| {' | '.join(row)} |" for row in cells)]
-    path.with_suffix(".md").write_text(f"`{command}` on {payload['machine']['device']}, {payload['when']}\n\n"
-                                       + "\n".join(markdown) + "\n")
+    atomic_write_text(path.with_suffix(".md"), f"`{command}` on {payload['machine']['device']}, {payload['when']}\n\n"
+                      + "\n".join(markdown) + "\n")
     partial_results(name, settings or {}).unlink(missing_ok=True)
     print(f"wrote {path} and {path.with_suffix('.md').name}")
     return path

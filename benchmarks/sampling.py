@@ -31,6 +31,7 @@ from prakit.config import load_config
 from prakit.model import ARModel
 from prakit.plots import line_plot
 from prakit.random import sample_generators
+from prakit.sample import inference_device
 from prakit.threads import sampling_threads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,7 @@ class Sampler:
         return time.perf_counter() - start
 
     def timed(self, **case) -> float:
-        """Median seconds of repeated draws (after a 2-token warm-up draw)."""
+        """Median seconds of repeated draws (after a warm-up draw with a 1-step head)."""
         self.draw(**{**case, "head_steps": 1})
         times: list[float] = []
         while not times or (sum(times) < MIN_SECONDS and len(times) < MAX_REPEATS):
@@ -187,7 +188,7 @@ def main() -> None:
     if args.contention:
         return contention(args.config, args.overrides)
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = inference_device()
     sampler = Sampler(args.config, args.overrides, device)
     batches = args.batch_sizes or ("1,16,256" if device.type == "cuda" else "1,16")
     settings = {"config": Path(args.config).name, "overrides": args.overrides, "lengths": args.lengths,

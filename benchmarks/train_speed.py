@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import report, sync, training_step
+from common import device_tag, report, sync, training_step
 
 from prakit.config import load_config
 from prakit.random import sample_generators
@@ -92,7 +92,7 @@ def main() -> None:
     }
     if args.end_to_end:
         row["job_img_s"] = training_job_images_per_s(args.config, args.overrides, args.end_to_end)
-    report(f"train_speed_{Path(args.config).stem}_{row['device'].split()[-1].lower()}", [row],
+    report(f"train_speed_{Path(args.config).stem}_{device_tag(device)}", [row],
            steps=args.steps, overrides=args.overrides)
 
 

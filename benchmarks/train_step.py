@@ -23,6 +23,7 @@ import torch
 from common import device_tag, image_size, report, run_cases, sync, training_step
 
 from prakit.config import load_config
+from prakit.sample import inference_device
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The rollouts compared, by label: their ``model.rollout`` (a function of the sequence length).
@@ -88,7 +89,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = inference_device()
     name = f"train_step_{device_tag(device)}"
     settings = {"config": Path(args.config).name, "batch": args.batch_size, "rounds": args.rounds,
                 "block": args.block, "overrides": args.overrides, "lengths": args.lengths,

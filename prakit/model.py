@@ -154,16 +154,20 @@ class ARModel(nn.Module):
         """
         guided = options.cfg_scale != 1.0
         rows = torch.cat([labels, torch.full_like(labels, self.null_class)]) if guided else labels
+
+        def for_rows(x: torch.Tensor) -> torch.Tensor:  # the conditional rows' tokens, for the null rows too
+            return torch.cat([x] * (1 + guided))
+
         length = self.seq_len if length is None else length
         tokens = [] if prefix is None else list(prefix.unbind(1))
         if cached:
             h, cache = self.backbone.start(rows)
             for token in tokens:
-                h = self.backbone.step(torch.cat([token] * (1 + guided)), cache)
+                h = self.backbone.step(for_rows(token), cache)
         for i in range(len(tokens), length):
             if not cached:
                 read = torch.stack(tokens, 1) if tokens else torch.zeros(len(labels), 0, self.token_dim, device=rows.device)
-                h = self.backbone(torch.cat([read] * (1 + guided)), rows)[:, -1]
+                h = self.backbone(for_rows(read), rows)[:, -1]
             h_cond, h_uncond = h.chunk(2) if guided else (h, None)
             z = self.generator.sample(
                 h_cond,
@@ -175,7 +179,7 @@ class ARModel(nn.Module):
             )
             tokens.append(self.states_to_tokens(z))
             if cached and i + 1 < length:
-                h = self.backbone.step(torch.cat([tokens[i]] * (1 + guided)), cache)
+                h = self.backbone.step(for_rows(tokens[i]), cache)
         return torch.stack(tokens, 1)
 
     def states_to_tokens(self, z: torch.Tensor) -> torch.Tensor:

@@ -76,8 +76,8 @@ def bar_chart(
         slot = (width - left - right) / len(shown)
         for i, (name, (value, spread)) in enumerate(shown.items()):
             x = left + slot * (i + 0.5)
-            draw.rectangle([x - slot * 0.35, min(_y_pixel(value, y0, y1, size), _y_pixel(0, y0, y1, size)),
-                            x + slot * 0.35, max(_y_pixel(value, y0, y1, size), _y_pixel(0, y0, y1, size))],
+            end, zero = _y_pixel(value, y0, y1, size), _y_pixel(0, y0, y1, size)
+            draw.rectangle([x - slot * 0.35, min(end, zero), x + slot * 0.35, max(end, zero)],
                            fill=COLOURS[i % len(COLOURS)])
             if spread:
                 low, high = _y_pixel(value - spread, y0, y1, size), _y_pixel(value + spread, y0, y1, size)

@@ -144,7 +144,6 @@ def test_sbatch_options_are_named_without_dashes(store, tmp_path):
         "not '--mail-type'"]
 
 
-
 def test_a_job_gets_as_many_threads_as_cpus_per_task_unless_omp_num_threads_says(tmp_path, monkeypatch):
     import os
 

@@ -1,11 +1,12 @@
 """CPU threads for sampling: as many as cores are idle, so a shared machine slows it gracefully."""
 
+import contextlib
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
+from test_train import QUICKSTART, tiny
 
 from prakit.threads import idle_cores, sampling_threads
 
@@ -13,16 +14,22 @@ CPU = torch.device("cpu")
 BURN = "import time\nend = time.time() + 5\nwhile time.time() < end: pass"
 
 
-def test_a_busy_machine_gets_one_thread_and_the_setting_comes_back(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    before = torch.get_num_threads()
+@contextlib.contextmanager
+def every_core_busy():
+    """Within: a process spinning on each core (for at most 5 s)."""
     burners = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(os.cpu_count() or 1)]
     try:
-        with sampling_threads(CPU) as threads:
-            assert threads == torch.get_num_threads() == 1
+        yield
     finally:
         for burner in burners:
             burner.kill()
+
+
+def test_a_busy_machine_gets_one_thread_and_the_setting_comes_back(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    with every_core_busy(), sampling_threads(CPU) as threads:
+        assert threads == torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 
 
@@ -35,29 +42,22 @@ def test_omp_num_threads_chooses_and_idle_cores_are_counted(monkeypatch):
 
 
 def test_prakit_sample_draws_with_as_many_threads_as_cores_are_idle(store, tmp_path, monkeypatch):
-    import json
-
     from prakit.config import load_config
     from prakit.model import ARModel
     from prakit.sample import sample_run
     from prakit.train.loop import train
 
-    overrides = ["data.image_size=8", "data.num_workers=0", "model.preset=micro", "train.steps=1",
-                 "train.batch_size=4", "train.sample_every=0", "sample.steps=2", f"data.store={json.dumps(str(store))}"]
-    cfg = load_config(Path(__file__).parents[1] / "experiments" / "quickstart.toml", overrides)
-    run = train(cfg, tmp_path / "run", progress=False).run_dir
+    run = train(load_config(QUICKSTART, tiny(store, "train.steps=1")), tmp_path / "run", progress=False).run_dir
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     drawn_with = []
     sample = ARModel.sample
     monkeypatch.setattr(ARModel, "sample", lambda *a, **k: drawn_with.append(torch.get_num_threads()) or sample(*a, **k))
-    burners = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(os.cpu_count() or 1)]
     try:
-        sample_run(run, tmp_path / "samples.zarr", num=2, progress=False)
+        with every_core_busy():
+            sample_run(run, tmp_path / "samples.zarr", num=2, progress=False)
         after = torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
-        for burner in burners:
-            burner.kill()
     assert drawn_with == [1] and after == 2

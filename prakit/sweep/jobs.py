@@ -161,7 +161,8 @@ def submit_sweep(sweep: Sweep, *, stages: Sequence[str] = ("train",), cluster: s
     if cluster != "slurm":
         todo = [n for n in configs if any(undone(n, stage) for stage in stages) and not active(n, "stages")]
         runs = {n: StagesJob(unstructure(configs[n]), str(sweep.run_dir(n).resolve()), tuple(stages), num) for n in todo}
-        lanes = [todo[k::local_lanes(launch)] for k in range(min(len(todo), local_lanes(launch)))]
+        width = min(len(todo), local_lanes(launch))
+        lanes = [todo[k::width] for k in range(width)]
         pool = executor(launch, "prakit-sweep", cluster)
         with submitting(pool, launch):
             if cluster == "local":
@@ -227,10 +228,11 @@ def lane_state(record: dict[str, Any], run_dir: Path) -> dict[str, str]:
     the job's log) if it failed before, else ``PENDING``: its turn has not come."""
     path = job(record).paths.folder / LANE_FILE
     lane = json.loads(path.read_text()) if path.is_file() else {"current": None, "failed": []}
-    if str(run_dir.resolve()) in lane["failed"]:
+    run = str(run_dir.resolve())  # as the lane's jobs name their runs
+    if run in lane["failed"]:
         return {"state": "FAILED", "error": "failed; its lane goes on with the runs after it",
                 "log": str(job(record).paths.stderr)}
-    return {"state": "RUNNING" if lane["current"] == str(run_dir.resolve()) else "PENDING"}
+    return {"state": "RUNNING" if lane["current"] == run else "PENDING"}
 
 
 def jobs_state(records: Sequence[dict[str, Any]]) -> dict[str, str]:
