@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--num", type=int, default=500, help="samples per evaluation")
     parser.add_argument("--batch-size", type=int, default=16, help="digits training batch (the configs' 800 steps)")
-    parser.add_argument("--search", default="1,1.5,2,3", help="guidance scales searched on seed 0 of each variant")
+    parser.add_argument("--search", default="2,3,4,6", help="guidance scales searched on seed 0 of each variant")
     parser.add_argument("--photo-steps", type=int, default=800)
     parser.add_argument("--photo-batch-size", type=int, default=8)
     parser.add_argument("--photo-store", default="data/photo-crops-32.zarr", help="prepared on first use")

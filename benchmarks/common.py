@@ -109,8 +109,9 @@ def sync(device) -> None:
 
 def training_step(cfg, batch: int, device):
     """The model of ``cfg`` (seeded weights) and its real training step on a fixed batch of random
-    images: loss (bf16 autocast on CUDA), backward, clipping, AdamW, the EMA updates.
-    ``step(i)`` runs training step ``i`` (the rollout's schedules read it)."""
+    images: loss (bf16 autocast on CUDA; through ``torch.compile`` with ``train.compile``),
+    backward, clipping, AdamW, the EMA updates. ``step(i)`` runs training step ``i`` (the
+    rollout's schedules read it)."""
     import torch
 
     from prakit.model import ARModel
@@ -125,10 +126,11 @@ def training_step(cfg, batch: int, device):
     images = torch.rand(batch, channels, size, size, device=device) * 2 - 1
     labels = torch.randint(0, cfg.data.num_classes, (batch,), device=device)
     autocast = precision_context(cfg.train.precision, device)
+    forward = torch.compile(model) if cfg.train.compile else model
 
     def step(i: int) -> None:
         with autocast:
-            loss = model(images, labels, i).total
+            loss = forward(images, labels, i).total
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
         optimizer.step()

@@ -3,9 +3,8 @@ approximator, composed into one training loss and one sampler."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
-import attrs
 import torch
 from torch import nn
 
@@ -19,9 +18,9 @@ from prakit.random import Generators
 Check = Callable[[str, torch.Tensor], torch.Tensor]
 
 
-@attrs.frozen
-class Losses:
-    """The terms of one training loss; ``total`` is what is minimised."""
+class Losses(NamedTuple):
+    """The terms of one training loss; ``total`` is what is minimised (a named tuple, which
+    ``torch.compile`` traces: it cannot build a frozen attrs class)."""
 
     total: torch.Tensor
     head: torch.Tensor

@@ -55,8 +55,6 @@ def test_an_interrupted_benchmark_measures_only_the_missing_cases_when_rerun(com
 
 
 @pytest.mark.slow
-
-
 def test_train_step_compares_every_rollout_with_teacher_forcing_and_records_how(tmp_path):
     benchmark("train_step.py", "--lengths", "16", "--rounds", "1", "--block", "1", "--batch-size", "4",
               "model.preset=micro", results=tmp_path)
@@ -94,6 +92,33 @@ def test_sampling_beside_a_busy_job_compares_thread_settings(tmp_path):
     assert [(r["beside_2_thread_job"], r["threads"]) for r in rows] == [
         (busy, setting) for busy in (False, True) for setting in ("all", "1", "prakit")]
     assert all(1 <= r["threads_used"] <= rows[0]["threads_used"] and r["seconds"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_train_speed_times_each_attention_kernel_and_compile_setting(tmp_path):
+    benchmark("train_speed.py", "--batch-size", "2", "--steps", "1", "--warmup", "0", "--sample-images", "2",
+              "--attention", "sdpa,auto", "model.preset=micro", results=tmp_path)
+    record = json.loads((tmp_path / "train_speed_quickstart_cpu.json").read_text())
+    assert [(r["attention"], r["compile"]) for r in record["rows"]] == [("sdpa: sdpa", "off"), ("auto: sdpa", "off")]
+    assert all(r["step_s"] > 0 and r["mfu"] == "n/a" for r in record["rows"]) and record["sample_img_s"] > 0
+    with pytest.raises(AssertionError, match="--compile: 'maybe' is neither off nor on"):
+        benchmark("train_speed.py", "--compile", "maybe", results=tmp_path)
+
+
+@pytest.mark.slow
+def test_gpu_checks_run_every_check_in_one_script(tmp_path):
+    """The script's plumbing on the CPU, at toy sizes: each check runs and writes its result."""
+    sizes = {"CONFIG": "experiments/quickstart.toml", "TRAIN_BATCH": "2", "TOKENS": "4", "SAMPLE_BATCH": "2",
+             "ATTENTION": "sdpa", "COMPILE": "off"}
+    env = {**sizes, "PRAKIT_BENCHMARK_RESULTS": str(tmp_path), "OMP_NUM_THREADS": "1",
+           "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_checks.sh"), "model.preset=micro", "sample.steps=2"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    written = {path.name for path in tmp_path.glob("*.json")}
+    assert written == {"train_speed_quickstart_cpu.json", "train_step_cpu.json", "sampling_cpu.json"}
+    assert json.loads((tmp_path / "sampling_cpu.json").read_text())["batch_sizes"] == "2"
+    assert "gpu_checks: " in done.stdout
 
 
 @pytest.mark.slow

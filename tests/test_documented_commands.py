@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow  # end to end, several processes or SLURM
 #: Documents whose commands other test modules run.
 RUN_ELSEWHERE = {"plugins.md": "test_third_party_plugin.py"}
 #: Commands a test module of their own runs, as shown: (module, the line in it that runs the command).
-RUN_BY_TESTS = {"python benchmarks/ablation_small.py": ("tests/test_benchmarks.py", '"ablation_small.py"')}
+RUN_BY_TESTS = {"python benchmarks/ablation_small.py": ("tests/test_benchmarks.py", '"ablation_small.py"'),
+                "bash benchmarks/gpu_checks.sh": ("tests/test_benchmarks.py", '"gpu_checks.sh"')}
 #: Commands that the project's own set-up runs: (file, the line in it that runs the command).
 RUN_BY_SETUP = {"make test": (".ci/run", "make test"), "pip install -e '.[data]'": ("Makefile", "-e '.[test,data]'")}
 #: The order the documents run in: each leaves what the next one names (runs, sample stores).
@@ -45,8 +46,6 @@ SCALED = {
     "data export samples.zarr": "data export runs/quickstart/samples.zarr",
     "benchmarks/train_step.py": "benchmarks/train_step.py --lengths 4 --rounds 1 --block 1 --batch-size 2",
     "benchmarks/sampling.py": "benchmarks/sampling.py --lengths 4 --batch-sizes 1 --head-steps 1",
-    "--lengths 256 --batch-size 32": "--lengths 4 --batch-size 2",
-    "--lengths 256 --batch-sizes 256 --head-steps 50": "--lengths 4 --batch-sizes 1 --head-steps 1",
 }
 #: Overrides that make every documented training run a tiny CPU run on the digits.
 TINY = [

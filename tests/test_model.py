@@ -361,3 +361,15 @@ def test_a_component_that_cannot_be_built_is_a_config_error_naming_it(monkeypatc
         tiny(decoder="identity")
     with pytest.raises(ConfigError, match=r"model.patch_size: 3 does not divide data.image_size 8"):
         ARModel(attrs.evolve(tiny().cfg, patch_size=3), image_size=8, channels=3, num_classes=3)
+
+
+@pytest.mark.parametrize("rollout", ["teacher_forcing", "pra"])
+def test_torch_compile_traces_the_training_loss(rollout):
+    """``train.compile`` compiles the model's forward; dynamo must trace it to the losses it returns."""
+    model = tiny(rollout)
+    images, labels = batch()
+    compiled = torch.compile(model, backend="eager")  # dynamo's tracing alone, no code generation
+    losses = compiled(images, labels, 0)
+    losses.total.backward()
+    assert losses.total.isfinite() and losses.total == losses.head + model.cfg.rec_weight * losses.reconstruction
+    assert all(p.grad is not None for p in model.backbone.parameters())

@@ -2,6 +2,8 @@
 test_builtin_contracts.py): limits, 2D RoPE, the heads' maths with exact networks, guidance,
 meta-device sampling, and fitting a batch."""
 
+import sys
+
 import attrs
 import pytest
 import torch
@@ -122,6 +124,24 @@ def test_attention_reads_the_kv_cache_in_place_heads_first():
     assert keys.shape == values.shape == (2, 4, 3, 8)  # (batch, heads, positions so far, head_dim)
     assert keys.data_ptr() == cache.keys[0].data_ptr()  # a view of the preallocated cache, not a copy
     assert keys[:, :, :, 0].tolist() == [[[0.0, 1.0, 2.0]] * 4] * 2 and values[0, 0, 2, 0] == -2.0
+
+
+def test_prakit_attention_picks_the_kernel_and_names_a_bad_choice(monkeypatch):
+    from prakit_models.transformer import ATTENTION_KERNEL, xformers_causal_attention
+
+    from prakit.errors import PrakitError
+
+    monkeypatch.setitem(sys.modules, "xformers", None)  # xformers does not import
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for choice in ("auto", "sdpa"):
+        monkeypatch.setenv(ATTENTION_KERNEL, choice)
+        assert xformers_causal_attention() is None  # SDPA
+    monkeypatch.setenv(ATTENTION_KERNEL, "xformers")
+    with pytest.raises(PrakitError, match="PRAKIT_ATTENTION=xformers, but xformers does not import"):
+        xformers_causal_attention()
+    monkeypatch.setenv(ATTENTION_KERNEL, "flash")
+    with pytest.raises(PrakitError, match="PRAKIT_ATTENTION='flash': set it to auto, sdpa or xformers"):
+        build_backbone()
 
 
 def test_rope2d_replaces_the_learned_positions():

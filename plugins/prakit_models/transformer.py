@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from typing import ClassVar
 
 import attrs
@@ -13,6 +14,7 @@ from attrs.validators import gt, in_
 from torch import nn
 
 from prakit.components import Backbone, BackboneConfig
+from prakit.errors import PrakitError
 
 
 @attrs.frozen
@@ -43,27 +45,38 @@ class TransformerConfig(BackboneConfig):
             raise ValueError(f"rope2d needs a head dimension divisible by 4, got {self.width // self.heads}")
 
 
-@functools.cache
-def _xformers_ops():
-    """``xformers.ops`` if it imports, else None; imported once, on first use with CUDA tensors."""
+#: The environment variable that picks the causal attention kernel on CUDA: ``auto`` (xformers
+#: when it imports, else SDPA), ``sdpa`` or ``xformers`` (an error when it does not import).
+ATTENTION_KERNEL = "PRAKIT_ATTENTION"
+
+
+def xformers_causal_attention():
+    """xformers' causal attention over (B, T, heads, head_dim), or None for SDPA, as $PRAKIT_ATTENTION chooses."""
+    choice = os.environ.get(ATTENTION_KERNEL, "auto")
+    if choice not in ("auto", "sdpa", "xformers"):
+        raise PrakitError(f"{ATTENTION_KERNEL}={choice!r}: set it to auto, sdpa or xformers")
+    if choice == "sdpa" or choice == "auto" and not torch.cuda.is_available():
+        return None
     try:
         import xformers.ops
-    except Exception:  # absent, or built for another torch / CUDA
+    except Exception as error:  # absent, or built for another torch / CUDA
+        if choice == "xformers":
+            raise PrakitError(f"{ATTENTION_KERNEL}=xformers, but xformers does not import ({error}): "
+                              "pip install 'prakit[gpu]', or unset it for SDPA") from None
         return None
-    return xformers.ops
+    return functools.partial(xformers.ops.memory_efficient_attention, attn_bias=xformers.ops.LowerTriangularMask())
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool) -> torch.Tensor:
-    """Attention over (B, T, heads, head_dim) tensors: xformers on CUDA when installed, else SDPA."""
-    xops = _xformers_ops() if q.is_cuda else None
-    if xops is not None:
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, xformers=None) -> torch.Tensor:
+    """Causal attention over (B, T, heads, head_dim) tensors: ``xformers``
+    (:func:`xformers_causal_attention`) on CUDA tensors, else SDPA."""
+    if xformers is not None and q.is_cuda:
         try:
-            bias = xops.LowerTriangularMask() if causal else None
-            return xops.memory_efficient_attention(q, k, v, attn_bias=bias)
+            return xformers(q, k, v)
         except NotImplementedError:  # no xformers kernel for these inputs (dtype, head dim, build)
             pass
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-    return F.scaled_dot_product_attention(q, k, v, is_causal=causal).transpose(1, 2)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
 
 
 class KVCache:
@@ -122,9 +135,10 @@ class Rope2d(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, width: int, heads: int, qkv_bias: bool):
+    def __init__(self, width: int, heads: int, qkv_bias: bool, xformers=None):
         super().__init__()
         self.heads = heads
+        self.xformers = xformers  # a constant to torch.compile
         self.qkv = nn.Linear(width, 3 * width, bias=qkv_bias)
         self.proj = nn.Linear(width, width)
 
@@ -136,7 +150,7 @@ class CausalSelfAttention(nn.Module):
         if rope is not None:  # keys are cached rotated; the new query turns to its own position
             q, k = rope(q, k, 0 if cache is None else cache.pos)
         if cache is None:
-            out = attention(q, k, v, causal=True)
+            out = causal_attention(q, k, v, self.xformers)
         else:  # one new position attends to every cached one (SDPA: no kernel beats it for one query)
             k, v = cache.update(layer, k, v)
             out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v).transpose(1, 2)
@@ -144,11 +158,11 @@ class CausalSelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: TransformerConfig):
+    def __init__(self, cfg: TransformerConfig, xformers=None):
         super().__init__()
         hidden = int(cfg.width * cfg.mlp_ratio)
         self.norm1 = nn.LayerNorm(cfg.width)
-        self.attn = CausalSelfAttention(cfg.width, cfg.heads, cfg.qkv_bias)
+        self.attn = CausalSelfAttention(cfg.width, cfg.heads, cfg.qkv_bias, xformers)
         self.norm2 = nn.LayerNorm(cfg.width)
         self.mlp = nn.Sequential(nn.Linear(cfg.width, hidden), nn.GELU(), nn.Linear(hidden, cfg.width))
 
@@ -176,7 +190,8 @@ class Transformer(Backbone):
         learned = cfg.positions == "learned"
         self.pos_embed = nn.Parameter(torch.zeros(seq_len, cfg.width)) if learned else None
         self.rope = None if learned else Rope2d(cfg.width // cfg.heads, grid, cfg.rope_theta)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        xformers = xformers_causal_attention()
+        self.blocks = nn.ModuleList(Block(cfg, xformers) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.width)
         self.checkpointing = False
         self.apply(_init_weights)
