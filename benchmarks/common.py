@@ -20,10 +20,21 @@ RESULTS = Path(os.environ.get("PRAKIT_BENCHMARK_RESULTS") or Path(__file__).reso
 
 
 def machine() -> dict[str, str]:
+    """Python, torch, the device, and the CPU's model and vector instructions (CPUs of two kinds
+    differ in speed, and in the last bits of their floating-point results)."""
     import torch
 
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "device": device}
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "device": device, "cpu": cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": str(os.cpu_count())}
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what the platform reports."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or "unknown"
 
 
 def report(name: str, rows: list[dict], settings: dict | None = None, **meta) -> Path:

@@ -63,6 +63,7 @@ def test_train_step_compares_every_rollout_with_teacher_forcing_and_records_how(
     assert rollouts[0] == "teacher_forcing" and {"pra", "pra (calibrated)", "exact_rollout"} <= set(rollouts)
     assert record["rows"][0]["ratio"] == 1.0 and all(row["step_ms"] > 0 for row in record["rows"])
     assert record["command"].endswith("--batch-size 4 model.preset=micro") and record["machine"]["torch"]
+    assert record["machine"]["cpu"] and record["machine"]["cpu_capability"] and record["machine"]["cores"]
     table = (tmp_path / "train_step_cpu.md").read_text().splitlines()
     assert table[2].startswith("| tokens | rollout |") and len(table) == 4 + len(rollouts)
 
