@@ -58,12 +58,13 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
+    settings = args.compile.split(",")
+    if bad := [value for value in settings if value not in ("off", "on")]:
+        raise SystemExit(f"--compile: {bad[0]!r} is neither off nor on")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
     for kernel in args.attention.split(","):
-        for compiled in args.compile.split(","):
-            if compiled not in ("off", "on"):
-                raise SystemExit(f"--compile: {compiled!r} is neither off nor on")
+        for compiled in settings:
             cfg = load_config(args.config, [*args.overrides, f"train.compile={str(compiled == 'on').lower()}"])
             with snapshot.environment(**{ATTENTION_KERNEL: kernel}):
                 try:
