@@ -48,9 +48,10 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "experiments" / "quickstart.toml"))
     parser.add_argument("--batch-size", type=int, help="images per step (default: the config's)")
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3, help="steps before timing (torch.compile compiles in the first)")
+    parser.add_argument("--warmup", type=int, default=3,
+                        help="steps before timing (torch.compile compiles in the first)")
     parser.add_argument("--attention", default=os.environ.get(ATTENTION_KERNEL, "auto"),
-                        help="attention kernels to time, from auto, sdpa, xformers (default: $PRAKIT_ATTENTION or auto)")
+                        help="attention kernels to time: auto, sdpa, xformers (default: $PRAKIT_ATTENTION or auto)")
     parser.add_argument("--compile", default="off", help="torch.compile settings to time: off, on or off,on")
     parser.add_argument("--sample-images", type=int, default=16, help="images drawn to time sampling (0: none)")
     parser.add_argument("--end-to-end", type=int, default=0, metavar="N",

@@ -102,8 +102,8 @@ def test_train_speed_times_each_attention_kernel_and_compile_setting(tmp_path):
     record = json.loads((tmp_path / "train_speed_quickstart_cpu.json").read_text())
     assert [(r["attention"], r["compile"]) for r in record["rows"]] == [("sdpa: sdpa", "off"), ("auto: sdpa", "off")]
     assert all(r["step_s"] > 0 and r["mfu"] == "n/a" for r in record["rows"]) and record["sample_img_s"] > 0
-    with pytest.raises(AssertionError, match="--compile: 'maybe' is neither off nor on"):
-        benchmark("train_speed.py", "--attention", "flash", "--compile", "off,maybe", results=tmp_path)  # before any case
+    with pytest.raises(AssertionError, match="--compile: 'maybe' is neither off nor on"):  # before any case
+        benchmark("train_speed.py", "--attention", "flash", "--compile", "off,maybe", results=tmp_path)
 
 
 @pytest.mark.slow
