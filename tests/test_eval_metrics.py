@@ -269,3 +269,18 @@ def test_featnet_reads_greyscale_as_rgb_and_refuses_what_it_cannot_read(tmp_path
         torch.testing.assert_close(on_rgb(one)[0], on_rgb(one.expand(-1, -1, -1, 3))[0])
         with pytest.raises(PrakitError, match=r"\(1-channel images\) and cannot read 3-channel images"):
             on_grey(torch.from_numpy(images[:4]))
+
+
+def test_class_consistency_reads_the_evaluations_featnet_and_fits_it_once(tmp_path):
+    from prakit_eval.featnet import FeatNetConfig
+    from prakit_eval.model_metrics import ClassConsistency, ClassConsistencyConfig
+
+    images, labels = labelled_images(30, seed=3)
+    real = write_images(tmp_path / "real.zarr", images, labels, ("a", "b"))
+    samples = write_images(tmp_path / "samples.zarr", images[:10], labels[:10], ("a", "b"))
+    chosen = FeatNetConfig(steps=5, width=8, features=8)
+    ctx = EvalContext(EvalConfig(features=chosen), reference=StoreReference(real), samples=samples)
+    numbers = ClassConsistency(ClassConsistencyConfig()).evaluate(ctx)
+    assert 0 <= numbers["class_consistency"] <= 1
+    fitted = [torch.load(path, weights_only=True)["key"] for path in (tmp_path / "real.zarr.features").glob("*.pt")]
+    assert [json.loads(key)["config"]["steps"] for key in fitted] == [5]  # the chosen featnet, no default one

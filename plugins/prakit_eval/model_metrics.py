@@ -32,7 +32,8 @@ def real_batches(ctx, count: int, batch_size: int) -> Iterator[tuple[np.ndarray,
 
 @attrs.frozen
 class ClassConsistencyConfig(EvaluatorConfig):
-    """``features``: a classifier of the dataset's own classes (None: featnet fitted to the real images)."""
+    """``features``: a classifier of the dataset's own classes (None: the evaluation's feature
+    network when it is featnet, so one fit serves both, else featnet's defaults)."""
 
     name: ClassVar[str] = "class_consistency"
     features: FeatureNetworkConfig | None = None
@@ -44,7 +45,7 @@ class ClassConsistency(Evaluator):
     higher_is_better = {"class_consistency": True, "classifier_accuracy": True}
 
     def evaluate(self, ctx) -> dict[str, float]:
-        cfg = self.cfg.features or FeatNetConfig()
+        cfg = self.cfg.features or classifier_default(ctx.default_features)
         network = ctx.network(cfg)
         if not network.predicts_labels:
             raise PrakitError(f"class_consistency needs a classifier of the dataset's own classes; {cfg.name!r} "
@@ -53,6 +54,11 @@ class ClassConsistency(Evaluator):
         numbers = {"class_consistency": float(np.mean(np.argmax(samples.logits, 1) == samples.labels))}
         accuracy = network.describe().get("held_out_accuracy")
         return numbers if accuracy is None else {**numbers, "classifier_accuracy": float(accuracy)}
+
+
+def classifier_default(features: FeatureNetworkConfig) -> FeatureNetworkConfig:
+    """The evaluation's feature network if it is featnet (a classifier of the dataset's classes), else featnet."""
+    return features if isinstance(features, FeatNetConfig) else FeatNetConfig()
 
 
 @attrs.frozen
