@@ -6,11 +6,12 @@
 #      ($COMPILE) (train_speed.py);
 #   2. every rollout's training step and peak memory as a ratio to teacher forcing at $TOKENS
 #      tokens, batch 32 (train_step.py);
-#   3. sampling s/image, KV-cached and recomputing, at $TOKENS tokens and batch $SAMPLE_BATCH, with
-#      the config's guidance (sampling.py).
+#   3. sampling s/image, KV-cached and recomputing, and cached with the decoding step and the
+#      head's network compiled in each torch.compile mode of $SAMPLE_COMPILE, at $TOKENS tokens and
+#      batch $SAMPLE_BATCH, with the config's guidance (sampling.py).
 # Results go to benchmarks/results/ (or $PRAKIT_BENCHMARK_RESULTS), named by the GPU.
 # Usage: bash benchmarks/gpu_checks.sh [OVERRIDES]   (applied to every check, e.g. model.preset=pra-B)
-# $CONFIG, $TRAIN_BATCH, $TOKENS and $SAMPLE_BATCH change what is checked.
+# $CONFIG, $TRAIN_BATCH, $TOKENS, $SAMPLE_BATCH and $SAMPLE_COMPILE change what is checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=${CONFIG:-experiments/imagenet256/pra-S.toml}
@@ -19,5 +20,5 @@ python benchmarks/train_speed.py --config "$config" --batch-size "${TRAIN_BATCH:
     --attention "${ATTENTION:-sdpa,xformers}" --compile "${COMPILE:-off,on}" --sample-images 0 "$@"
 python benchmarks/train_step.py --config "$config" --lengths "${TOKENS:-256}" --batch-size 32 "$@"
 python benchmarks/sampling.py --config "$config" --lengths "${TOKENS:-256}" \
-    --batch-sizes "${SAMPLE_BATCH:-256}" --head-steps 50 "$@"
+    --batch-sizes "${SAMPLE_BATCH:-256}" --head-steps 50 --compile "${SAMPLE_COMPILE:-default,reduce-overhead}" "$@"
 echo "gpu_checks: $((SECONDS - started)) s"

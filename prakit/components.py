@@ -121,6 +121,10 @@ class Backbone(nn.Module, abc.ABC):
     def step(self, token: torch.Tensor, cache: Any) -> torch.Tensor:
         """Append one token (B, token_dim) to the cache; return its ``h`` (B, width)."""
 
+    def compile_decoding(self, mode: str) -> None:
+        """Compile :meth:`step`'s work in place with torch.compile ``mode`` (``sample.compile``)."""
+        raise PrakitError(f"backbone {type(self).__name__} does not compile its decoding; set sample.compile = \"off\"")
+
     def enable_activation_checkpointing(self) -> None:
         """Recompute activations in the backward pass instead of storing them (``train.activation_checkpointing``)."""
         raise PrakitError(
@@ -168,6 +172,10 @@ class StateGenerator(nn.Module, abc.ABC):
         ``h``) the prediction is guided: ``uncond + cfg_scale * (cond - uncond)``; at
         ``cfg_scale == 1`` the result equals unguided sampling with the same noise.
         """
+
+    def compile_sampling(self, mode: str) -> None:
+        """Compile what :meth:`sample` repeats in place with torch.compile ``mode`` (``sample.compile``)."""
+        raise PrakitError(f"head {type(self).__name__} does not compile its sampling; set sample.compile = \"off\"")
 
 
 class PixelDecoder(nn.Module, abc.ABC):

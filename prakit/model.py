@@ -181,6 +181,13 @@ class ARModel(nn.Module):
                 h = self.backbone.step(for_rows(tokens[i]), cache)
         return torch.stack(tokens, 1)
 
+    def compile_sampling(self, mode: str) -> None:
+        """Compile the backbone's decoding step and the head's sampling network in place with
+        torch.compile ``mode`` (``sample.compile``; "off" leaves them eager): for a model that samples."""
+        if mode != "off":
+            self.backbone.compile_decoding(mode)
+            self.generator.compile_sampling(mode)
+
     def states_to_tokens(self, z: torch.Tensor) -> torch.Tensor:
         """Generated states -> the pixel tokens fed back: projected onto the decoder's state set,
         decoded and clamped to [-1, 1], the range of every token the backbone trains on."""

@@ -22,6 +22,9 @@ from prakit.train.ema import ema_name
 
 #: The suffixes of experiment configs, which ``prakit sample`` is sometimes given by mistake.
 CONFIG_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
+#: Sampling options that change how fast a store fills, not what it holds: a store drawn partly
+#: with one value and resumed with another stays one store.
+HOW_NOT_WHAT = ("batch_size", "compile")
 
 
 def resolve_checkpoint(source: str | Path) -> Path:
@@ -135,6 +138,7 @@ def sample_run(
     options = with_options(cfg.sample, overrides)
     if loaded is None:
         options = attrs.evolve(options, ema="none")
+    model.compile_sampling(options.compile)
     batch_size = options.batch_size
     classes = list(classes) if classes else list(range(cfg.data.num_classes))
     check_classes(classes, cfg.data.num_classes)
@@ -143,7 +147,7 @@ def sample_run(
         "config": unstructure(cfg),
         "checkpoint": str(checkpoint.resolve()),
         "sampling": {"ema_weights": loaded or "none", "classes": classes,
-                     **{k: v for k, v in unstructure(options).items() if k != "batch_size"}},
+                     **{k: v for k, v in unstructure(options).items() if k not in HOW_NOT_WHAT}},
     }
     try:
         store = SampleStore.open(out, num=num, image_shape=(size, size, channels), attrs=facts,

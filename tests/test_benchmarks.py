@@ -87,6 +87,19 @@ def test_sampling_compares_cached_with_recomputing_and_plots_the_backbone_cost_p
 
 
 @pytest.mark.slow
+def test_sampling_times_the_compiled_sampler_beside_the_eager_one(tmp_path):
+    benchmark("sampling.py", "--lengths", "4", "--batch-sizes", "2", "--head-steps", "2", "--compile", "default",
+              "model.preset=micro", "sample.steps=2", results=tmp_path)
+    record = json.loads((tmp_path / "sampling_cpu.json").read_text())
+    assert [(r["guidance"], r["mode"]) for r in record["rows"]] == [
+        (guided, mode) for guided in (False, True) for mode in ("cached", "recompute", "compiled default")]
+    compiled = [r for r in record["rows"] if r["mode"] == "compiled default"]
+    assert all(r["s_per_image"] > 0 and len(r["backbone_ms_by_position"]) == 3 for r in compiled)
+    with pytest.raises(AssertionError, match="--compile: 'on' is not one of off, default, reduce-overhead"):
+        benchmark("sampling.py", "--compile", "default,on", results=tmp_path)
+
+
+@pytest.mark.slow
 def test_sampling_beside_a_busy_job_compares_thread_settings(tmp_path):
     benchmark("sampling.py", "--contention", "model.preset=micro", "sample.steps=2", results=tmp_path)
     rows = json.loads((tmp_path / "sampling_contention_cpu.json").read_text())["rows"]
@@ -110,7 +123,7 @@ def test_train_speed_times_each_attention_kernel_and_compile_setting(tmp_path):
 def test_gpu_checks_run_every_check_in_one_script(tmp_path):
     """The script's plumbing on the CPU, at toy sizes: each check runs and writes its result."""
     sizes = {"CONFIG": "experiments/quickstart.toml", "TRAIN_BATCH": "2", "TOKENS": "4", "SAMPLE_BATCH": "2",
-             "ATTENTION": "sdpa", "COMPILE": "off"}
+             "ATTENTION": "sdpa", "COMPILE": "off", "SAMPLE_COMPILE": "off"}
     env = {**sizes, "PRAKIT_BENCHMARK_RESULTS": str(tmp_path), "OMP_NUM_THREADS": "1",
            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_checks.sh"), "model.preset=micro", "sample.steps=2"],

@@ -47,18 +47,19 @@ SCALED = {
     "benchmarks/train_step.py": "benchmarks/train_step.py --lengths 4 --rounds 1 --block 1 --batch-size 2",
     "benchmarks/sampling.py": "benchmarks/sampling.py --lengths 4 --batch-sizes 1 --head-steps 1",
 }
+#: A featnet fitted in seconds, for the evaluations of tiny runs (class consistency reads it too).
+QUICK_FEATNET = 'eval.features={name="featnet",steps=30,width=8,features=16}'
 #: Overrides that make every documented training run a tiny CPU run on the digits.
 TINY = [
     "model.preset=micro", "model.patch_size=4", "data.image_size=16", "data.num_classes=10",
     'data.store="data/digits-16.zarr"', "data.num_workers=0", "train.steps=2", "train.batch_size=8",
     "train.ckpt_every=2", "train.sample_every=0", "sample.steps=2", "sample.batch_size=8", "eval.num=16",
-    "launch.gpus_per_node=0", "launch.cpus_per_task=1", "launch.nodes=1",
+    QUICK_FEATNET, "launch.gpus_per_node=0", "launch.cpus_per_task=1", "launch.nodes=1",
 ]
 #: The same for a trained run's sampling and evaluation jobs (`prakit submit --stage`): a quick
 #: feature network and the digits as the reference, in place of Inception and ADM's batch.
 STAGE_TINY = [
-    "sample.steps=2", "sample.batch_size=8", 'eval.features={name="featnet",steps=30,width=8,features=16}',
-    'eval.reference="data/digits-16.zarr"', 'eval.evaluators=[{name="fid"}]',
+    "sample.steps=2", "sample.batch_size=8", QUICK_FEATNET, 'eval.reference="data/digits-16.zarr"', 'eval.evaluators=[{name="fid"}]',
     "launch.gpus_per_node=0", "launch.cpus_per_task=1", "launch.nodes=1",
 ]
 

@@ -373,3 +373,28 @@ def test_torch_compile_traces_the_training_loss(rollout):
     losses.total.backward()
     assert losses.total.isfinite() and losses.total == losses.head + model.cfg.rec_weight * losses.reconstruction
     assert all(p.grad is not None for p in model.backbone.parameters())
+
+
+@pytest.mark.slow  # inductor writes and builds its kernels: about 15 s
+def test_compiled_sampling_draws_what_eager_sampling_draws_with_one_graph_for_every_position():
+    from torch._dynamo.utils import counters
+
+    model = tiny(backbone=attrs.evolve(preset_model("micro").backbone, positions="rope2d")).eval()
+    labels = torch.arange(5) % 3
+    eager = sample(model, labels, range(5), cfg_scale=2.0, steps=3)
+    torch._dynamo.reset()
+    counters.clear()
+    model.compile_sampling("default")
+    torch.testing.assert_close(sample(model, labels, range(5), cfg_scale=2.0, steps=3), eager, atol=1e-5, rtol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 2  # the decoding step and the head's network, at every position
+    sample(model, labels, range(5, 10), cfg_scale=2.0, steps=3)  # a fresh cache: the same two graphs
+    assert counters["stats"]["unique_graphs"] == 2
+
+
+def test_a_component_that_cannot_compile_its_sampling_says_so(toy_plugin):
+    from prakit.errors import PrakitError
+
+    toy_backbone = tiny(backbone=registry.get("backbone").config("toy"))
+    with pytest.raises(PrakitError, match=r'backbone ToyBackbone does not compile its decoding; set sample.compile = "off"'):
+        toy_backbone.compile_sampling("default")
+    toy_backbone.compile_sampling("off")  # eager: nothing to compile

@@ -113,17 +113,19 @@ def test_kv_cache_refuses_a_token_past_the_sequence():
         model.step(tokens[:, 0], cache)
 
 
-def test_attention_reads_the_kv_cache_in_place_heads_first():
+def test_the_kv_cache_is_written_in_place_and_masks_the_positions_not_yet_filled():
     from prakit_models.transformer import KVCache
 
-    cache = KVCache(seq_len=5)
+    cache = KVCache(seq_len=5, device=torch.device("cpu"))
     for pos in range(3):
-        k, v = torch.full((2, 1, 4, 8), float(pos)), torch.full((2, 1, 4, 8), -float(pos))
+        k, v = torch.full((2, 1, 4, 8), float(pos + 1)), torch.full((2, 1, 4, 8), -float(pos + 1))
         keys, values = cache.update(0, k, v)
-        cache.pos += 1
-    assert keys.shape == values.shape == (2, 4, 3, 8)  # (batch, heads, positions so far, head_dim)
-    assert keys.data_ptr() == cache.keys[0].data_ptr()  # a view of the preallocated cache, not a copy
-    assert keys[:, :, :, 0].tolist() == [[[0.0, 1.0, 2.0]] * 4] * 2 and values[0, 0, 2, 0] == -2.0
+        mask = cache.filled()
+        cache.advance()
+    assert keys.shape == values.shape == (2, 4, 5, 8)  # (batch, heads, seq_len, head_dim): the same every step
+    assert keys.data_ptr() == cache.keys[0].data_ptr()  # the preallocated cache itself, not a copy
+    assert keys[:, :, :, 0].tolist() == [[[1.0, 2.0, 3.0, 0.0, 0.0]] * 4] * 2 and values[0, 0, 2, 0] == -3.0
+    assert mask.tolist() == [[[[True, True, True, False, False]]]] and cache.pos == 3 and cache.position.item() == 3
 
 
 def test_prakit_attention_picks_the_kernel_and_names_a_bad_choice(monkeypatch):

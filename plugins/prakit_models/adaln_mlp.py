@@ -115,6 +115,9 @@ class AdaLNHead(StateGenerator):
         """States (N, state_dim) from ``steps`` steps of ``guided`` predictions; ``draw()`` gives
         fresh standard normal noise (N, state_dim), ``temperature`` scales the sampler's noise."""
 
+    def compile_sampling(self, mode: str) -> None:
+        self.net.compile(mode=mode, dynamic=False)  # every step of every token: one shape per batch
+
     def loss(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         m = self.cfg.batch_mul  # each token m times, with fresh times and noise
         h_rows = h.reshape(-1, self.cond_dim).repeat(m, 1)

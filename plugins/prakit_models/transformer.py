@@ -81,25 +81,37 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, xformers
 
 class KVCache:
     """Per-layer keys and values preallocated to ``seq_len`` positions, heads first (B, heads,
-    seq_len, head_dim) so that the positions filled are one strided view attention reads without a
-    copy; ``pos`` counts those filled."""
+    seq_len, head_dim). ``pos`` counts the positions filled; ``position`` holds the same count as a
+    tensor, which is all a decoding step reads: it writes there and attends over every position
+    with those not yet filled masked, so each step has the same shapes (one graph for
+    torch.compile and CUDA graphs)."""
 
-    def __init__(self, seq_len: int):
+    def __init__(self, seq_len: int, device: torch.device):
         self.seq_len = seq_len
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.pos = 0
+        self.position = torch.zeros(1, dtype=torch.long, device=device)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write one position's ``k, v`` (B, 1, heads, head_dim); return the keys and values so far
-        as (B, heads, pos + 1, head_dim)."""
+        """Write the current position's ``k, v`` (B, 1, heads, head_dim); return all keys and
+        values (B, heads, seq_len, head_dim), zero where not yet filled."""
         if layer == len(self.keys):  # first position: allocate with the dtype autocast produced
-            self.keys.append(k.new_empty(k.shape[0], k.shape[2], self.seq_len, k.shape[3]))
-            self.values.append(v.new_empty(v.shape[0], v.shape[2], self.seq_len, v.shape[3]))
-        self.keys[layer][:, :, self.pos] = k[:, 0]
-        self.values[layer][:, :, self.pos] = v[:, 0]
-        end = self.pos + 1
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+            self.keys.append(k.new_zeros(k.shape[0], k.shape[2], self.seq_len, k.shape[3]))
+            self.values.append(v.new_zeros(v.shape[0], v.shape[2], self.seq_len, v.shape[3]))
+        self.keys[layer].index_copy_(2, self.position, k.transpose(1, 2))
+        self.values[layer].index_copy_(2, self.position, v.transpose(1, 2))
+        return self.keys[layer], self.values[layer]
+
+    def filled(self) -> torch.Tensor:
+        """The attention mask (1, 1, 1, seq_len) of the positions filled, the current one included."""
+        slots = torch.arange(self.seq_len, device=self.position.device)
+        return (slots <= self.position).view(1, 1, 1, -1)
+
+    def advance(self) -> None:
+        """Move on to the next position, once every layer has written the current one."""
+        self.pos += 1
+        self.position += 1
 
 
 class Rope2d(nn.Module):
@@ -124,12 +136,16 @@ class Rope2d(nn.Module):
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rotate (B, T, heads, head_dim) queries and keys of sequence indices start .. start + T - 1."""
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, start: int | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotate (B, T, heads, head_dim) queries and keys of sequence indices start .. start + T - 1
+        (``start`` a number, or a tensor of one)."""
         return self._rotate(q, start + 1), self._rotate(k, start)
 
-    def _rotate(self, x: torch.Tensor, row: int) -> torch.Tensor:
-        cos, sin = (table[row : row + x.shape[1], None] for table in (self.cos, self.sin))
+    def _rotate(self, x: torch.Tensor, row: int | torch.Tensor) -> torch.Tensor:
+        rows = row + torch.arange(x.shape[1], device=x.device)
+        cos, sin = (table[rows, None] for table in (self.cos, self.sin))
         x1, x2 = x.float().chunk(2, dim=-1)
         return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
 
@@ -148,12 +164,12 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, C // self.heads).unbind(2)
         if rope is not None:  # keys are cached rotated; the new query turns to its own position
-            q, k = rope(q, k, 0 if cache is None else cache.pos)
+            q, k = rope(q, k, 0 if cache is None else cache.position)
         if cache is None:
             out = causal_attention(q, k, v, self.xformers)
-        else:  # one new position attends to every cached one (SDPA: no kernel beats it for one query)
+        else:  # one new position attends to every filled one (SDPA: no kernel beats it for one query)
             k, v = cache.update(layer, k, v)
-            out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v).transpose(1, 2)
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=cache.filled()).transpose(1, 2)
         return self.proj(out.reshape(B, T, C))
 
 
@@ -217,16 +233,30 @@ class Transformer(Backbone):
 
     def start(self, labels: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
         """Read the start token: ``h`` of position 0 (B, width) and a fresh cache holding it."""
-        cache = KVCache(self.seq_len)
+        cache = KVCache(self.seq_len, labels.device)
         x = self._add_positions(self.class_embed(labels)[:, None], 0)
-        return self.norm(self._blocks(x, cache))[:, 0], cache
+        h = self.norm(self._blocks(x, cache))[:, 0]
+        cache.advance()
+        return h, cache
 
     def step(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Read the next token (B, token_dim) after those in ``cache``; return its ``h`` (B, width)."""
         if cache.pos >= self.seq_len:
             raise ValueError(f"the cache is full: all {self.seq_len} positions have been read")
-        x = self._add_positions(self.patch_embed(token)[:, None], cache.pos)
+        h = self.decode(token, cache)
+        cache.advance()
+        return h
+
+    def decode(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """``h`` (B, width) of ``token`` (B, token_dim) read at the cache's position, whose keys and
+        values it writes: the decoding step, the same graph at every position."""
+        x = self.patch_embed(token)[:, None]
+        if self.pos_embed is not None:
+            x = x + self.pos_embed[cache.position]
         return self.norm(self._blocks(x, cache))[:, 0]
+
+    def compile_decoding(self, mode: str) -> None:
+        self.decode = torch.compile(self.decode, mode=mode, dynamic=False)
 
     def _add_positions(self, x: torch.Tensor, start: int) -> torch.Tensor:
         """Learned embeddings of sequence indices start .. (rope2d instead rotates queries and keys)."""
@@ -243,8 +273,6 @@ class Transformer(Backbone):
                 x = torch.utils.checkpoint.checkpoint(block, x, self.rope, None, layer, use_reentrant=False)
             else:
                 x = block(x, self.rope, cache, layer)
-        if cache is not None:
-            cache.pos += x.shape[1]
         return x
 
 

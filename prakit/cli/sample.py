@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from prakit.choices import EMA_CHOICES, GUIDANCE_SCHEDULES
+from prakit.choices import EMA_CHOICES, GUIDANCE_SCHEDULES, SAMPLER_COMPILE
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
@@ -23,6 +23,9 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     sample.add_argument("--seed", type=int, help="sampling seed (images are seeded per index)")
     sample.add_argument("--ema", help=f"EMA weights: {', '.join(EMA_CHOICES)} or a name like ema_0.9999 "
                         "(default: the run's sample.ema)")
+    sample.add_argument("--compile", choices=SAMPLER_COMPILE,
+                        help="torch.compile the decoding step and the head's network in this mode "
+                             "(reduce-overhead: CUDA graphs; default: the run's sample.compile)")
     sample.add_argument("--classes", type=int, nargs="+", help="sample only these classes")
     sample.add_argument("--npz", help="also export the ADM suite's .npz here")
     sample.add_argument("--grid", help="also write a PNG grid, one row per class")
@@ -33,7 +36,8 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 
 #: The ``prakit sample`` options that set a field of the ``sample`` section, by field.
 SAMPLE_FLAGS = {"num": "--num", "cfg_scale": "--guidance", "cfg_schedule": "--guidance-schedule", "temperature": "--temperature",
-                "steps": "--steps", "seed": "--seed", "batch_size": "--batch-size", "ema": "--ema"}
+                "steps": "--steps", "seed": "--seed", "batch_size": "--batch-size", "ema": "--ema",
+                "compile": "--compile"}
 
 
 def run_sample(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import attrs
 from attrs import field, frozen
 from attrs.validators import and_, deep_iterable, ge, gt, in_, le, lt, optional
 
-from prakit.choices import CHANNELS, CLUSTERS, EMA_CHOICES, GUIDANCE_SCHEDULES
+from prakit.choices import CHANNELS, CLUSTERS, EMA_CHOICES, GUIDANCE_SCHEDULES, SAMPLER_COMPILE
 from prakit.components import (
     CONFIG_BASES,
     BackboneConfig,
@@ -142,6 +142,7 @@ class SampleConfig:
     steps: int | None = field(default=None, validator=optional(gt(0)))  # None: the head's own default
     ema: str = field(default="slow", validator=EMAChoice())
     seed: int = field(default=0, validator=ge(0))
+    compile: str = field(default="off", validator=in_(SAMPLER_COMPILE))
 
 
 @frozen
