@@ -3,6 +3,8 @@ approximator, composed into one training loss and one sampler."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from typing import Callable, NamedTuple
 
 import torch
@@ -184,9 +186,15 @@ class ARModel(nn.Module):
     def compile_sampling(self, mode: str) -> None:
         """Compile the backbone's decoding step and the head's sampling network in place with
         torch.compile ``mode`` (``sample.compile``; "off" leaves them eager): for a model that samples."""
-        if mode != "off":
-            self.backbone.compile_decoding(mode)
-            self.generator.compile_sampling(mode)
+        if mode == "off":
+            return
+        compiler = os.environ.get("CXX", "g++")  # what inductor builds its CPU kernels with
+        if not next(self.parameters()).is_cuda and shutil.which(compiler) is None:
+            raise PrakitError(f"sample.compile = {mode!r} on the CPU builds C++ kernels, and the compiler "
+                              f"{compiler!r} is not on the PATH: install it (or name one in $CXX), "
+                              'or set sample.compile = "off"')
+        self.backbone.compile_decoding(mode)
+        self.generator.compile_sampling(mode)
 
     def states_to_tokens(self, z: torch.Tensor) -> torch.Tensor:
         """Generated states -> the pixel tokens fed back: projected onto the decoder's state set,

@@ -25,7 +25,8 @@ def benchmark(script, *args, results):
     """Run benchmarks/<script> on one thread, its results written to ``results``."""
     command = [sys.executable, str(ROOT / "benchmarks" / script), *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                          env={"PRAKIT_BENCHMARK_RESULTS": str(results), "OMP_NUM_THREADS": "1", "PATH": ""})
+                          env={"PRAKIT_BENCHMARK_RESULTS": str(results), "OMP_NUM_THREADS": "1",
+                               "PATH": "/usr/bin:/bin"})  # a C++ compiler, for torch.compile on the CPU
     assert done.returncode == 0, done.stderr
     return done
 
@@ -91,7 +92,7 @@ def test_sampling_times_the_compiled_sampler_beside_the_eager_one(tmp_path):
     benchmark("sampling.py", "--lengths", "4", "--batch-sizes", "2", "--head-steps", "2", "--compile", "default",
               "model.preset=micro", "sample.steps=2", results=tmp_path)
     record = json.loads((tmp_path / "sampling_cpu.json").read_text())
-    assert [(r["guidance"], r["mode"]) for r in record["rows"]] == [
+    assert [(r["guidance"], r["mode"]) for r in record["rows"] if r["tokens"] == 4] == [
         (guided, mode) for guided in (False, True) for mode in ("cached", "recompute", "compiled default")]
     compiled = [r for r in record["rows"] if r["mode"] == "compiled default"]
     assert all(r["s_per_image"] > 0 and len(r["backbone_ms_by_position"]) == 3 for r in compiled)

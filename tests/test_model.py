@@ -398,3 +398,12 @@ def test_a_component_that_cannot_compile_its_sampling_says_so(toy_plugin):
     with pytest.raises(PrakitError, match=r'backbone ToyBackbone does not compile its decoding; set sample.compile = "off"'):
         toy_backbone.compile_sampling("default")
     toy_backbone.compile_sampling("off")  # eager: nothing to compile
+
+
+def test_compiling_on_a_cpu_without_a_cxx_compiler_is_a_one_line_error(monkeypatch):
+    from prakit.errors import PrakitError
+
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(PrakitError, match=r"the compiler 'g\+\+' is not on the PATH: install it \(or name one in \$CXX\)"):
+        tiny().compile_sampling("default")
