@@ -150,8 +150,9 @@ def plots(rows: list[dict], name: str) -> list[str]:
                                                         r["backbone_ms_by_position"]) for r in picked}
     first = line_plot(backbone, RESULTS / f"{name}_backbone.png", xlabel="sequence position read",
                       ylabel="ms", title=f"backbone ms per call, batch {batch}, guided")
+    modes = dict.fromkeys(r["mode"] for r in picked)  # in the order measured
     per_image = {mode: ([r["tokens"] for r in picked if r["mode"] == mode],
-                        [r["s_per_image"] for r in picked if r["mode"] == mode]) for mode in {r["mode"]: 0 for r in picked}}
+                        [r["s_per_image"] for r in picked if r["mode"] == mode]) for mode in modes}
     second = line_plot(per_image, RESULTS / f"{name}_per_image.png", xlabel="tokens", ylabel="s/image",
                        title=f"seconds per image, batch {batch}, guided")
     return [first.name, second.name]

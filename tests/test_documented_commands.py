@@ -59,7 +59,8 @@ TINY = [
 #: The same for a trained run's sampling and evaluation jobs (`prakit submit --stage`): a quick
 #: feature network and the digits as the reference, in place of Inception and ADM's batch.
 STAGE_TINY = [
-    "sample.steps=2", "sample.batch_size=8", QUICK_FEATNET, 'eval.reference="data/digits-16.zarr"', 'eval.evaluators=[{name="fid"}]',
+    "sample.steps=2", "sample.batch_size=8", QUICK_FEATNET, 'eval.reference="data/digits-16.zarr"',
+    'eval.evaluators=[{name="fid"}]',
     "launch.gpus_per_node=0", "launch.cpus_per_task=1", "launch.nodes=1",
 ]
 

@@ -395,7 +395,7 @@ def test_a_component_that_cannot_compile_its_sampling_says_so(toy_plugin):
     from prakit.errors import PrakitError
 
     toy_backbone = tiny(backbone=registry.get("backbone").config("toy"))
-    with pytest.raises(PrakitError, match=r'backbone ToyBackbone does not compile its decoding; set sample.compile = "off"'):
+    with pytest.raises(PrakitError, match='ToyBackbone does not compile its decoding; set sample.compile = "off"'):
         toy_backbone.compile_sampling("default")
     toy_backbone.compile_sampling("off")  # eager: nothing to compile
 
@@ -405,5 +405,5 @@ def test_compiling_on_a_cpu_without_a_cxx_compiler_is_a_one_line_error(monkeypat
 
     monkeypatch.setenv("PATH", "")
     monkeypatch.delenv("CXX", raising=False)
-    with pytest.raises(PrakitError, match=r"the compiler 'g\+\+' is not on the PATH: install it \(or name one in \$CXX\)"):
+    with pytest.raises(PrakitError, match=r"the compiler 'g\+\+' is not on the PATH: install it \(or name one in"):
         tiny().compile_sampling("default")
