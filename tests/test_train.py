@@ -305,6 +305,8 @@ def test_sampling_is_identical_across_batch_sizes_and_resumed_runs(store, tmp_pa
     done = prakit("sample", str(run), "--num", "6", "--out", str(cut), "--batch-size", "4")
     assert done.returncode == 0, done.stderr
     assert (open_store(cut).images[:] == a.images[:]).all()
+    compiled = prakit("sample", str(run), "--num", "6", "--out", str(cut), "--compile", "default")
+    assert compiled.returncode == 0, compiled.stderr  # how fast, not what: still the same store
     # other options never add to that store, unless told to start over
     other = prakit("sample", str(run), "--num", "6", "--out", str(cut), "--cfg", "7")
     assert other.returncode == 2 and "another sampling" in other.stderr and "--restart" in other.stderr
