@@ -250,17 +250,18 @@ class Transformer(Backbone):
     def decode(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """``h`` (B, width) of ``token`` (B, token_dim) read at the cache's position, whose keys and
         values it writes: the decoding step, the same graph at every position."""
-        x = self.patch_embed(token)[:, None]
-        if self.pos_embed is not None:
-            x = x + self.pos_embed[cache.position]
+        x = self._add_positions(self.patch_embed(token)[:, None], cache.position)
         return self.norm(self._blocks(x, cache))[:, 0]
 
     def compile_decoding(self, mode: str) -> None:
         self.decode = torch.compile(self.decode, mode=mode, dynamic=False)
 
-    def _add_positions(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        """Learned embeddings of sequence indices start .. (rope2d instead rotates queries and keys)."""
-        return x if self.pos_embed is None else x + self.pos_embed[start : start + x.shape[1]]
+    def _add_positions(self, x: torch.Tensor, start: int | torch.Tensor) -> torch.Tensor:
+        """Learned embeddings of sequence indices start .. (``start`` a number, or a tensor of one;
+        rope2d instead rotates queries and keys)."""
+        if self.pos_embed is None:
+            return x
+        return x + self.pos_embed[start + torch.arange(x.shape[1], device=x.device)]
 
     def enable_activation_checkpointing(self) -> None:
         self.checkpointing = True
