@@ -198,3 +198,13 @@ def test_reference_files_from_a_store_serve_an_evaluation(runs, store, tmp_path)
                        reference=str(tmp_path / "digits.npz"), progress=False)
     for number in ("fid", "kid"):
         assert by_file["numbers"][number] == pytest.approx(by_store["numbers"][number], rel=1e-5)
+
+
+def test_a_runs_sample_store_is_named_by_what_is_drawn_not_by_how_fast():
+    from prakit.config import SampleConfig
+    from prakit.eval.evaluate import samples_path
+
+    run, checkpoint = Path("runs/r"), Path("runs/r/checkpoints/ckpt-00000800.pt")
+    eager = samples_path(run, checkpoint, SampleConfig(cfg_scale=2.0), 1000)
+    assert eager.name == "ckpt-00000800-n1000-948670c7.zarr"  # the name stores had before sample.compile existed
+    assert samples_path(run, checkpoint, SampleConfig(cfg_scale=2.0, compile="default"), 1000) == eager

@@ -82,8 +82,11 @@ def resolve(path: str | Path, overrides: Sequence[str] = (), *, num: int | None 
 
 
 def samples_path(run_dir: Path, checkpoint: Path, options: SampleConfig, num: int) -> Path:
-    """``RUN_DIR/samples/<checkpoint>-n<num>-<digest of the sampling options>.zarr``."""
-    facts = json.dumps({"checkpoint": checkpoint.name, "num": num, "options": unstructure(options)}, sort_keys=True)
+    """``RUN_DIR/samples/<checkpoint>-n<num>-<digest of the sampling options>.zarr``; ``compile``
+    changes how fast a store fills, not what it holds, and is left out (so are the names stores had
+    before it existed; ``batch_size`` stays in, as those names have it)."""
+    named = {k: v for k, v in unstructure(options).items() if k != "compile"}
+    facts = json.dumps({"checkpoint": checkpoint.name, "num": num, "options": named}, sort_keys=True)
     digest = hashlib.blake2b(facts.encode(), digest_size=4).hexdigest()
     return run_dir / "samples" / f"{checkpoint.name.removesuffix('.pt')}-n{num}-{digest}.zarr"
 
