@@ -146,11 +146,10 @@ def evaluated(target: Target) -> bool:
     its checkpoint, drawn with its options, as many (wherever the run directory was then)."""
     import json
 
-    from prakit.config import unstructure
+    from prakit.eval.evaluate import same_samples
 
     path = target.out / "eval.json"
     if not path.is_file():
         return False
     record = json.loads(path.read_text())
-    sampling = json.loads(json.dumps({**unstructure(target.options), "num": target.num}))
-    return Path(record.get("checkpoint") or "").name == target.checkpoint.name and record.get("sampling") == sampling
+    return Path(record.get("checkpoint") or "").name == target.checkpoint.name and same_samples(record, target)

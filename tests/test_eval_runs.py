@@ -208,3 +208,20 @@ def test_a_runs_sample_store_is_named_by_what_is_drawn_not_by_how_fast():
     eager = samples_path(run, checkpoint, SampleConfig(cfg_scale=2.0), 1000)
     assert eager.name == "ckpt-00000800-n1000-948670c7.zarr"  # the name stores had before sample.compile existed
     assert samples_path(run, checkpoint, SampleConfig(cfg_scale=2.0, compile="default"), 1000) == eager
+
+
+def test_an_evaluation_recorded_before_sample_compile_existed_still_counts_as_done(tmp_path):
+    from prakit.config import SampleConfig, load_config, unstructure
+    from prakit.eval.evaluate import Target
+    from prakit.stages import evaluated
+
+    checkpoint = tmp_path / "checkpoints" / "ckpt-00000800.pt"
+    earlier = {k: v for k, v in unstructure(SampleConfig(cfg_scale=2.0)).items() if k != "compile"}
+    (tmp_path / "eval.json").write_text(json.dumps({"checkpoint": str(checkpoint), "sampling": {**earlier, "num": 500}}))
+
+    def target(**options):
+        return Target(load_config(QUICKSTART), tmp_path / "samples.zarr", checkpoint, SampleConfig(**options), 500,
+                      tmp_path, run_dir=tmp_path)
+
+    assert evaluated(target(cfg_scale=2.0)) and evaluated(target(cfg_scale=2.0, compile="default"))
+    assert not evaluated(target(cfg_scale=3.0))

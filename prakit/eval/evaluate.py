@@ -81,12 +81,27 @@ def resolve(path: str | Path, overrides: Sequence[str] = (), *, num: int | None 
                   Path(out) if out else path.with_name(f"{path.name}.eval"))
 
 
+#: Sampling options left out of a sample store's name and of ``eval.json``'s record of the samples:
+#: they change how fast samples are drawn, not which, and names and records made before they
+#: existed stay valid (``batch_size`` stays in, as those names and records have it).
+UNRECORDED = ("compile",)
+
+
+def recorded_options(options: SampleConfig) -> dict[str, Any]:
+    """The sampling options that name a sample store and go into ``eval.json``."""
+    return {k: v for k, v in unstructure(options).items() if k not in UNRECORDED}
+
+
+def same_samples(record: dict[str, Any], target: Target) -> bool:
+    """Whether the evaluation ``record`` (``eval.json``) was made of the samples ``target`` draws."""
+    recorded = {k: v for k, v in record.get("sampling", {}).items() if k not in UNRECORDED}
+    return recorded == json.loads(json.dumps({**recorded_options(target.options), "num": target.num}))
+
+
 def samples_path(run_dir: Path, checkpoint: Path, options: SampleConfig, num: int) -> Path:
-    """``RUN_DIR/samples/<checkpoint>-n<num>-<digest of the sampling options>.zarr``; ``compile``
-    changes how fast a store fills, not what it holds, and is left out (so are the names stores had
-    before it existed; ``batch_size`` stays in, as those names have it)."""
-    named = {k: v for k, v in unstructure(options).items() if k != "compile"}
-    facts = json.dumps({"checkpoint": checkpoint.name, "num": num, "options": named}, sort_keys=True)
+    """``RUN_DIR/samples/<checkpoint>-n<num>-<digest of the sampling options>.zarr``."""
+    facts = json.dumps({"checkpoint": checkpoint.name, "num": num, "options": recorded_options(options)},
+                       sort_keys=True)
     digest = hashlib.blake2b(facts.encode(), digest_size=4).hexdigest()
     return run_dir / "samples" / f"{checkpoint.name.removesuffix('.pt')}-n{num}-{digest}.zarr"
 
@@ -134,7 +149,7 @@ def evaluate(target: Target, *, evaluators: Sequence[str] | None = None, referen
         "prakit": __version__, "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "run": str(target.run_dir) if target.run_dir else None,
         "checkpoint": str(checkpoint) if checkpoint else None,
-        "sampling": {**unstructure(target.options), "num": target.num},
+        "sampling": {**recorded_options(target.options), "num": target.num},
         "reference": ref.describe(), "device": device_name(device),
         "numbers": {}, "higher_is_better": {}, "evaluators": [],
     }

@@ -18,7 +18,7 @@ from prakit import registry
 from prakit.config import unstructure
 from prakit.config.io import parse_override
 from prakit.errors import PrakitError
-from prakit.eval.evaluate import evaluate, evaluator_configs, resolve
+from prakit.eval.evaluate import evaluate, evaluator_configs, resolve, same_samples
 from prakit.eval.report import text_table, write_json, write_tables
 
 
@@ -76,7 +76,7 @@ def done_before(target, evaluators, reference) -> dict | None:
         return None
     record = json.loads(path.read_text())
     wanted = [unstructure(c) for c in evaluator_configs(target.config, evaluators)]
-    same = (record["sampling"] == {**unstructure(target.options), "num": target.num}
+    same = (same_samples(record, target)
             and [e["config"] for e in record["evaluators"]] == wanted
             and record["reference"]["path"] == str(Path(reference or target.config.eval.reference or target.config.data.store))
             and record["checkpoint"] == str(target.checkpoint))
