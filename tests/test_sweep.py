@@ -105,6 +105,7 @@ def test_a_debug_sweep_runs_every_stage_here_and_a_rerun_submits_nothing(store, 
     assert all(" COMPLETED  job " in line for line in lines), status.stdout
     again = prakit(*command)
     assert "0 jobs submitted (every stage is done, queued or running)" in again.stdout, again.stdout + again.stderr
+    assert "warning" not in again.stderr, again.stderr  # no empty submission
 
 
 @pytest.mark.slow

@@ -160,25 +160,27 @@ def submit_sweep(sweep: Sweep, *, stages: Sequence[str] = ("train",), cluster: s
 
     if cluster != "slurm":
         todo = [n for n in configs if any(undone(n, stage) for stage in stages) and not active(n, "stages")]
-        runs = {n: StagesJob(unstructure(configs[n]), str(sweep.run_dir(n).resolve()), tuple(stages), num) for n in todo}
-        width = min(len(todo), local_lanes(launch))
-        lanes = [todo[k::width] for k in range(width)]
-        pool = executor(launch, "prakit-sweep", cluster)
-        with submitting(pool, launch):
+        if todo:  # else nothing to submit (submitit warns of an empty batch)
+            runs = {n: StagesJob(unstructure(configs[n]), str(sweep.run_dir(n).resolve()), tuple(stages), num)
+                    for n in todo}
+            width = min(len(todo), local_lanes(launch))
+            lanes = [todo[k::width] for k in range(width)]
+            pool = executor(launch, "prakit-sweep", cluster)
+            with submitting(pool, launch):
+                if cluster == "local":
+                    jobs = [pool.submit(LaneJob(tuple(runs[n] for n in lane))) for lane in lanes]
+                else:
+                    jobs = [pool.submit(runs[n]) for n in todo]
             if cluster == "local":
-                jobs = [pool.submit(LaneJob(tuple(runs[n] for n in lane))) for lane in lanes]
+                for lane, submitted in zip(lanes, jobs):
+                    for name in lane:
+                        note(name, "stages", submitted, stages=list(stages), lane=lane)
             else:
-                jobs = [pool.submit(runs[n]) for n in todo]
-        if cluster == "local":
-            for lane, submitted in zip(lanes, jobs):
-                for name in lane:
-                    note(name, "stages", submitted, stages=list(stages), lane=lane)
-        else:
-            for name, submitted in zip(todo, jobs):
-                note(name, "stages", submitted, stages=list(stages))
-            sweep.save()
-            for submitted in jobs:  # debug jobs run in this process, now
-                submitted.results()
+                for name, submitted in zip(todo, jobs):
+                    note(name, "stages", submitted, stages=list(stages))
+                sweep.save()
+                for submitted in jobs:  # debug jobs run in this process, now
+                    submitted.results()
     else:
         trains = [n for n in configs if left(n, "train")]
         jobs = submit([(configs[n], sweep.run_dir(n)) for n in trains], cluster=cluster) if trains else []
