@@ -73,22 +73,25 @@ def search_dir(run: Path, scale: str) -> Path:
     return run / "search" / f"cfg_scale={scale}"
 
 
-def guidance_search(runs: dict[str, list[Path]], scales: list[str], num: int, workers: int) -> dict[str, str]:
-    """Each variant's best scale by the FID of seed 0 over ``scales``; its other seeds evaluated at it."""
+def guidance_search(runs: dict[str, list[Path]], scales: list[str], num: int,
+                    workers: int) -> tuple[dict[str, str], list[str]]:
+    """Each variant's best scale by the FID of seed 0 over ``scales``, its other seeds evaluated at it;
+    and the variants whose best is the largest or smallest scale searched."""
     def evaluate(run: Path, values: list[str]) -> None:
         prakit("eval", str(run), EVALUATORS, "--search", f"sample.cfg_scale={','.join(values)}", "--num", str(num),
                "--no-progress", threads=1)
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda seeds: evaluate(seeds[0], scales), runs.values()))
-    best = {}
+    best, edges = {}, []
     for variant, seeds in runs.items():
         found = json.loads((seeds[0] / "search" / "search.json").read_text())
         best[variant] = str(found["best"]["sample.cfg_scale"])
+        edges += [variant] if found["edges"] else []
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda item: evaluate(item[0], [best[item[1]]]),
                       [(run, v) for v, seeds in runs.items() for run in seeds[1:]]))
-    return best
+    return best, edges
 
 
 def summary(runs: list[Path], records: list[Path]) -> dict:
@@ -149,7 +152,7 @@ def main() -> None:
     photo_variants = tuple(v for v in args.photo_variants.split(",") if v)
     digits = sweep(out / "digits", variants, args.seeds, args.num, [f"train.batch_size={args.batch_size}", *args.overrides])
     digit_runs = by_variant(digits)
-    best = guidance_search(digit_runs, args.search.split(","), args.num, args.workers)
+    best, edges = guidance_search(digit_runs, args.search.split(","), args.num, args.workers)
     rows = []
     for variant, runs in digit_runs.items():
         rows.append(row("digits", variant, "common", summary(runs, [r / "eval.json" for r in runs])))
@@ -163,10 +166,12 @@ def main() -> None:
             rows.append(row("photo", variant, "common", summary(runs, [r / "eval.json" for r in runs])))
     elapsed = time.perf_counter() - started
     print(f"ablation_small: {format_duration(elapsed)}")
+    if edges:
+        print(f"best guidance at the edge of --search {args.search} for {', '.join(edges)}: widen it and rerun")
     report("ablation_small", rows, settings={
         "seeds": args.seeds, "num": args.num, "digits_batch_size": args.batch_size, "search": args.search,
         "photo_steps": args.photo_steps, "photo_batch_size": args.photo_batch_size, "overrides": args.overrides,
-        "out": str(out)}, best_guidance=best, seconds=round(elapsed), plots=plots(rows))
+        "out": str(out)}, best_guidance=best, best_at_the_edge=edges, seconds=round(elapsed), plots=plots(rows))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ on 16x16, 32x32, 64x64 images), batch sizes 1, 16 and 256 (1 and 16 on the CPU),
 on, with the config's head steps; then the head steps varied at 64 tokens, batch 16, guided.
 With ``--compile default,reduce-overhead`` the cached sampler is also timed compiled in each
 torch.compile mode (``sample.compile``: the decoding step and the head's network), as mode
-``compiled <mode>``; compiling happens in the warm-up draw and is not timed.
+``compiled <mode>``; compiling happens in the warm-up draw and is not timed. ``cudagraph_skips``
+counts the graphs torch declined to run as CUDA graphs in that case (``TORCH_LOGS=perf_hints``
+prints why; with ``reduce-overhead`` on a GPU it should be 0).
 A case is drawn until 3 s have passed (at most 3 times); its median is reported.
 The backbone's cost per token is measured apart, with a 1-step head: cached it stays flat as the
 sequence grows, recomputing it grows with the position (``sampling_<device>_backbone.png``).
@@ -30,6 +32,7 @@ from pathlib import Path
 import attrs
 import torch
 from common import RESULTS, device_tag, image_size, report, run_cases, sync
+from torch._dynamo.utils import counters
 
 from prakit.choices import SAMPLER_COMPILE
 from prakit.config import load_config
@@ -114,11 +117,13 @@ class Sampler:
 def measure(sampler: Sampler, tokens: int, batch: int, guided: bool, head_steps: int, mode: str) -> list[dict]:
     """``mode``: cached, recompute, or ``compiled <torch.compile mode>`` (cached)."""
     how = {"cached": mode != "recompute", "compile": mode.split()[1] if mode.startswith("compiled ") else "off"}
+    skipped = counters["inductor"]["cudagraph_skips"]
     seconds = sampler.timed(tokens=tokens, batch=batch, guided=guided, head_steps=head_steps, **how)
     positions = sampler.backbone_ms_by_position(tokens, batch, guided, **how)
     return [{"tokens": tokens, "batch": batch, "guidance": guided, "head_steps": head_steps, "mode": mode,
              "s_per_image": seconds / batch, "images_per_s": batch / seconds,
              "ms_per_token": 1000 * seconds / tokens, "backbone_ms_per_token": statistics.fmean(positions),
+             "cudagraph_skips": counters["inductor"]["cudagraph_skips"] - skipped,
              "backbone_ms_by_position": positions}]
 
 

@@ -89,13 +89,16 @@ def test_sampling_compares_cached_with_recomputing_and_plots_the_backbone_cost_p
 
 @pytest.mark.slow
 def test_sampling_times_the_compiled_sampler_beside_the_eager_one(tmp_path):
-    benchmark("sampling.py", "--lengths", "4", "--batch-sizes", "2", "--head-steps", "2", "--compile", "default",
-              "model.preset=micro", "sample.steps=2", results=tmp_path)
+    benchmark("sampling.py", "--lengths", "4", "--batch-sizes", "2", "--head-steps", "2", "--compile",
+              "reduce-overhead", "model.preset=micro", "sample.steps=2", results=tmp_path)
     record = json.loads((tmp_path / "sampling_cpu.json").read_text())
     assert [(r["guidance"], r["mode"]) for r in record["rows"] if r["tokens"] == 4] == [
-        (guided, mode) for guided in (False, True) for mode in ("cached", "recompute", "compiled default")]
-    compiled = [r for r in record["rows"] if r["mode"] == "compiled default"]
+        (guided, mode) for guided in (False, True) for mode in ("cached", "recompute", "compiled reduce-overhead")]
+    compiled = [r for r in record["rows"] if r["mode"] == "compiled reduce-overhead"]
     assert all(r["s_per_image"] > 0 and len(r["backbone_ms_by_position"]) == 3 for r in compiled)
+    # a CPU has no CUDA graphs: each compiled graph is counted as skipped, and nothing eager is
+    assert all(r["cudagraph_skips"] > 0 for r in compiled)
+    assert all(r["cudagraph_skips"] == 0 for r in record["rows"] if not r["mode"].startswith("compiled"))
     with pytest.raises(AssertionError, match="--compile: 'on' is not one of off, default, reduce-overhead"):
         benchmark("sampling.py", "--compile", "default,on", results=tmp_path)
 
@@ -133,6 +136,7 @@ def test_gpu_checks_run_every_check_in_one_script(tmp_path):
     written = {path.name for path in tmp_path.glob("*.json")}
     assert written == {"train_speed_quickstart_cpu.json", "train_step_cpu.json", "sampling_cpu.json"}
     assert json.loads((tmp_path / "sampling_cpu.json").read_text())["batch_sizes"] == "2"
+    assert (tmp_path / "sampling_torch_logs.txt").is_file()  # torch's reasons for skipping CUDA graphs, if any
     assert "gpu_checks: " in done.stdout
 
 
@@ -149,6 +153,8 @@ def test_ablation_small_sweeps_searches_guidance_and_tabulates_every_variant(tmp
     record = json.loads((tmp_path / "results" / "ablation_small.json").read_text())
     best = record["best_guidance"]
     assert set(best) == {"pra", "x-pred"} and set(best.values()) <= {"1", "2"}
+    assert record["best_at_the_edge"] == ["pra", "x-pred"]  # of two scales searched, each best is an edge
+    assert "best guidance at the edge of --search 1,2 for pra, x-pred: widen it and rerun" in done.stdout
     assert [(r["data"], r["variant"], r["guidance"]) for r in record["rows"]] == [
         ("digits", "pra", "common"), ("digits", "pra", f"best {best['pra']}"),
         ("digits", "x-pred", "common"), ("digits", "x-pred", f"best {best['x-pred']}"), ("photo", "pra", "common")]

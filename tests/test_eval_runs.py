@@ -225,3 +225,14 @@ def test_an_evaluation_recorded_before_sample_compile_existed_still_counts_as_do
 
     assert evaluated(target(cfg_scale=2.0)) and evaluated(target(cfg_scale=2.0, compile="default"))
     assert not evaluated(target(cfg_scale=3.0))
+
+
+def test_a_search_warns_when_its_best_numeric_setting_is_at_the_edge_of_the_grid():
+    from prakit.eval.search import on_the_edge
+
+    grid = {"sample.cfg_scale": [2, 3, 4, 6], "sample.ema": ["slow", "fast"]}
+    assert on_the_edge(grid, {"sample.cfg_scale": 3, "sample.ema": "fast"}) == []
+    assert on_the_edge(grid, {"sample.cfg_scale": 6, "sample.ema": "fast"}) == [
+        "cfg_scale=6 is the largest cfg_scale searched: the best may lie beyond it, search further"]
+    assert "smallest" in on_the_edge(grid, {"sample.cfg_scale": 2, "sample.ema": "slow"})[0]
+    assert on_the_edge({"sample.cfg_scale": [3]}, {"sample.cfg_scale": 3}) == []

@@ -61,12 +61,27 @@ def search(run_dir: str | Path, grid: dict[str, list], *, overrides: Sequence[st
         rows.append({"setting": setting, "numbers": record["numbers"], "higher_is_better": record["higher_is_better"]})
     best_by = select or default_selection(rows)
     best = pick_best(rows, best_by)
-    result = {"grid": grid, "num": target.num, "select": best_by, "best": best["setting"], "rows": rows}
+    edges = on_the_edge(grid, best["setting"])
+    result = {"grid": grid, "num": target.num, "select": best_by, "best": best["setting"], "edges": edges, "rows": rows}
     header, table = search_table(rows, grid)
     write_json(result, folder / "search.json")
     write_tables(header, table, folder / "search")
-    result["text"] = text_table(header, table) + f"\nbest by {best_by}: {label(best['setting'])}"
+    result["text"] = text_table(header, table) + f"\nbest by {best_by}: {label(best['setting'])}" + "".join(
+        f"\n{edge}" for edge in edges)
     return result
+
+
+def on_the_edge(grid: dict[str, list], best: dict[str, Any]) -> list[str]:
+    """A warning for each numeric setting whose best value is the largest or smallest searched."""
+    edges = []
+    for key, values in grid.items():
+        if len(values) < 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            continue
+        side = {max(values): "largest", min(values): "smallest"}.get(best[key])
+        if side:
+            name = key.removeprefix("sample.")
+            edges.append(f"{name}={best[key]} is the {side} {name} searched: the best may lie beyond it, search further")
+    return edges
 
 
 def done_before(target, evaluators, reference) -> dict | None:
