@@ -12,8 +12,9 @@
 Evaluation: featnet FID, precision/recall, class consistency and the rollout gap of ``--num``
 samples; training wall-clock from each run's log. Tables (mean and std over seeds), a bar chart
 of FID and the rollout-gap curves go to benchmarks/results/ablation_small*. The defaults take
-about 90 minutes on 2 CPU cores (two runs at a time, one thread each). Rerun after an
-interruption: the sweeps submit only what is left and the searches skip settings already evaluated.
+about 100 minutes on a fast 2-CPU-core machine and 2.5 hours on a slow one (two runs at a time, one
+thread each). Rerun after an interruption: the sweeps submit only what is left and the searches
+skip settings already evaluated.
 Run it from the checkout (the configs' stores, data/*.zarr, are relative to it).
 Usage: python benchmarks/ablation_small.py [--out runs/ablation-small] [--seeds 3] [--num 500] [OVERRIDES]
 """
@@ -136,7 +137,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--num", type=int, default=500, help="samples per evaluation")
     parser.add_argument("--batch-size", type=int, default=16, help="digits training batch (the configs' 800 steps)")
-    parser.add_argument("--search", default="2,3,4,6", help="guidance scales searched on seed 0 of each variant")
+    parser.add_argument("--search", default="2,3,4,6,8,12", help="guidance scales searched on seed 0 of each variant")
     parser.add_argument("--photo-steps", type=int, default=800)
     parser.add_argument("--photo-batch-size", type=int, default=8)
     parser.add_argument("--photo-store", default="data/photo-crops-32.zarr", help="prepared on first use")
