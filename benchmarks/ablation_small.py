@@ -11,10 +11,10 @@
    grow): pixel-ar, lowdim-only, pra and exact-rollout, 1 seed, at the common scale.
 Evaluation: featnet FID, precision/recall, class consistency and the rollout gap of ``--num``
 samples; training wall-clock from each run's log. Tables (mean and std over seeds), a bar chart
-of FID and the rollout-gap curves go to benchmarks/results/ablation_small*. The defaults take
-about 100 minutes on a fast 2-CPU-core machine and 2.5 hours on a slow one (two runs at a time, one
-thread each). Rerun after an interruption: the sweeps submit only what is left and the searches
-skip settings already evaluated.
+of FID and the rollout-gap curves go to benchmarks/results/ablation_small*. The defaults took
+74 minutes on a 2-core Intel Xeon (AVX-512) and about 3 hours on a slower 2-core AMD EPYC (two runs
+at a time, one thread each). Rerun after an interruption: the sweeps submit only what is left and
+the searches skip settings already evaluated.
 Run it from the checkout (the configs' stores, data/*.zarr, are relative to it).
 Usage: python benchmarks/ablation_small.py [--out runs/ablation-small] [--seeds 3] [--num 500] [OVERRIDES]
 """
@@ -27,8 +27,9 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Callable
 
 from common import RESULTS, report
 
@@ -82,17 +83,25 @@ def guidance_search(runs: dict[str, list[Path]], scales: list[str], num: int,
         prakit("eval", str(run), EVALUATORS, "--search", f"sample.cfg_scale={','.join(values)}", "--num", str(num),
                "--no-progress", threads=1)
 
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda seeds: evaluate(seeds[0], scales), runs.values()))
+    in_parallel(lambda seeds: evaluate(seeds[0], scales), list(runs.values()), workers, "guidance search")
     best, edges = {}, []
     for variant, seeds in runs.items():
         found = json.loads((seeds[0] / "search" / "search.json").read_text())
         best[variant] = str(found["best"]["sample.cfg_scale"])
         edges += [variant] if found["edges"] else []
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda item: evaluate(item[0], [best[item[1]]]),
-                      [(run, v) for v, seeds in runs.items() for run in seeds[1:]]))
+    in_parallel(lambda item: evaluate(item[0], [best[item[1]]]),
+                [(run, v) for v, seeds in runs.items() for run in seeds[1:]], workers, "other seeds at their best")
     return best, edges
+
+
+def in_parallel(task: Callable, items: list, workers: int, what: str) -> None:
+    """``task(item)`` for every item, ``workers`` at a time, printing how many are done and an ETA."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        for done, future in enumerate(as_completed([pool.submit(task, item) for item in items]), 1):
+            future.result()
+            eta = (time.perf_counter() - started) / done * (len(items) - done)
+            print(f"{what}: {done} of {len(items)} done, ETA {format_duration(eta)}", flush=True)
 
 
 def summary(runs: list[Path], records: list[Path]) -> dict:

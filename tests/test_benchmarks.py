@@ -155,6 +155,8 @@ def test_ablation_small_sweeps_searches_guidance_and_tabulates_every_variant(tmp
     assert set(best) == {"pra", "x-pred"} and set(best.values()) <= {"1", "2"}
     assert record["best_at_the_edge"] == ["pra", "x-pred"]  # of two scales searched, each best is an edge
     assert "best guidance at the edge of --search 1,2 for pra, x-pred: widen it and rerun" in done.stdout
+    assert "guidance search: 2 of 2 done, ETA 0s" in done.stdout  # the phases between the sweeps show progress
+    assert "other seeds at their best: 2 of 2 done, ETA 0s" in done.stdout
     assert [(r["data"], r["variant"], r["guidance"]) for r in record["rows"]] == [
         ("digits", "pra", "common"), ("digits", "pra", f"best {best['pra']}"),
         ("digits", "x-pred", "common"), ("digits", "x-pred", f"best {best['x-pred']}"), ("photo", "pra", "common")]
