@@ -84,7 +84,7 @@ def bar_chart(
                 draw.line([x, low, x, high], fill="black", width=2)
                 draw.line([x - 5, high, x + 5, high], fill="black", width=2)
                 draw.line([x - 5, low, x + 5, low], fill="black", width=2)
-            label = name[: max(4, int(slot / 6))]
+            label = name[: max(4, int((2 * slot - 6) / 6))]  # 6 px a character; rows alternate, so two slots
             draw.text((x - 3 * len(label), height - bottom + 6 + 12 * (i % 2)), label, fill="black")
     return _save(image, path)
 
