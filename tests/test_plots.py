@@ -30,13 +30,12 @@ def test_bars_rise_from_zero_in_proportion_with_their_error_bars(tmp_path):
     assert whisker and min(whisker) < min(b) < max(whisker)  # the error bar crosses the bar's top
 
 
-
 def test_bar_names_use_the_width_of_two_bars_as_their_rows_alternate(tmp_path):
     names = ["pixel-ar", "x-pred", "noise-inj", "lowdim-only", "pra", "pra-calibrated", "pra-selfsample", "exact"]
 
-    def chart(fifth: str) -> bytes:  # eight bars, as the small comparison draws: 79 px each
-        bars = {name: (1.0, 0.0) for name in [*names[:5], fifth, *names[6:]]}
-        return Image.open(bar_chart(bars, tmp_path / f"{fifth}.png")).tobytes()
+    def chart(sixth: str) -> bytes:  # eight bars, as the small comparison draws: 79 px each
+        bars = {name: (1.0, 0.0) for name in [*names[:5], sixth, *names[6:]]}
+        return Image.open(bar_chart(bars, tmp_path / f"{sixth}.png")).tobytes()
 
     assert chart("pra-calibrated") != chart("pra-calibrate")  # the 14th character is drawn
 
