@@ -20,11 +20,10 @@ from prakit.data.store import open_store
 from prakit.eval import resolve
 from prakit.launch import submit
 from prakit.sample import sample_run
-from prakit.sweep.jobs import NEVER_STARTED
+from prakit.sweep.jobs import NEVER_STARTED, queued_state
 from prakit.train.loop import train
 
 pytestmark = pytest.mark.slow
-
 
 
 def job_ids(output: str) -> list[str]:
@@ -89,7 +88,7 @@ def test_a_run_requeued_mid_training_ends_with_the_uninterrupted_final_loss(slur
     deadline = time.monotonic() + 300
     while not list(checkpoints.glob("ckpt-*.pt")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert requeued.state == "RUNNING"
+    assert queued_state(requeued.job_id) == "RUNNING"  # the queue, not accounting: sacct can lag it
     subprocess.run(["scontrol", "requeue", requeued.job_id], check=True)
     assert whole.results()[0].step == requeued.results()[0].step == 200
     assert final_states(requeued.job_id)[-1] == "COMPLETED" and "REQUEUED" in final_states(requeued.job_id)
