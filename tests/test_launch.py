@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_train import QUICKSTART, ROOT, losses, prakit, tiny
+from test_train import QUICKSTART, ROOT, await_checkpoint, losses, prakit, tiny
 
 from prakit.config import load_config
 from prakit.errors import PrakitError
@@ -91,15 +91,10 @@ def test_a_slurm_job_trains_with_two_ranks(slurm, store, tmp_path):
 
 
 def test_an_interrupted_slurm_job_is_requeued_and_resumes(slurm, store, tmp_path):
-    import time
-
     cfg = load_config(QUICKSTART, job_args(store, tmp_path, "train.steps=300", "train.log_every=10",
                                            "train.ckpt_every=10"))
     [job] = submit([(cfg, tmp_path / "run")], cluster="slurm")
-    checkpoints = tmp_path / "run" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while not list(checkpoints.glob("ckpt-*.pt")) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    await_checkpoint(tmp_path / "run")
     job._interrupt(timeout=True)  # the signal SLURM sends ahead of the time limit (or a preemption)
     assert job.results()[0].step == 300
     assert [step for step, _ in losses(tmp_path / "run")] == list(range(9, 300, 10))  # each window logged once

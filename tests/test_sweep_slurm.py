@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import attrs
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 from test_launch import final_states, job_args
 from test_sweep import QUICK_EVAL
-from test_train import QUICKSTART, ROOT, losses, prakit
+from test_train import QUICKSTART, ROOT, await_checkpoint, losses, prakit
 
 from prakit.config import load_config
 from prakit.data.store import open_store
@@ -84,10 +83,7 @@ def test_a_run_requeued_mid_training_ends_with_the_uninterrupted_final_loss(slur
     cfg = load_config(QUICKSTART, job_args(store, tmp_path, "train.steps=200", "train.log_every=10",
                                            "train.ckpt_every=20"))
     whole, requeued = submit([(cfg, tmp_path / "whole"), (cfg, tmp_path / "requeued")], cluster="slurm")
-    checkpoints = tmp_path / "requeued" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while not list(checkpoints.glob("ckpt-*.pt")) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    await_checkpoint(tmp_path / "requeued")
     assert queued_state(requeued.job_id) == "RUNNING"  # the queue, not accounting: sacct can lag it
     subprocess.run(["scontrol", "requeue", requeued.job_id], check=True)
     assert whole.results()[0].step == requeued.results()[0].step == 200

@@ -60,12 +60,17 @@ def ranks(*args, env=None, world_size=2, script=None, **kw) -> list[subprocess.P
             for r in range(world_size)]
 
 
+def await_checkpoint(run_dir: Path, name: str = "ckpt-*.pt", timeout: float = 300) -> None:
+    """Until ``run_dir`` holds a checkpoint matching ``name``, or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not list((run_dir / "checkpoints").glob(name)):
+        time.sleep(0.05)
+
+
 def kill_at_checkpoint(procs: list[subprocess.Popen], run_dir: Path, step: int) -> None:
     """SIGKILL ``procs`` as soon as ``run_dir`` holds the checkpoint at ``step``, before the run's end."""
     checkpoints, name = run_dir / "checkpoints", f"ckpt-{step:08d}*.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(checkpoints.glob(name)):
-        time.sleep(0.05)
+    await_checkpoint(run_dir, name, timeout=120)
     for proc in procs:
         proc.send_signal(signal.SIGKILL)
     codes = [proc.wait() for proc in procs]
