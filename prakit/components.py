@@ -250,6 +250,12 @@ class RolloutApproximator(nn.Module, abc.ABC):
     ) -> torch.Tensor:
         """Return ``x~`` with the shape and dtype of ``x``; ``step`` is the training step."""
 
+    def measurements(self) -> dict[str, float]:
+        """What the approximator measured of its own inputs at its latest step (a calibrated
+        sigma, the share of inputs the model generated, ...): logged to ``metrics.jsonl`` with
+        every training row, each name prefixed ``rollout/``. None by default."""
+        return {}
+
 
 class Evaluator(abc.ABC):
     """Turns generated images, real images and the run's model into named numbers. Built as ``build(cfg)``.

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import attrs
 from prakit_baselines.identity import IdentityDecoderConfig
-from prakit_baselines.rollouts import ExactRolloutConfig, NoiseInjectionConfig, TeacherForcingConfig
+from prakit_baselines.exact_rollout import ExactRolloutConfig
+from prakit_baselines.rollouts import NoiseInjectionConfig, TeacherForcingConfig
 from prakit_eval.distribution import FIDConfig, InceptionScoreConfig, KIDConfig, PrecisionRecallConfig
 from prakit_eval.featnet import FeatNetConfig
 from prakit_eval.model_metrics import (

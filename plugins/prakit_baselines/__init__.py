@@ -2,10 +2,9 @@
 exact (on-policy) rollout."""
 
 from prakit import hookimpl
+from prakit_baselines.exact_rollout import ExactRollout, ExactRolloutConfig
 from prakit_baselines.identity import IdentityDecoder, IdentityDecoderConfig
 from prakit_baselines.rollouts import (
-    ExactRollout,
-    ExactRolloutConfig,
     NoiseInjection,
     NoiseInjectionConfig,
     TeacherForcing,

@@ -154,6 +154,7 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
             elapsed = time.perf_counter() - tick
             row = {"step": step, "loss": loss, "head": head, "rec": rec, "lr": lr,
                    "grad_norm": float(grad_norm), "images_per_s": images_seen / elapsed}
+            row |= {f"rollout/{name}": value for name, value in model.rollout.measurements().items()}
             tick, images_seen = time.perf_counter(), 0
             if metrics:
                 metrics.write(row)
