@@ -6,7 +6,8 @@ moment of a shared machine hits them all), and each is summarised by its median 
 numbered from 10,000, so schedules and calibrated sigma are in their steady state; a block spans
 ``calib_every`` steps, so it includes one calibration. Run at several sequence lengths (16x16,
 32x32, 64x64 images of 4x4 patches: 16, 64, 256 tokens) to see what exact rollout costs as the
-sequence grows, which is what PRA saves. Peak memory is measured on CUDA.
+sequence grows, which is what PRA saves: ``exact_rollout`` is the configuration the digits
+comparison trains. Peak memory is measured on CUDA.
 An interrupted run, rerun with the same arguments, measures only the lengths missing.
 Usage: python benchmarks/train_step.py [--lengths 16,64,256] [--batch-size 16] [--rounds 3] [--block 10]
 Goal: pra at most 1.10x teacher forcing.
@@ -15,6 +16,7 @@ Goal: pra at most 1.10x teacher forcing.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -22,24 +24,34 @@ from pathlib import Path
 import torch
 from common import device_tag, image_size, report, run_cases, sync, training_step
 
-from prakit.config import load_config
+from prakit.config import load_config, unstructure
 from prakit.sample import inference_device
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The rollouts compared, by label: their ``model.rollout`` (a function of the sequence length).
-#: ``exact_rollout`` is prakit's default (one token of the model's own after a random prefix);
-#: ``window L`` rolls out from a random position to the end, L/2 tokens on average, one block step.
+#: The exact rollout the digits comparison trains (experiments/digits/exact-rollout.toml).
+COMPARED_EXACT_ROLLOUT = ROOT / "experiments" / "digits" / "exact-rollout.toml"
+
+
+def inline_table(component) -> str:
+    """A component config as an override's inline TOML table."""
+    return "{" + ",".join(f"{key}={json.dumps(value)}" for key, value in unstructure(component).items()) + "}"
+
+
+#: The rollouts compared, by label: their ``model.rollout`` override. ``exact_rollout`` is the
+#: comparison's (rows roll from their own random prefix to the end of the sequence, each token
+#: drawn from the rolled prefix); ``exact_rollout (aligned, window 1)`` rolls one token after one
+#: prefix length for the whole batch, its cheapest setting.
 ROLLOUTS = {
-    "teacher_forcing": lambda length: '{name="teacher_forcing"}',
-    "noise_injection": lambda length: '{name="noise_injection"}',
-    "pra": lambda length: '{name="pra"}',
-    "pra (calibrated)": lambda length: '{name="pra",sigma="calibrated"}',
-    "pra_selfsample": lambda length: '{name="pra_selfsample"}',
-    "exact_rollout": lambda length: '{name="exact_rollout"}',
-    "exact_rollout (window L)": lambda length: f'{{name="exact_rollout",window={length},min_prefix=0}}',
+    "teacher_forcing": '{name="teacher_forcing"}',
+    "noise_injection": '{name="noise_injection"}',
+    "pra": '{name="pra"}',
+    "pra (calibrated)": '{name="pra",sigma="calibrated"}',
+    "pra_selfsample": '{name="pra_selfsample"}',
+    "exact_rollout": inline_table(load_config(COMPARED_EXACT_ROLLOUT).model.rollout),
+    "exact_rollout (aligned, window 1)": '{name="exact_rollout",window=1,starts="aligned"}',
 }
 #: Rollouts too slow for a block of several steps: one step per turn.
-ONE_STEP = {"exact_rollout (window L)"}
+ONE_STEP = {"exact_rollout"}
 FIRST_STEP = 10_000
 GOAL = 1.10  # pra's step time at most this multiple of teacher forcing's
 
@@ -51,7 +63,7 @@ def measure(config: str, overrides: list[str], length: int, batch: int, rounds: 
     shape = [f"data.image_size={image_size(length, patch)}", "data.num_workers=0"]
     steps = {}
     for label, rollout in ROLLOUTS.items():
-        cfg = load_config(config, [*overrides, *shape, f"model.rollout={rollout(length)}"])
+        cfg = load_config(config, [*overrides, *shape, f"model.rollout={rollout}"])
         steps[label] = training_step(cfg, batch, device)[1]
         steps[label](FIRST_STEP - 1)  # warm-up: first-call allocations and one-time work
     times: dict[str, list[float]] = {label: [] for label in ROLLOUTS}

@@ -121,6 +121,14 @@ class Backbone(nn.Module, abc.ABC):
     def step(self, token: torch.Tensor, cache: Any) -> torch.Tensor:
         """Append one token (B, token_dim) to the cache; return its ``h`` (B, width)."""
 
+    def prefill(self, tokens: torch.Tensor, cache: Any) -> torch.Tensor:
+        """Append ``tokens`` (B, T, token_dim) to the cache; return the last one's ``h`` (B, width).
+        One :meth:`step` per token by default; a backbone that can read them in one parallel pass
+        overrides it."""
+        for token in tokens.unbind(1):
+            h = self.step(token, cache)
+        return h
+
     def compile_decoding(self, mode: str) -> None:
         """Compile :meth:`step`'s work in place with torch.compile ``mode`` (``sample.compile``)."""
         raise PrakitError(f"backbone {type(self).__name__} does not compile its decoding; set sample.compile = \"off\"")

@@ -143,15 +143,18 @@ class ARModel(nn.Module):
         *,
         rng: Generators = None,
         prefix: torch.Tensor | None = None,
+        prefix_lengths: torch.Tensor | None = None,
         length: int | None = None,
         cached: bool = True,
     ) -> torch.Tensor:
         """Generate pixel tokens (B, length, token_dim) one at a time with the KV cache.
 
         ``prefix`` (B, k, token_dim) is read as given and the rest, up to ``length`` tokens (all
-        ``seq_len`` by default), is generated. With guidance, conditional and null-class rows run
-        as one batch. ``cached=False`` reads the whole sequence again for every token instead of
-        using the cache: the same samples, for checking the cache and measuring what it saves.
+        ``seq_len`` by default), is generated; ``prefix_lengths`` (B,), each at most k, lets each
+        row read its own number of prefix tokens and generate from there. The prefix all rows
+        share is read in one parallel pass. With guidance, conditional and null rows run as one
+        batch. ``cached=False`` reads the whole sequence again for every token instead of using
+        the cache: the same samples, for checking the cache and measuring what it saves.
         """
         guided = options.cfg_scale != 1.0
         rows = torch.cat([labels, torch.full_like(labels, self.null_class)]) if guided else labels
@@ -160,28 +163,50 @@ class ARModel(nn.Module):
             return torch.cat([x] * (1 + guided))
 
         length = self.seq_len if length is None else length
-        tokens = [] if prefix is None else list(prefix.unbind(1))
+        given = 0 if prefix is None else prefix.shape[1]
+        shared = min(given if prefix_lengths is None else int(prefix_lengths.min()), length)
+        tokens = [] if prefix is None else list(prefix[:, :shared].unbind(1))
         if cached:
             h, cache = self.backbone.start(rows)
-            for token in tokens:
-                h = self.backbone.step(for_rows(token), cache)
-        for i in range(len(tokens), length):
+            if shared:
+                h = self.backbone.prefill(for_rows(prefix[:, :shared]), cache)
+        for i in range(shared, length):
             if not cached:
                 read = torch.stack(tokens, 1) if tokens else torch.zeros(len(labels), 0, self.token_dim, device=rows.device)
                 h = self.backbone(for_rows(read), rows)[:, -1]
-            h_cond, h_uncond = h.chunk(2) if guided else (h, None)
-            z = self.generator.sample(
-                h_cond,
-                temperature=options.temperature,
-                steps=options.steps,
-                rng=rng,
-                cfg_scale=self.guidance_at(i, options),
-                h_uncond=h_uncond,
-            )
-            tokens.append(self.states_to_tokens(z))
+            if prefix_lengths is None or i >= given:
+                token = self.draw_tokens(h, i, options, rng, guided)
+            else:  # some rows still read their prefix: only the others draw
+                token, drawing = prefix[:, i], (prefix_lengths.cpu() <= i).nonzero().squeeze(1)
+                if len(drawing):
+                    drawing = drawing.to(token.device)
+                    drawn = self.draw_tokens(h, i, options, rng, guided, rows=drawing)
+                    token = token.index_copy(0, drawing, drawn.to(token.dtype))
+            tokens.append(token)
             if cached and i + 1 < length:
-                h = self.backbone.step(for_rows(tokens[i]), cache)
+                h = self.backbone.step(for_rows(token), cache)
         return torch.stack(tokens, 1)
+
+    def draw_tokens(
+        self, h: torch.Tensor, position: int, options: SampleConfig, rng: Generators, guided: bool,
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The tokens at ``position`` drawn from ``h`` (guided: conditional rows, then null rows),
+        for the batch rows ``rows`` only (all by default): only they run the head."""
+        h_cond, h_uncond = h.chunk(2) if guided else (h, None)
+        if rows is not None:
+            h_cond, h_uncond = h_cond[rows], None if h_uncond is None else h_uncond[rows]
+            if rng is not None and not isinstance(rng, torch.Generator):
+                rng = [rng[r] for r in rows.tolist()]
+        z = self.generator.sample(
+            h_cond,
+            temperature=options.temperature,
+            steps=options.steps,
+            rng=rng,
+            cfg_scale=self.guidance_at(position, options),
+            h_uncond=h_uncond,
+        )
+        return self.states_to_tokens(z)
 
     def compile_sampling(self, mode: str) -> None:
         """Compile the backbone's decoding step and the head's sampling network in place with

@@ -15,8 +15,8 @@ from prakit.testing import perturb_parameters
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny(rollout="teacher_forcing", decoder="mlp", generator="diffusion", **model_fields) -> ARModel:
-    """The micro preset on a 2x2-token image of 4x4x3 patches (token_dim 48), 4 head steps."""
+def tiny(rollout="teacher_forcing", decoder="mlp", generator="diffusion", image_size=8, **model_fields) -> ARModel:
+    """The micro preset on a 2x2-token image (by default) of 4x4x3 patches (token_dim 48), 4 head steps."""
     def component(kind, name, **fields):
         return registry.get(kind).config(name, **fields) if isinstance(name, str) else name
 
@@ -31,14 +31,14 @@ def tiny(rollout="teacher_forcing", decoder="mlp", generator="diffusion", **mode
         **model_fields,
     )
     torch.manual_seed(0)
-    model = ARModel(cfg, image_size=8, channels=3, num_classes=3)
+    model = ARModel(cfg, image_size=image_size, channels=3, num_classes=3)
     perturb_parameters(model)  # as if trained a little: zero-initialised head layers move
     return model
 
 
-def batch(n=4, seed=1):
+def batch(n=4, seed=1, size=8):
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 3, 8, 8, generator=g) * 2 - 1, torch.arange(n) % 3
+    return torch.rand(n, 3, size, size, generator=g) * 2 - 1, torch.arange(n) % 3
 
 
 def test_patchify_is_raster_order_and_inverted_by_unpatchify():
@@ -172,52 +172,99 @@ def test_projected_states_are_renormalised_after_guidance_before_they_are_decode
         registry.get("decoder").config("mlp", normalize_state=False, project_state=True)
 
 
-def exact_rollout_window(seed, min_prefix, inputs):
-    """The window start the exact rollout draws under ``seed`` (after its probability draw)."""
-    torch.manual_seed(seed)
-    torch.rand(())
-    return int(torch.randint(min_prefix, inputs, ()))
-
-
-def test_exact_rollout_reads_its_own_window_after_a_ground_truth_prefix_as_inference_draws_it():
-    model = tiny(rollout=registry.get("rollout").config("exact_rollout", window=1))
-    model.sampling = SampleConfig(cfg_scale=2.0, temperature=0.9, steps=3)
-    images, labels = batch()
-    x = model.patchify(images)
+def exact_rollout(image_size=16, **fields):
+    """A 16-token model that rolls out with ``fields``, its head replaced by a fixed function of
+    ``h`` (the rollout's wiring is under test, not the head), and the head's calls."""
+    model = tiny(rollout=registry.get("rollout").config("exact_rollout", **fields), image_size=image_size)
     calls = []
-    sample_states = model.generator.sample
-    model.generator.sample = lambda *args, **kwargs: calls.append(kwargs) or sample_states(*args, **kwargs)
-    inputs = rollout_inputs(model, images, labels, seed=7)
-    start = exact_rollout_window(7, 1, inputs=3)
-    own = model.sample_tokens(labels, model.sampling, prefix=x[:, :start], length=start + 1)
-    torch.testing.assert_close(inputs[:, start], own[:, start])  # the model's own token, guided as at inference
-    assert calls[0]["cfg_scale"] != 1.0 and calls[0]["steps"] == 3 and calls[0]["temperature"] == 0.9
-    others = [i for i in range(4) if i != start]
-    torch.testing.assert_close(inputs[:, others], x[:, others])  # before and after the window: ground truth
+    weight = torch.randn(model.backbone.width, model.generator.state_dim, generator=torch.Generator().manual_seed(5))
+
+    def sample(h, **kwargs):
+        calls.append(kwargs)
+        return torch.tanh(h.float() @ weight)
+
+    model.generator.sample = sample
+    return model, calls
+
+
+def rolled_positions(model, inputs, x):
+    """(B, L): where the rollout's inputs are not the ground truth."""
+    return (inputs - x).abs().amax(-1) > 0
+
+
+def test_exact_rollout_draws_each_rolled_token_from_the_rolled_prefix_to_the_end():
+    model, _ = exact_rollout(window="rest")
+    images, labels = batch(n=6, size=16)
+    x = model.patchify(images)
+    inputs = rollout_inputs(model, images, labels, seed=3)
+    own = rolled_positions(model, inputs, x)
+    starts = [int(row.nonzero()[0]) for row in own]
+    assert len(set(starts)) > 1  # each row draws its own prefix length
+    for r, start in enumerate(starts):
+        assert start >= 1 and own[r, start:15].all() and not own[r, 15]  # to the end; the last token is never read
+        for i in range(start, 15):
+            with torch.no_grad():
+                h_rolled, h_true = (model.backbone(seq[r : r + 1, :i], labels[r : r + 1])[0, -1] for seq in (inputs, x))
+            token = lambda h: model.states_to_tokens(model.generator.sample(h))  # noqa: E731
+            torch.testing.assert_close(inputs[r, i], token(h_rolled), atol=1e-5, rtol=1e-5)
+            if i > start:  # errors accumulate: not what the true prefix would give
+                assert not torch.allclose(inputs[r, i], token(h_true), atol=1e-3)
     assert model.training  # sampled in eval mode, handed back in training mode
 
 
-def test_exact_rollout_never_draws_the_last_token_and_keeps_the_rest_teacher_forced():
-    cfg = registry.get("rollout").config("exact_rollout", fraction=0.5, window=8, head_steps=2)
-    model = tiny(rollout=cfg)
-    images, labels = batch()
+def test_exact_rollout_with_aligned_starts_rolls_a_window_then_reads_the_ground_truth():
+    model, calls = exact_rollout(window=3, starts="aligned", fraction=0.5, head_steps=2)
+    images, labels = batch(n=4, size=16)
     x = model.patchify(images)
-    drawn = []
-    sample_states = model.generator.sample
-    model.generator.sample = lambda h, **kwargs: drawn.append(kwargs["steps"]) or sample_states(h, **kwargs)
-    inputs = rollout_inputs(model, images, labels, seed=3)
-    start = exact_rollout_window(3, 1, inputs=3)
-    assert drawn == [2] * (3 - start)  # positions start..2: the window stops before the last token
-    torch.testing.assert_close(inputs[2:], x[2:])  # rows past the fraction
-    torch.testing.assert_close(inputs[:2, : start], x[:2, : start])  # the ground-truth prefix
-    torch.testing.assert_close(inputs[:, 3], x[:, 3])
-    assert not torch.allclose(inputs[:2, start:3], x[:2, start:3])
-    never = registry.get("rollout").config("exact_rollout", probability=0.0)
-    torch.testing.assert_close(rollout_inputs(tiny(rollout=never), images, labels), x)
+    own = rolled_positions(model, rollout_inputs(model, images, labels, seed=4), x)
+    assert not own[2:].any()  # rows past the fraction
+    start = int(own[0].nonzero()[0])
+    window = torch.zeros(16, dtype=torch.bool)
+    window[start : min(start + 3, 15)] = True
+    assert (own[:2] == window).all()
+    assert {c["steps"] for c in calls} == {2}
+
+def test_exact_rollout_with_probability_zero_reads_the_ground_truth():
+    model, calls = exact_rollout(probability=0.0)
+    images, labels = batch(n=4, size=16)
+    torch.testing.assert_close(rollout_inputs(model, images, labels), model.patchify(images))
+    assert not calls and model.rollout.measurements()["rolled_share"] == 0.0
 
 
-def sample(model, labels, indices, cached=True, **options):
-    return model.sample_tokens(labels, SampleConfig(**options), rng=sample_generators(0, indices), cached=cached)
+def test_exact_rollout_draws_as_inference_draws():
+    model, calls = exact_rollout(image_size=8)
+    model.sampling = SampleConfig(cfg_scale=2.0, temperature=0.9, steps=3)
+    rollout_inputs(model, *batch())
+    assert calls and all(c["cfg_scale"] != 1.0 and c["steps"] == 3 and c["temperature"] == 0.9 for c in calls)
+
+
+def test_exact_rollout_measures_the_share_of_inputs_it_rolls_as_its_config_expects():
+    model, _ = exact_rollout(window="rest", fraction=0.5)
+    images, labels = batch(n=8, size=16)
+    shares = []
+    for seed in range(40):
+        rollout_inputs(model, images, labels, seed=seed)
+        shares.append(model.rollout.measurements()["rolled_share"])
+    expected = model.rollout.cfg.rolled_share(16)
+    assert expected == pytest.approx(0.25)  # half the rows, half of their 15 inputs on average
+    assert sum(shares) / len(shares) == pytest.approx(expected, abs=0.04)
+
+
+def test_sampling_after_per_row_prefixes_equals_reading_the_whole_sequence_again():
+    model = tiny(image_size=16).eval()
+    images, labels = batch(n=3, size=16)
+    prefix, lengths = model.patchify(images), torch.tensor([2, 7, 5])
+    cached, uncached = (sample(model, labels, range(3), cached=c, cfg_scale=2.0, prefix=prefix, prefix_lengths=lengths)
+                        for c in (True, False))
+    torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=1e-5)
+    for r, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(cached[r, :n], prefix[r, :n])
+        assert not torch.allclose(cached[r, n], prefix[r, n])
+
+
+def sample(model, labels, indices, cached=True, prefix=None, prefix_lengths=None, **options):
+    return model.sample_tokens(labels, SampleConfig(**options), rng=sample_generators(0, indices), cached=cached,
+                               prefix=prefix, prefix_lengths=prefix_lengths)
 
 
 @pytest.mark.parametrize("generator", ["diffusion", "flow"])

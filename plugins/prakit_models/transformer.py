@@ -84,7 +84,7 @@ class KVCache:
     seq_len, head_dim). ``pos`` counts the positions filled; ``position`` holds the same count as a
     tensor, which is all a decoding step reads: it writes there and attends over every position
     with those not yet filled masked, so each step has the same shapes (one graph for
-    torch.compile and CUDA graphs)."""
+    torch.compile and CUDA graphs). A prefill writes several positions at once."""
 
     def __init__(self, seq_len: int, device: torch.device):
         self.seq_len = seq_len
@@ -94,24 +94,30 @@ class KVCache:
         self.position = torch.zeros(1, dtype=torch.long, device=device)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the current position's ``k, v`` (B, 1, heads, head_dim); return all keys and
-        values (B, heads, seq_len, head_dim), zero where not yet filled."""
+        """Write ``k, v`` (B, T, heads, head_dim) of the T positions from the current one; return
+        all keys and values (B, heads, seq_len, head_dim), zero where not yet filled."""
         if layer == len(self.keys):  # first position: allocate with the dtype autocast produced
             self.keys.append(k.new_zeros(k.shape[0], k.shape[2], self.seq_len, k.shape[3]))
             self.values.append(v.new_zeros(v.shape[0], v.shape[2], self.seq_len, v.shape[3]))
-        self.keys[layer].index_copy_(2, self.position, k.transpose(1, 2))
-        self.values[layer].index_copy_(2, self.position, v.transpose(1, 2))
+        positions = self.positions(k.shape[1])
+        self.keys[layer].index_copy_(2, positions, k.transpose(1, 2))
+        self.values[layer].index_copy_(2, positions, v.transpose(1, 2))
         return self.keys[layer], self.values[layer]
 
-    def filled(self) -> torch.Tensor:
-        """The attention mask (1, 1, 1, seq_len) of the positions filled, the current one included."""
-        slots = torch.arange(self.seq_len, device=self.position.device)
-        return (slots <= self.position).view(1, 1, 1, -1)
+    def positions(self, count: int) -> torch.Tensor:
+        """The ``count`` positions from the current one."""
+        return self.position + torch.arange(count, device=self.position.device)
 
-    def advance(self) -> None:
-        """Move on to the next position, once every layer has written the current one."""
-        self.pos += 1
-        self.position += 1
+    def filled(self, count: int = 1) -> torch.Tensor:
+        """The causal attention mask (1, 1, count, seq_len) of ``count`` new positions: each sees
+        the positions filled before it and itself."""
+        slots = torch.arange(self.seq_len, device=self.position.device)
+        return (slots <= self.positions(count)[:, None]).view(1, 1, count, -1)
+
+    def advance(self, count: int = 1) -> None:
+        """Move on past ``count`` positions, once every layer has written them."""
+        self.pos += count
+        self.position += count
 
 
 class Rope2d(nn.Module):
@@ -167,9 +173,9 @@ class CausalSelfAttention(nn.Module):
             q, k = rope(q, k, 0 if cache is None else cache.position)
         if cache is None:
             out = causal_attention(q, k, v, self.xformers)
-        else:  # one new position attends to every filled one (SDPA: no kernel beats it for one query)
+        else:  # new positions attend to every filled one (SDPA: no kernel beats it for one query)
             k, v = cache.update(layer, k, v)
-            out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=cache.filled()).transpose(1, 2)
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=cache.filled(T)).transpose(1, 2)
         return self.proj(out.reshape(B, T, C))
 
 
@@ -245,6 +251,17 @@ class Transformer(Backbone):
             raise ValueError(f"the cache is full: all {self.seq_len} positions have been read")
         h = self.decode(token, cache)
         cache.advance()
+        return h
+
+    def prefill(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Read ``tokens`` (B, T, token_dim) after those in ``cache`` in one parallel pass; return
+        the last one's ``h`` (B, width)."""
+        if cache.pos + tokens.shape[1] > self.seq_len:
+            raise ValueError(f"the cache holds {self.seq_len} positions: {cache.pos} are read, "
+                             f"{tokens.shape[1]} more do not fit")
+        x = self._add_positions(self.patch_embed(tokens), cache.position)
+        h = self.norm(self._blocks(x, cache))[:, -1]
+        cache.advance(tokens.shape[1])
         return h
 
     def decode(self, token: torch.Tensor, cache: KVCache) -> torch.Tensor:

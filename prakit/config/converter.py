@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import types
 import typing
 from typing import Any
 
@@ -50,13 +51,9 @@ def unstructure(obj: Any) -> Any:
 
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(detailed_validation=True)  # unknown keys: see _tables_only
-    for tp, check, what in (
-        (bool, lambda v: isinstance(v, bool), "true or false"),
-        (int, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-        (float, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
-        (str, lambda v: isinstance(v, str), "a string"),
-    ):
+    for tp, (check, what) in SCALARS.items():
         conv.register_structure_hook(tp, functools.partial(_strict, check=check, what=what))
+    conv.register_structure_hook_func(_is_scalar_union, _structure_scalar_union)
 
     def is_component_base(tp: Any) -> bool:
         return tp in CONFIG_BASES
@@ -94,10 +91,41 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
+#: The scalar types a config field may have: how a value is checked, and what the error calls it.
+SCALARS: dict[type, tuple[Any, str]] = {
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    str: (lambda v: isinstance(v, str), "a string"),
+}
+
+
 def _strict(value: Any, tp: type, *, check, what: str) -> Any:
     if not check(value):
         raise TypeError(f"expected {what}, got {value!r}")
     return tp(value)
+
+
+def _scalar_members(tp: Any) -> list[type]:
+    return [member for member in typing.get_args(tp) if member is not type(None)]
+
+
+def _is_scalar_union(tp: Any) -> bool:
+    """A union of two or more scalar types (``int | str``; ``X | None`` alone is cattrs' own)."""
+    members = _scalar_members(tp)
+    return (typing.get_origin(tp) in (typing.Union, types.UnionType) and len(members) > 1
+            and all(member in SCALARS for member in members))
+
+
+def _structure_scalar_union(value: Any, tp: Any) -> Any:
+    """The value as the first member type that takes it."""
+    if value is None and type(None) in typing.get_args(tp):
+        return None
+    members = _scalar_members(tp)
+    for member in members:
+        if SCALARS[member][0](value):
+            return member(value)
+    raise TypeError(f"expected {' or '.join(SCALARS[m][1] for m in members)}, got {value!r}")
 
 
 class _FieldError(TypeError):

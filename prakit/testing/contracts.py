@@ -205,6 +205,18 @@ class BackboneContract(ModuleContract):
             stepped = [h] + [backbone.step(tokens[:, i], cache) for i in range(tokens.shape[1])]
         torch.testing.assert_close(torch.stack(stepped, 1), full, atol=1e-5, rtol=1e-5)
 
+    def test_prefill_matches_full_forward(self):
+        backbone = self.build().eval()
+        perturb_parameters(backbone)
+        tokens, labels = self.inputs()
+        read = tokens.shape[1] // 2
+        with torch.no_grad():
+            full = backbone(tokens, labels)
+            _, cache = backbone.start(labels)
+            prefilled = backbone.prefill(tokens[:, :read], cache)
+            after = [backbone.step(tokens[:, i], cache) for i in range(read, tokens.shape[1])]
+        torch.testing.assert_close(torch.stack([prefilled, *after], 1), full[:, read:], atol=1e-5, rtol=1e-5)
+
 
 class GeneratorContract(ModuleContract):
     kind = "generator"
