@@ -176,13 +176,13 @@ def test_compare_shows_exactly_the_differing_fields_and_groups_seeds(runs, tmp_p
     assert [row["name"] for row in table["rows"]] == ["handful (2 seeds)", "teacher"]
     fids = [json.loads((runs[n] / "eval.json").read_text())["numbers"]["fid"] for n in names]
     grouped = table["rows"][0]["measures"]["fid"]
-    assert grouped["values"] == fids[:2] and grouped["mean"] == pytest.approx(np.mean(fids[:2]))
-    assert grouped["std"] == pytest.approx(np.std(fids[:2], ddof=1))
+    assert grouped["values"] == {"0": fids[0], "1": fids[1]} and grouped["mean"] == pytest.approx(np.mean(fids[:2]))
+    assert grouped["std"] == pytest.approx(np.std(fids[:2], ddof=1)) and grouped["n"] == 2
     header = out.stdout.splitlines()[0].split()
-    assert header[:2] == ["run", "model.rollout.name"] and "fid" in header and "parameters" in header
-    assert " ± " in out.stdout and "teacher_forcing" in out.stdout
+    assert header[:3] == ["run", "model.rollout.name", "n"] and "fid" in header and "parameters" in header
+    assert f"[{grouped['ci_low']:.4g}, {grouped['ci_high']:.4g}]" in out.stdout and "teacher_forcing" in out.stdout
     csv_header = (tmp_path / "cmp" / "comparison.csv").read_text().splitlines()[0]
-    assert csv_header.startswith("run,model.rollout.name,fid,fid_std,")
+    assert csv_header.startswith("run,model.rollout.name,n,fid,fid_std,fid_ci_low,fid_ci_high,")
     assert (tmp_path / "cmp" / "comparison.md").exists() and (tmp_path / "cmp" / "rollout_gap.png").exists()
 
 

@@ -69,7 +69,7 @@ def test_a_sweep_runs_its_stages_as_dependent_jobs_and_a_rerun_submits_nothing(s
 
     collected = prakit("sweep", "collect", str(out))
     assert collected.returncode == 0, collected.stderr
-    rows = [line for line in collected.stdout.splitlines() if "±" in line]
+    rows = [line for line in collected.stdout.splitlines() if "seeds)" in line]
     assert [row.split()[:3] for row in rows] == [["rollout=teacher_forcing", "(2", "seeds)"],
                                                  ["rollout=pra", "(2", "seeds)"]], collected.stdout
     assert all((out / f"comparison.{ext}").is_file() for ext in ("md", "json", "csv"))

@@ -7,6 +7,7 @@ import argparse
 import time
 
 from prakit.choices import CLUSTERS
+from prakit.cli.compare import VERSUS_HELP
 from prakit.cli.config import OVERRIDES_HELP
 from prakit.cli.submit import add_launch_flags, launch_overrides
 
@@ -18,6 +19,7 @@ examples:
   prakit sweep experiments/digits/*.toml --seeds 3 --cluster slurm --out runs/digits-sweep
   prakit sweep status runs/digits-sweep
   prakit sweep collect runs/digits-sweep
+  prakit sweep collect runs/digits-sweep --versus rollout=teacher_forcing
   prakit sweep cancel runs/digits-sweep"""
 
 
@@ -42,6 +44,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     sweep.add_argument("--out", help="the sweep's folder (default: runs/sweep-<first config name>)")
     sweep.add_argument("--cluster", choices=CLUSTERS, help="where to run (default: the configs' launch.cluster)")
     sweep.add_argument("--wait", action="store_true", help="wait for the jobs, then show the sweep's status")
+    sweep.add_argument("--versus", metavar="NAME", help=f"collect only: {VERSUS_HELP}")
     add_launch_flags(sweep)
     sweep.set_defaults(run=run_sweep)
 
@@ -49,10 +52,14 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 def run_sweep(args: argparse.Namespace) -> int:
     from prakit.errors import PrakitError
 
+    if args.versus is not None and args.items[0] != "collect":
+        raise PrakitError("--versus belongs to `prakit sweep collect SWEEP_DIR --versus NAME`")
     if args.items[0] in ACTIONS:
         if len(args.items) != 2:
             raise PrakitError(f"usage: prakit sweep {args.items[0]} SWEEP_DIR")
-        return {"status": show_status, "collect": collect, "cancel": cancel}[args.items[0]](args.items[1])
+        if args.items[0] == "collect":
+            return collect(args.items[1], args.versus)
+        return {"status": show_status, "cancel": cancel}[args.items[0]](args.items[1])
     return start(args)
 
 
@@ -141,8 +148,9 @@ def show_status(folder: str) -> int:
     return 1 if any("error" in row for row in rows) else 0
 
 
-def collect(folder: str) -> int:
-    """The comparison table over the sweep's evaluated runs, written beside its manifest."""
+def collect(folder: str, versus: str | None = None) -> int:
+    """The comparison table over the sweep's evaluated runs (with ``versus``, the differences to
+    that row), written beside its manifest."""
     from prakit.errors import PrakitError
     from prakit.eval.compare import compare, format_comparison, write_comparison
     from prakit.sweep import Sweep
@@ -153,7 +161,7 @@ def collect(folder: str) -> int:
     if not evaluated:
         raise PrakitError(f"no run of {folder} is evaluated yet: sweep with --then sample,eval, "
                           f"or see `prakit sweep status {folder}`")
-    table = compare(evaluated)
+    table = compare(evaluated, versus=versus)
     print(format_comparison(table))
     if missing:
         print(f"({missing} of {len(sweep.names)} runs not evaluated yet: `prakit sweep status {folder}`)")

@@ -2,8 +2,9 @@
 
 Columns are the config fields that differ between the runs, then every number their
 ``eval.json`` holds, the parameter count and the training wall-clock. Runs that differ only
-in ``train.seed`` form one row, each number as mean +- std over the seeds. The rollout-gap
-curves of all rows go into one plot.
+in ``train.seed`` pool into one row: each number by seed, its mean and 95% confidence interval.
+``versus`` adds every other row's difference to one row, paired by seed, with a paired t-test.
+The rollout-gap curves of all rows go into one plot.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import json
 import os
 import statistics
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from prakit.config import from_data
 from prakit.config.io import flatten, read_file
 from prakit.errors import PrakitError
 from prakit.eval.report import cell, csv_table, markdown_table, text_table, write_json
+from prakit.eval.stats import INTERVAL, PAIRED_TEST, describe, paired
 from prakit.io import atomic_write_text
 from prakit.plots import line_plot
 from prakit.train.metrics import read_metrics
@@ -73,8 +75,9 @@ def load_run(run_dir: Path) -> dict[str, Any]:
             "train_seconds": train_seconds(run_dir, cfg.train.batch_size)}
 
 
-def compare(run_dirs: Sequence[str | os.PathLike]) -> dict[str, Any]:
-    """The comparison of the runs: differing fields, groups of seeds and their numbers."""
+def compare(run_dirs: Sequence[str | os.PathLike], versus: str | None = None) -> dict[str, Any]:
+    """The comparison of the runs: differing fields, rows pooling the seeds of a variant and their
+    numbers; with ``versus`` (a row's name), every other row's differences to that row."""
     if len(set(map(str, run_dirs))) < len(run_dirs):
         raise PrakitError("a run directory is named twice")
     runs = [load_run(Path(r)) for r in run_dirs]
@@ -87,41 +90,83 @@ def compare(run_dirs: Sequence[str | os.PathLike]) -> dict[str, Any]:
     numbers = list(dict.fromkeys(n for run in runs for n in run["record"]["numbers"]))
     rows = [summarize_group(members, differing, numbers) for members in groups.values()]
     directions = {k: v for run in runs for k, v in run["record"]["higher_is_better"].items()}
-    return {"fields": differing, "numbers": numbers, "higher_is_better": directions, "rows": rows,
-            "mismatched": {f: [run["facts"][f] for run in runs] for f in mismatched}}
+    comparison = {"fields": differing, "numbers": numbers, "higher_is_better": directions, "rows": rows,
+                  "interval": INTERVAL,
+                  "mismatched": {f: [run["facts"][f] for run in runs] for f in mismatched}}
+    if versus is not None:
+        comparison["versus"] = paired_rows(rows, find_row(rows, versus), measures(comparison))
+    return comparison
+
+
+def seed_of(member: dict) -> int:
+    """A run's ``train.seed``."""
+    return member["config"].get("train.seed", 0)
+
+
+def refuse_duplicate_seeds(members: list[dict]) -> None:
+    """Two runs of one variant with the same seed measure the same thing twice: refuse to pick one."""
+    first: dict[int, dict] = {}
+    for member in members:
+        earlier = first.setdefault(seed_of(member), member)
+        if earlier is not member:
+            raise PrakitError(f"{earlier['run']} and {member['run']} are the same variant with the same train.seed "
+                              f"{seed_of(member)}: a rerun must use a new train.seed to pool with the earlier runs")
 
 
 def summarize_group(members: list[dict], fields: list[str], numbers: list[str]) -> dict[str, Any]:
-    """One row: the group's fields, and each number (and size, time) as mean, std and values over its seeds."""
+    """One row: the group's fields, and each number (and size, time) by seed with its mean, std and
+    interval (:func:`prakit.eval.stats.describe`)."""
+    refuse_duplicate_seeds(members)
 
-    def stats(values: list[float | None]) -> dict[str, Any] | None:
-        values = [v for v in values if v is not None]
-        if not values:
-            return None
-        same = all(v == values[0] for v in values)  # keeps a parameter count an int
-        return {"mean": values[0] if same else statistics.fmean(values),
-                "std": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
+    def by_seed(value_of: Callable[[dict], float | None]) -> dict[str, Any] | None:
+        return describe({str(seed_of(m)): value for m in members if (value := value_of(m)) is not None})
 
-    seeds = [m["config"].get("train.seed", 0) for m in members]
-    name = group_name([m["run"].name for m in members])
+    names = [m["run"].name for m in members]
     curves = [m for m in members if any(e["name"] == "rollout_gap" for e in m["record"]["evaluators"])]
-    measures = {n: stats([m["record"]["numbers"].get(n) for m in members]) for n in numbers}
-    measures["parameters"] = stats([m["parameters"] for m in members])
-    measures["train_seconds"] = stats([m["train_seconds"] for m in members])
+    measured = {n: by_seed(lambda m, n=n: m["record"]["numbers"].get(n)) for n in numbers}
+    measured["parameters"] = by_seed(lambda m: m["parameters"])
+    measured["train_seconds"] = by_seed(lambda m: m["train_seconds"])
     return {
-        "name": name, "runs": [str(m["run"]) for m in members], "seeds": seeds,
-        "fields": {f: members[0]["config"].get(f) for f in fields}, "measures": measures,
+        "name": group_name(names), "variant": variant_name(names), "n": len(members),
+        "runs": [str(m["run"]) for m in members], "seeds": [seed_of(m) for m in members],
+        "fields": {f: members[0]["config"].get(f) for f in fields}, "measures": measured,
         "rollout_gap_curve": mean_curve([rollout_curve(m["record"]) for m in curves]) if curves else None,
     }
 
 
-def group_name(names: list[str]) -> str:
-    """A group's name: its one run's, else the comma-separated parts its runs' names share
-    (``rollout=pra,seed=0`` and ``rollout=pra,seed=1``: ``rollout=pra (2 seeds)``), else the first's."""
-    if len(names) == 1:
-        return names[0]
+def variant_name(names: list[str]) -> str:
+    """The comma-separated parts all ``names`` share (``rollout=pra`` of ``rollout=pra,seed=0`` and
+    ``rollout=pra,seed=1``), else the first name."""
     shared = [part for part in names[0].split(",") if all(part in name.split(",") for name in names[1:])]
-    return f"{','.join(shared) or names[0]} ({len(names)} seeds)"
+    return ",".join(shared) or names[0]
+
+
+def group_name(names: list[str]) -> str:
+    """A group's name: its one run's, else its variant's with the number of seeds (``rollout=pra (2 seeds)``)."""
+    return names[0] if len(names) == 1 else f"{variant_name(names)} ({len(names)} seeds)"
+
+
+def find_row(rows: list[dict], name: str) -> dict:
+    """The one row ``name`` names: by its name, its variant's, or a run directory (path or name) in it."""
+    found = [row for row in rows
+             if name in {row["name"], row["variant"], *row["runs"], *(Path(run).name for run in row["runs"])}]
+    if len(found) != 1:
+        problem = "names no row" if not found else "names several rows"
+        raise PrakitError(f"--versus {name!r} {problem}; the rows are: {', '.join(row['name'] for row in rows)}")
+    return found[0]
+
+
+def paired_rows(rows: list[dict], reference: dict, names: list[str]) -> dict[str, Any]:
+    """Every other row minus ``reference``, each measure paired by seed (:func:`prakit.eval.stats.paired`)."""
+
+    def difference(row: dict, measure: str) -> dict[str, Any] | None:
+        mine, theirs = row["measures"].get(measure), reference["measures"].get(measure)
+        return paired(mine["values"], theirs["values"]) if mine and theirs else None
+
+    return {"name": reference["name"], "test": PAIRED_TEST, "difference": f"row minus {reference['name']}",
+            "rows": [{"name": row["name"], "pairs": len(set(row["seeds"]) & set(reference["seeds"])),
+                      "measures": {m: difference(row, m) for m in names}}
+                     for row in rows if row is not reference]}
 
 
 def rollout_curve(record: dict) -> list[float]:
@@ -134,29 +179,72 @@ def mean_curve(curves: list[list[float]]) -> list[float]:
     return [statistics.fmean(values) for values in zip(*curves)]
 
 
+def measures(comparison: dict[str, Any]) -> list[str]:
+    """The measures of every row, in column order."""
+    return [*comparison["numbers"], "parameters", "train_seconds"]
+
+
+def estimate(s: dict[str, Any] | None, n: int) -> Any:
+    """A table cell: the mean and ``[ci_low, ci_high]`` where it varies over several values,
+    with ``(n=...)`` where it has fewer values than its row has seeds."""
+    if s is None or s["mean"] is None:
+        return None
+    varies = s["ci_low"] is not None and s["std"] > 0
+    text = f"{cell(s['mean'])} [{cell(s['ci_low'])}, {cell(s['ci_high'])}]" if varies else s["mean"]
+    return text if s["n"] == n else f"{cell(text)} (n={s['n']})"
+
+
 def table(comparison: dict[str, Any], *, numeric: bool = False) -> tuple[list[str], list[list]]:
-    """Header and rows; ``numeric``: means and stds in their own columns (CSV), else ``mean ± std`` text."""
-    grouped = any(len(row["runs"]) > 1 for row in comparison["rows"])
-    measures = [*comparison["numbers"], "parameters", "train_seconds"]
-    header = ["run", *comparison["fields"]]
-    for m in measures:
-        header += [m, f"{m}_std"] if numeric and grouped else [m]
+    """Header and rows; ``numeric``: means, stds and intervals in their own columns (CSV), else
+    ``mean [ci_low, ci_high]`` text."""
+    grouped = any(row["n"] > 1 for row in comparison["rows"])
+    spread = ("std", "ci_low", "ci_high") if numeric and grouped else ()
+    header = ["run", *comparison["fields"], "n"]
+    for m in measures(comparison):
+        header += [m, *(f"{m}_{k}" for k in spread)]
     rows = []
     for row in comparison["rows"]:
-        values = [row["name"], *(row["fields"][f] for f in comparison["fields"])]
-        for s in map(row["measures"].get, measures):
+        values = [row["name"], *(row["fields"][f] for f in comparison["fields"]), row["n"]]
+        for s in map(row["measures"].get, measures(comparison)):
             if numeric:
-                values += [s and s["mean"], s and s["std"]] if grouped else [s and s["mean"]]
+                values += [s and s["mean"], *(s and s[k] for k in spread)]
             else:
-                values.append(None if s is None else s["mean"] if len(set(s["values"])) == 1
-                              else f"{cell(s['mean'])} ± {cell(s['std'])}")
+                values.append(estimate(s, row["n"]))
         rows.append(values)
     return header, rows
 
 
-def format_comparison(comparison: dict[str, Any]) -> str:
-    """The terminal table, with a warning when the runs were evaluated differently."""
-    lines = [text_table(*table(comparison))]
+def versus_table(comparison: dict[str, Any], *, numeric: bool = False) -> tuple[list[str], list[list]]:
+    """Header and rows of the differences to the ``versus`` row; ``numeric``: difference, interval
+    and p-value in their own columns (CSV), else ``difference [ci_low, ci_high]`` and the p-value or
+    why there is none."""
+    versus = comparison["versus"]
+    header = ["run", "pairs"]
+    for m in measures(comparison):
+        header += [f"{m}_diff", f"{m}_ci_low", f"{m}_ci_high", f"{m}_p"] if numeric else [f"{m} diff", f"{m} p"]
+    rows = []
+    for row in versus["rows"]:
+        values = [row["name"], row["pairs"]]
+        for d in map(row["measures"].get, measures(comparison)):
+            if numeric:
+                values += [d and d[k] for k in ("mean", "ci_low", "ci_high", "p_value")]
+            else:
+                values += [estimate(d, row["pairs"]), d and (d["note"] if d["p_value"] is None else d["p_value"])]
+        rows.append(values)
+    return header, rows
+
+
+def format_comparison(comparison: dict[str, Any], render: Callable = text_table) -> str:
+    """The table (``render``: :func:`text_table` for the terminal, :func:`markdown_table`), what its
+    intervals are, the differences to the ``versus`` row, and a warning when the runs were
+    evaluated differently."""
+    lines = [render(*table(comparison))]
+    if any(row["n"] > 1 for row in comparison["rows"]):
+        lines.append(f"mean [{comparison['interval']}] over a row's n seeds")
+    if "versus" in comparison:
+        versus = comparison["versus"]
+        lines += ["", f"versus {versus['name']}: {versus['difference']}, paired by seed, as mean "
+                  f"[{comparison['interval']}]; p: {versus['test']}", "", render(*versus_table(comparison))]
     for fact, values in comparison["mismatched"].items():
         lines.append(f"warning: the runs were evaluated with different {fact} ({', '.join(map(str, values))}); "
                      "their numbers are not comparable")
@@ -164,12 +252,16 @@ def format_comparison(comparison: dict[str, Any]) -> str:
 
 
 def write_comparison(comparison: dict[str, Any], out: str | os.PathLike) -> list[Path]:
-    """``comparison.md``, ``.csv``, ``.json`` and, if any run measured it, ``rollout_gap.png``."""
+    """``comparison.md``, ``.csv``, ``.json``, with ``versus`` ``comparison_versus.csv``, and, if
+    any run measured it, ``rollout_gap.png``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "comparison.md", out / "comparison.csv"]
-    atomic_write_text(paths[0], markdown_table(*table(comparison)))
+    atomic_write_text(paths[0], format_comparison(comparison, markdown_table) + "\n")
     atomic_write_text(paths[1], csv_table(*table(comparison, numeric=True)))
+    if "versus" in comparison:
+        paths.append(out / "comparison_versus.csv")
+        atomic_write_text(paths[-1], csv_table(*versus_table(comparison, numeric=True)))
     paths.append(write_json(comparison, out / "comparison.json"))
     curves = {row["name"]: (range(len(row["rollout_gap_curve"])), row["rollout_gap_curve"])
               for row in comparison["rows"] if row["rollout_gap_curve"]}
