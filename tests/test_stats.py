@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from prakit.eval.stats import describe, paired
+from prakit.eval.stats import describe, paired, rank_correlation
 
 FIDS = {"0": 12.1, "1": 10.4, "2": 14.9, "3": 11.7, "4": 13.2}
 BASELINE = {"0": 15.0, "1": 11.1, "2": 17.3, "3": 15.9, "4": 13.0, "7": 40.0}
@@ -47,3 +47,22 @@ def test_too_few_pairs_or_no_spread_give_no_p_value_and_say_why():
     assert (none["n"], none["mean"], none["p_value"], none["note"]) == (0, None, None, "no seed in common")
     constant = paired({"0": 5, "1": 6}, {"0": 4, "1": 5})
     assert (constant["mean"], constant["p_value"]) == (1, None) and "do not vary" in constant["note"]
+
+
+def test_the_rank_correlation_is_scipys_spearman_with_a_bootstrap_interval_around_it():
+    gaps = [0.12, 0.30, 0.08, 0.25, 0.19, 0.40, 0.11, 0.05]
+    fids = [9.0, 21.0, 8.5, 14.0, 16.0, 30.0, 7.0, 6.0]
+    result = rank_correlation(gaps, fids)
+    rho, p_value = scipy_stats.spearmanr(gaps, fids)
+    assert (result["rho"], result["p_value"]) == (pytest.approx(rho), pytest.approx(p_value))
+    assert result["n"] == 8 and result["ci_low"] <= result["rho"] <= result["ci_high"] <= 1.0
+    assert result == rank_correlation(gaps, fids)  # the bootstrap is seeded
+    unrelated = rank_correlation(gaps, [3.0, 1.0, 4.0, 1.5, 5.0, 9.0, 2.0, 6.0][::-1])
+    assert unrelated["ci_low"] < 0 < unrelated["ci_high"] or unrelated["ci_high"] < result["ci_low"]
+
+
+def test_a_rank_correlation_of_too_few_or_constant_values_is_undefined():
+    assert rank_correlation([1.0, 2.0], [3.0, 4.0])["rho"] is None
+    assert rank_correlation([1.0, 1.0, 1.0], [3.0, 4.0, 5.0])["rho"] is None
+    with pytest.raises(ValueError, match="needs pairs"):
+        rank_correlation([1.0, 2.0, 3.0], [1.0, 2.0])

@@ -56,3 +56,28 @@ def paired(values: Mapping[str, float], reference: Mapping[str, float]) -> dict[
         statistic = summary["mean"] / (summary["std"] / math.sqrt(n))
         p_value = float(2 * t.sf(abs(statistic), n - 1))
     return {"differences": differences, **summary, "p_value": p_value, "note": note}
+
+
+#: Bootstrap resamples behind a rank correlation's interval.
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def rank_correlation(x: list[float], y: list[float], *, seed: int = 0) -> dict[str, Any]:
+    """Spearman's rank correlation of paired values, with a percentile-bootstrap interval
+    (``BOOTSTRAP_RESAMPLES`` resamples of the pairs, from ``seed``) and the test of no correlation's
+    p-value; ``rho`` is None when fewer than three pairs or a constant side leave it undefined."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} values against {len(y)}: a rank correlation needs pairs")
+    x_arr, y_arr = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    result = {"n": len(x), "rho": None, "ci_low": None, "ci_high": None, "p_value": None,
+              "interval": f"{CONFIDENCE:.0%} percentile bootstrap over pairs ({BOOTSTRAP_RESAMPLES} resamples)"}
+    if len(x) < 3 or np.ptp(x_arr) == 0 or np.ptp(y_arr) == 0:
+        return result
+    rho, p_value = spearmanr(x_arr, y_arr)
+    picks = np.random.default_rng(seed).integers(0, len(x), (BOOTSTRAP_RESAMPLES, len(x)))
+    resampled = [spearmanr(x_arr[p], y_arr[p])[0] for p in picks if np.ptp(x_arr[p]) and np.ptp(y_arr[p])]
+    low, high = np.quantile(resampled, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    return {**result, "rho": float(rho), "ci_low": float(low), "ci_high": float(high), "p_value": float(p_value)}
