@@ -136,3 +136,20 @@ def test_sweep_collect_compares_versus_a_row(tmp_path, capsys):
     assert (sweep.folder / "comparison_versus.csv").is_file() and "versus" in capsys.readouterr().out
     assert main(["sweep", "status", str(sweep.folder), "--versus", "pra"]) == 2
     assert "--versus belongs to `prakit sweep collect" in capsys.readouterr().err
+
+
+def test_records_name_another_evaluation_of_a_run(runs):
+    searched = {}
+    for seeds in runs.values():
+        for run in seeds.values():
+            other = run / "search" / "cfg_scale=3" / "eval.json"
+            other.parent.mkdir(parents=True)
+            record = json.loads((run / "eval.json").read_text())
+            other.write_text(json.dumps({**record, "numbers": {"fid": record["numbers"]["fid"] + 100}}))
+            searched[str(run)] = other
+    plain, best = compare(every(runs)), compare(every(runs), records=searched)
+    for row, shifted in zip(plain["rows"], best["rows"]):
+        assert shifted["measures"]["fid"]["mean"] == pytest.approx(row["measures"]["fid"]["mean"] + 100)
+    missing = {str(every(runs)[0]): every(runs)[0] / "search" / "cfg_scale=9" / "eval.json"}
+    with pytest.raises(PrakitError, match=r"has no search/cfg_scale=9/eval.json: evaluate it first"):
+        compare(every(runs), records=missing)

@@ -13,7 +13,7 @@ import json
 import os
 import statistics
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from prakit.config import from_data
 from prakit.config.io import flatten, read_file
@@ -56,18 +56,20 @@ def train_seconds(run_dir: Path, batch_size: int) -> float | None:
     return seconds if rows else None
 
 
-def load_run(run_dir: Path) -> dict[str, Any]:
-    """A run's flattened config, evaluation, parameter count and training time."""
+def load_run(run_dir: Path, record: Path | None = None) -> dict[str, Any]:
+    """A run's flattened config, evaluation (``record``, default its ``eval.json``), parameter
+    count and training time."""
     from prakit.model import parameter_counts
     from prakit.summary import meta_model
 
     if not (run_dir / "config.toml").is_file():
         raise PrakitError(f"{run_dir} is not a run directory (no config.toml)")
-    if not (run_dir / "eval.json").is_file():
-        raise PrakitError(f"{run_dir} has no eval.json: evaluate it first with `prakit eval {run_dir}`")
+    record = run_dir / "eval.json" if record is None else record
+    if not record.is_file():
+        raise PrakitError(f"{run_dir} has no {record.relative_to(run_dir)}: evaluate it first with `prakit eval {run_dir}`")
     data = read_file(run_dir / "config.toml")
     cfg = from_data(data)
-    record = json.loads((run_dir / "eval.json").read_text())
+    record = json.loads(record.read_text())
     facts = {"reference": record["reference"]["path"], "features": ",".join(record.get("features", {})),
              "samples": record.get("samples", {}).get("count")}
     return {"run": run_dir, "config": flatten(data), "record": record, "facts": facts,
@@ -75,12 +77,15 @@ def load_run(run_dir: Path) -> dict[str, Any]:
             "train_seconds": train_seconds(run_dir, cfg.train.batch_size)}
 
 
-def compare(run_dirs: Sequence[str | os.PathLike], versus: str | None = None) -> dict[str, Any]:
+def compare(run_dirs: Sequence[str | os.PathLike], versus: str | None = None,
+            records: Mapping[str, Path] | None = None) -> dict[str, Any]:
     """The comparison of the runs: differing fields, rows pooling the seeds of a variant and their
-    numbers; with ``versus`` (a row's name), every other row's differences to that row."""
+    numbers; with ``versus`` (a row's name), every other row's differences to that row. ``records``
+    names the evaluation to read for a run (by its directory; default its ``eval.json``): one
+    of its guidance search's, say."""
     if len(set(map(str, run_dirs))) < len(run_dirs):
         raise PrakitError("a run directory is named twice")
-    runs = [load_run(Path(r)) for r in run_dirs]
+    runs = [load_run(Path(r), (records or {}).get(str(r))) for r in run_dirs]
     differing = differing_fields([run["config"] for run in runs])
     mismatched = [f for f in EVALUATION_FACTS if len({json.dumps(run["facts"][f]) for run in runs}) > 1]
     groups: dict[str, list[dict]] = {}
