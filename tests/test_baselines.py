@@ -1,6 +1,7 @@
 """The paper's comparison as config files: they differ only in the swapped components, and
 every baseline learns (overfits a tiny fixed batch)."""
 
+import json
 from pathlib import Path
 
 import attrs
@@ -23,9 +24,13 @@ TABLE = {  # docs/method.md, "Baselines as configurations"
     "pra": ("mlp", "diffusion", "pra"),
     "pra-calibrated": ("mlp", "diffusion", "pra"),
     "pra-selfsample": ("mlp", "diffusion", "pra_selfsample"),
+    "lowdim-pixel-noise": ("mlp", "diffusion", "noise_injection"),
+    "decoded-tf": ("mlp", "diffusion", "pra"),
 }
-#: The comparison's folders and their files: the digits add PRA's variants (benchmarks/ablation_small.py).
-FOLDERS = {"imagenet256/comparison": NAMES, "digits": [*NAMES, "pra-calibrated", "pra-selfsample"]}
+#: The comparison's folders and their files: the digits add PRA's variants and the two arms that
+#: isolate its mechanism (pixel noise on the low-dimensional model, decoded teacher forcing).
+FOLDERS = {"imagenet256/comparison": NAMES,
+           "digits": [*NAMES, "pra-calibrated", "pra-selfsample", "lowdim-pixel-noise", "decoded-tf"]}
 
 
 def without_swapped(cfg):
@@ -42,6 +47,18 @@ def test_comparison_files_differ_only_in_the_swapped_components(folder, base):
         assert without_swapped(cfg) == reference, name
     x_pred = load_config(ROOT / "experiments" / folder / "x-pred.toml")
     assert x_pred.model.generator.prediction == "x"
+
+
+def test_pixel_noise_on_the_lowdim_model_matches_the_measured_pixel_perturbation_of_pra():
+    """benchmarks/pixel_perturbation.py measured pra's config and found the pixel noise its file uses."""
+    record = json.loads((ROOT / "benchmarks" / "results" / "pixel_perturbation.json").read_text())
+    pra = load_config(ROOT / "experiments" / "digits" / "pra.toml").model.rollout
+    assert record["rows"][1]["setting"] == f"pra, run's own: {pra.sigma} [{pra.sigma_min}, {pra.sigma_max}]"
+    path = ROOT / "experiments" / "digits" / "lowdim-pixel-noise.toml"
+    noise = load_config(path).model.rollout
+    assert (noise.schedule, noise.sigma_min, noise.per, noise.clamp) == ("uniform", 0.0, "position", True)
+    assert noise.sigma_max == pytest.approx(record["matched_noise_sigma_max"], abs=5e-4)
+    assert f"{record['target_pixel_rms']:.3f}" in path.read_text().split("\nextends")[0]
 
 
 @pytest.mark.slow

@@ -4,8 +4,8 @@ import importlib
 from pathlib import Path
 
 import attrs
-from prakit_baselines.identity import IdentityDecoderConfig
 from prakit_baselines.exact_rollout import ExactRolloutConfig
+from prakit_baselines.identity import IdentityDecoderConfig
 from prakit_baselines.rollouts import NoiseInjectionConfig, TeacherForcingConfig
 from prakit_eval.distribution import FIDConfig, InceptionScoreConfig, KIDConfig, PrecisionRecallConfig
 from prakit_eval.featnet import FeatNetConfig
@@ -63,6 +63,14 @@ class TestNoiseInjectionUniform(RolloutContract):
     config = NoiseInjectionConfig(schedule="uniform")
 
 
+class TestNoiseInjectionUniformPerPosition(RolloutContract):
+    config = NoiseInjectionConfig(schedule="uniform", sigma_min=0.0, sigma_max=0.3, per="position")
+
+
+class TestNoiseInjectionFixedUnclamped(RolloutContract):
+    config = NoiseInjectionConfig(schedule="fixed", sigma_max=0.2, clamp=False)
+
+
 class TestPRARollout(RolloutContract):
     config = PRARolloutConfig(sigma_max=0.5)
 
@@ -71,12 +79,20 @@ class TestPRARolloutFixed(RolloutContract):
     config = PRARolloutConfig(sigma="fixed", sigma_max=0.2)
 
 
+class TestPRARolloutDecodedTeacherForcing(RolloutContract):
+    config = PRARolloutConfig(sigma="fixed", sigma_max=0.0)
+
+
 class TestPRARolloutCalibrated(RolloutContract):
     config = PRARolloutConfig(sigma="calibrated", calib_warmup=0, calib_tokens=8, calib_steps=2)
 
 
 class TestSelfSampleRollout(RolloutContract):
     config = SelfSampleRolloutConfig(steps=2, mix=0.5)
+
+
+class TestSelfSampleRolloutWarmingUp(RolloutContract):
+    config = SelfSampleRolloutConfig(steps=2, mix=0.5, warmup=10)
 
 
 class TestExactRollout(RolloutContract):

@@ -1,5 +1,7 @@
 """Parallel Rollout Approximation: perturb the target states, decode them, feed them as inputs."""
 
+import math
+import warnings
 from typing import ClassVar
 
 import attrs
@@ -15,7 +17,9 @@ class PRARolloutConfig(RolloutConfig):
     sigma_max; ``calibrated``: sigma = calib_scale x the head's measured per-dimension sampling
     error, kept within [sigma_min, sigma_max], re-measured every ``calib_every`` steps from step
     ``calib_warmup`` on ``calib_tokens`` teacher-forced tokens with ``calib_steps`` head steps
-    (sigma_max until the first measurement: an untrained head's error says nothing)."""
+    (sigma_max until the first measurement: an untrained head's error says nothing). A calibrated
+    sigma measures ``measured_error``, ``sigma`` and ``sigma_clamped`` (1 when the measurement
+    falls outside [sigma_min, sigma_max], which it then says once in a warning)."""
 
     name: ClassVar[str] = "pra"
     sigma: str = attrs.field(default="uniform", validator=in_(("uniform", "fixed", "calibrated")))
@@ -43,6 +47,7 @@ class PRARollout(RolloutApproximator):
         self.cfg = cfg
         # Running estimate of the head's sampling error; NaN until first measured.
         self.register_buffer("measured_sigma", torch.tensor(float("nan")))
+        self.warned_of_clamp = False
 
     def forward(self, x, z, labels, *, model: RolloutModel, step: int) -> torch.Tensor:
         cfg, z = self.cfg, z.detach()
@@ -57,10 +62,33 @@ class PRARollout(RolloutApproximator):
         shape = (*z.shape[:-1], 1)
         if cfg.sigma == "uniform":
             return cfg.sigma_min + (cfg.sigma_max - cfg.sigma_min) * torch.rand(shape, device=z.device, dtype=z.dtype)
-        if cfg.sigma == "calibrated":  # no host sync: NaN (not yet measured) becomes sigma_max
-            sigma = torch.nan_to_num(cfg.calib_scale * self.measured_sigma, nan=cfg.sigma_max)
-            return sigma.clamp(cfg.sigma_min, cfg.sigma_max).to(z.dtype).expand(shape)
+        if cfg.sigma == "calibrated":
+            return self.calibrated_sigma().to(z.dtype).expand(shape)
         return torch.full(shape, cfg.sigma_max, device=z.device, dtype=z.dtype)
+
+    def calibrated_sigma(self) -> torch.Tensor:
+        """calib_scale x the measured error within [sigma_min, sigma_max]; sigma_max before the first
+        measurement. No host sync: a tensor."""
+        cfg = self.cfg
+        sigma = torch.nan_to_num(cfg.calib_scale * self.measured_sigma, nan=cfg.sigma_max)
+        return sigma.clamp(cfg.sigma_min, cfg.sigma_max)
+
+    def measurements(self) -> dict[str, float]:
+        cfg = self.cfg
+        if cfg.sigma != "calibrated":
+            return {}
+        measured, sigma = self.measured_sigma.item(), self.calibrated_sigma().item()
+        if math.isnan(measured):
+            return {"sigma": sigma}
+        wanted = cfg.calib_scale * measured
+        clamped = not math.isclose(sigma, wanted, rel_tol=1e-6)
+        if clamped and not self.warned_of_clamp:
+            self.warned_of_clamp = True
+            bound = "sigma_max" if wanted > sigma else "sigma_min"
+            warnings.warn(f"calibrated PRA sigma sits on its clamp: calib_scale x the measured error is {wanted:.3g}, "
+                          f"{bound} holds it at {sigma:.3g}, so sigma is fixed there (widen [sigma_min, sigma_max] "
+                          "or change calib_scale to let it follow the measurement)", stacklevel=2)
+        return {"measured_error": measured, "sigma": sigma, "sigma_clamped": float(clamped)}
 
     @torch.no_grad()
     def calibrate(self, x, z, labels, model: RolloutModel) -> None:
@@ -78,12 +106,15 @@ class PRARollout(RolloutApproximator):
 
 @attrs.frozen
 class SelfSampleRolloutConfig(RolloutConfig):
-    """``steps`` head steps per token; each position takes the model's own token with ``mix``."""
+    """``steps`` head steps per token; each position takes the model's own token with probability
+    ``mix``, from step ``warmup`` on (before it, the ground truth: the head has yet to learn).
+    Measures ``replaced``, the share of positions that took the model's token."""
 
     name: ClassVar[str] = "pra_selfsample"
     steps: int = attrs.field(default=10, validator=gt(0))
     temperature: float = attrs.field(default=1.0, validator=gt(0.0))
     mix: float = attrs.field(default=1.0, validator=[ge(0.0), le(1.0)])
+    warmup: int = attrs.field(default=0, validator=ge(0))
 
 
 class SelfSampleRollout(RolloutApproximator):
@@ -92,14 +123,21 @@ class SelfSampleRollout(RolloutApproximator):
     def __init__(self, cfg: SelfSampleRolloutConfig):
         super().__init__()
         self.cfg = cfg
+        self.register_buffer("replaced", torch.tensor(float("nan")), persistent=False)
 
     @torch.no_grad()
     def forward(self, x, z, labels, *, model: RolloutModel, step: int) -> torch.Tensor:
         cfg = self.cfg
+        if step < cfg.warmup:
+            self.replaced.fill_(0.0)
+            return x
         h = model.backbone(x[:, :-1], labels)
         z_hat = model.generator.sample(h, steps=cfg.steps, temperature=cfg.temperature)
         sampled = model.states_to_tokens(z_hat).to(x.dtype)
-        if cfg.mix == 1.0:
-            return sampled
         take = torch.rand((*x.shape[:-1], 1), device=x.device) < cfg.mix
+        self.replaced.copy_(take.float().mean())
         return torch.where(take, sampled, x)
+
+    def measurements(self) -> dict[str, float]:
+        replaced = self.replaced.item()
+        return {} if math.isnan(replaced) else {"replaced": replaced}
