@@ -170,3 +170,64 @@ def test_ablation_small_sweeps_searches_guidance_and_tabulates_every_variant(tmp
     assert len(record["plots"]) == 5  # digits: FID bars at both guidance choices and gap curves; photo: 2
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
     assert rerun.returncode == 0 and rerun.stdout.count("0 jobs submitted") == 2, rerun.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_pixel_perturbation_finds_the_pixel_noise_that_matches_pras_state_noise(store, tmp_path):
+    from test_train import QUICKSTART, prakit, tiny
+
+    trained = prakit("train", str(QUICKSTART), *tiny(store, "train.steps=2"), "--run-dir", str(tmp_path / "run"))
+    assert trained.returncode == 0, trained.stderr
+    benchmark("pixel_perturbation.py", str(tmp_path / "run"), "--num", "32", "--sigmas", "0.5", results=tmp_path)
+    record = json.loads((tmp_path / "pixel_perturbation.json").read_text())
+    rows = {row["setting"].split(",")[0]: row for row in record["rows"]}
+    assert rows["reconstruction (sigma 0)"]["perturbation_rms"] == 0
+    target = record["target_pixel_rms"]
+    assert [row["perturbation_rms"] for row in record["rows"][1:3]] == [target, pytest.approx(target * 1.7, rel=0.3)]
+    assert rows["noise_injection"]["perturbation_rms"] == pytest.approx(target, abs=2e-4)
+    assert record["matched_noise_sigma_max"] >= record["unclamped_uniform_sigma_max"]  # the clamp takes some
+
+
+@pytest.mark.slow
+def test_comparison_selects_on_its_own_seed_tests_on_others_and_reports_paired_statistics(tmp_path):
+    quick = ["model.preset=micro", "train.steps=4", "sample.steps=2", "sample.batch_size=20",
+             'eval.features={name="featnet",steps=30,width=8,features=16}']
+    command = [sys.executable, str(ROOT / "benchmarks" / "comparison.py"), "--settings", "digits32",
+               "--variants", "pra,noise-inj,lowdim-pixel-noise,pixel-ar", "--seeds", "2", "--other-seeds", "1", "--num", "20",
+               "--search", "1,2", "--out", str(tmp_path / "runs"), *quick]
+    env = {"PRAKIT_BENCHMARK_RESULTS": str(tmp_path / "results"), "OMP_NUM_THREADS": "1", "PATH": ""}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    record = json.loads((tmp_path / "results" / "comparison_digits32.json").read_text())
+    knobs = record["selection"]["knobs"]
+    tuned, matched = knobs["noise-inj"], knobs["lowdim-pixel-noise"]
+    assert set(tuned["fid"]) == {"0.1", "0.2", "0.35", "0.5"} and str(tuned["chosen"]) == min(tuned["fid"],
+                                                                                           key=tuned["fid"].get)
+    runs = tmp_path / "runs" / "digits32"
+    selection = json.loads((runs / "select" / "runs" / "sweep.json").read_text())
+    assert len(selection["runs"]) == 6  # 4 sigmas, pra, pixel-ar; on a seed no test run uses
+    assert all("train.seed=100" in run["overrides"] for run in selection["runs"].values())
+    perturbation = json.loads((runs / "select" / "pixel_perturbation" / "pixel_perturbation.json").read_text())
+    assert perturbation["run"].endswith("pra") and matched["chosen"] == perturbation["matched_noise_sigma_max"]
+    for variant, knob in (("noise-inj", tuned), ("lowdim-pixel-noise", matched)):
+        assert f"sigma_max = {knob['chosen']}" in (runs / "test" / "configs" / f"{variant}.toml").read_text()
+    common = record["comparison"]["common"]
+    assert [(Path(row["runs"][0]).parent.name, row["seeds"]) for row in common["rows"]] == [
+        ("deciding", [0, 1]), ("deciding", [0, 1]), ("deciding", [0, 1]), ("others", [0])]
+    versus = [row for row in common["versus"]["rows"]]
+    assert [row["pairs"] for row in versus] == [2, 2, 1]  # noise-inj, lowdim-pixel-noise and pixel-ar against pra
+    fid = versus[0]["measures"]["fid"]
+    assert set(fid["differences"]) == {"0", "1"} and fid["ci_low"] <= fid["mean"] <= fid["ci_high"]
+    order = ["pra", "noise-inj", "lowdim-pixel-noise", "pixel-ar"]
+    assert [(r["variant"], r["guidance"].split(" ")[0]) for r in record["rows"]] == [
+        *((v, "common") for v in order), *((v, "best") for v in order)]
+    for variant, search in record["selection"]["guidance_search"].items():
+        scale = search["best"]
+        assert len(search["rows"]) == 2 and scale in ("1", "2", "1.0", "2.0")
+        for run in (runs / "test").glob(f"*/{variant},seed=*"):  # every test seed at its variant's scale
+            assert (run / "search" / f"cfg_scale={scale}" / "eval.json").is_file()
+    rank = record["correlations"]["common"]["rollout_gap"]["runs"]
+    assert rank["n"] == 7 and rank["interval"].startswith("95% percentile bootstrap")
+    assert all((tmp_path / "results" / name).is_file() for name in record["plots"])
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+    assert rerun.returncode == 0 and rerun.stdout.count("0 jobs submitted") == 4, rerun.stdout[-3000:]
