@@ -19,8 +19,8 @@ HEADS = [  # (name, config fields) of each head variant
     ("diffusion", {"prediction": "eps"}),
     ("diffusion", {"prediction": "v"}),
     ("diffusion", {"prediction": "eps", "sampler": "ddpm"}),
-    ("flow", {"prediction": "x", "sampler": "heun"}),
-    ("flow", {"prediction": "x", "sampler": "euler"}),
+    ("flow", {"prediction": "x", "sampler": "heun", "last_step": "clean"}),  # exact at any step count
+    ("flow", {"prediction": "x", "sampler": "euler", "last_step": "clean"}),
     ("flow", {"prediction": "v", "sampler": "heun"}),
 ]
 HEAD_IDS = [f"{name}-{'-'.join(fields.values())}" for name, fields in HEADS]
@@ -84,6 +84,10 @@ def test_registered_by_the_models_plugin():
         ("generator", "flow", {"sampler": "rk4"}),
         ("generator", "flow", {"t_eps": 0.0}),
         ("generator", "flow", {"t_std": 0.0}),
+        ("generator", "flow", {"noise_scale": 0.0}),
+        ("generator", "flow", {"guidance_interval": (0.5, 0.2)}),
+        ("generator", "flow", {"guidance_interval": (0.0, 1.5)}),
+        ("generator", "flow", {"last_step": "heun"}),
     ],
 )
 def test_config_validation(kind, name, fields):
@@ -168,7 +172,8 @@ def test_rope2d_scores_depend_on_the_2d_offset_from_read_to_predicted_token():
     assert torch.stack([same[0] for same in by_offset.values()]).std(dim=0).min() > 0.01  # and vary with it
 
 
-@pytest.mark.parametrize("steps", [10, 50])  # at 50 flow steps the last one has 1 - t < t_eps
+@pytest.mark.parametrize("steps", [10, 50])  # at 50 flow steps the last one has 1 - t < t_eps: see
+# test_flow_last_euler_step_leaves_the_noise_an_x_prediction_clamped_at_t_eps_leaves
 @pytest.mark.parametrize("name, fields", HEADS, ids=HEAD_IDS)
 def test_exact_network_has_zero_loss_and_samples_its_target(name, fields, steps, monkeypatch):
     head = build_head(name, **fields)
@@ -236,6 +241,61 @@ def test_ddpm_samples_the_data_distribution_and_temperature_scales_each_steps_no
     # One step adds no noise: DDPM's temperature does not touch the starting noise, DDIM's scales it.
     torch.testing.assert_close(draw("ddpm", 0.5, 1), draw("ddpm", 1.0, 1))
     torch.testing.assert_close(draw("ddim", 0.5, 1), 0.5 * draw("ddim", 1.0, 1))
+
+
+def test_flow_noise_scale_is_the_std_of_the_training_and_the_starting_noise():
+    # A fresh v-prediction head predicts v = 0: its loss on z = 0 is the noise's mean square, and
+    # its sample is the starting noise.
+    h, z = torch.randn(256, COND_DIM), torch.zeros(256, STATE_DIM)
+
+    def loss_and_sample(noise_scale):
+        head = build_head("flow", prediction="v", noise_scale=noise_scale)
+        torch.manual_seed(0)
+        loss = head.loss(h, z).mean()
+        return loss, head.sample(h, steps=3, temperature=0.5, rng=torch.Generator().manual_seed(0))
+
+    (loss, sample), (loss2, sample2) = loss_and_sample(1.0), loss_and_sample(2.0)
+    assert loss.item() == pytest.approx(1.0, abs=0.05)
+    torch.testing.assert_close(loss2, 4 * loss)
+    assert sample.std().item() == pytest.approx(0.5, abs=0.05)
+    torch.testing.assert_close(sample2, 2 * sample)
+
+
+def test_flow_guidance_acts_only_inside_the_guidance_interval():
+    head = build_head("flow")
+    perturb_parameters(head)
+    h, h_uncond = torch.randn(2, 8, COND_DIM)
+
+    def sample(interval, cfg_scale=3.0):
+        head.cfg = attrs.evolve(head.cfg, guidance_interval=interval)
+        return head.sample(h, steps=10, cfg_scale=cfg_scale, h_uncond=h_uncond, rng=torch.Generator().manual_seed(0))
+
+    unguided = sample((0.0, 1.0), cfg_scale=1.0)
+    torch.testing.assert_close(sample((0.95, 1.0)), unguided)  # every step has t <= 0.9
+    assert not torch.allclose(sample((0.0, 1.0)), unguided)
+    assert not torch.allclose(sample((0.5, 1.0)), unguided)
+    # JiT's (0.1, 1): open at both ends, from t = 0 on when it starts at 0
+    jit = attrs.evolve(head.cfg, guidance_interval=(0.1, 1.0))
+    head.cfg = jit
+    assert [head.guidance_scale(3.0, t) for t in (0.0, 0.1, 0.12, 0.98)] == [1.0, 1.0, 3.0, 3.0]
+    head.cfg = attrs.evolve(jit, guidance_interval=(0.0, 0.5))
+    assert [head.guidance_scale(3.0, t) for t in (0.0, 0.48, 0.5)] == [3.0, 3.0, 1.0]
+
+
+def test_flow_last_euler_step_leaves_the_noise_an_x_prediction_clamped_at_t_eps_leaves():
+    # With an exact x-prediction, z_t - z = (1 - t)(z_0 - z) while 1 - t >= t_eps; past that each
+    # Euler step of dt keeps 1 - dt / t_eps of it. At 50 steps, t = 0.96 and 0.98 keep 0.6 each:
+    # JiT's last Euler step ends at 0.04 * 0.6 * 0.6 = 0.0144 of the starting offset, "clean" at 0.
+    def sample(last_step, steps):
+        head = build_head("flow", sampler="euler", last_step=last_step)
+        head.net.forward = exact_network(head)
+        return head.sample(h, steps=steps, rng=torch.Generator().manual_seed(0))
+
+    h = torch.randn(2, 3, COND_DIM).clamp(-2, 2)
+    z, start = h[..., :STATE_DIM], torch.randn(2, 3, STATE_DIM, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(sample("clean", 50), z, rtol=0, atol=1e-5)
+    torch.testing.assert_close(sample("euler", 50), z + 0.0144 * (start - z), rtol=0, atol=1e-5)
+    torch.testing.assert_close(sample("euler", 10), sample("clean", 10))  # 1 - t = 0.1 > t_eps: the same
 
 
 def test_heun_takes_two_network_evaluations_per_step_but_the_last():

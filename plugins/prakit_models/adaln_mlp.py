@@ -115,6 +115,10 @@ class AdaLNHead(StateGenerator):
         """States (N, state_dim) from ``steps`` steps of ``guided`` predictions; ``draw()`` gives
         fresh standard normal noise (N, state_dim), ``temperature`` scales the sampler's noise."""
 
+    def guidance_scale(self, cfg_scale: float, t: float) -> float:
+        """The guidance scale at time t of the sampler: ``cfg_scale`` at every step unless overridden."""
+        return cfg_scale
+
     def compile_sampling(self, mode: str) -> None:
         self.net.compile(mode=mode, dynamic=False)  # every step of every token: one shape per batch
 
@@ -150,7 +154,7 @@ class AdaLNHead(StateGenerator):
             if h_uncond is None:
                 return pred
             cond, uncond = pred.chunk(2)
-            return uncond + cfg_scale * (cond - uncond)
+            return uncond + self.guidance_scale(cfg_scale, t) * (cond - uncond)
 
         def draw() -> torch.Tensor:
             return randn(shape, rng, device=h.device).view(-1, self.state_dim)
