@@ -80,6 +80,10 @@ def test_changing_a_component_name_resets_it_to_the_new_defaults():
         (["model.decoder=3"], "model.decoder", "expected a table with a 'name' key"),
         (["train=3"], "train", "expected a table"),
         (["model.rollout.sigma_min=0.6"], "model.rollout.sigma_max", "must be >= sigma_min"),
+        (['model.rollout={name="exact_rollout",window=2.5}'], "model.rollout.window",
+         "expected an integer or a string, got 2.5"),
+        (['model.rollout={name="exact_rollout",window="all"}'], "model.rollout.window",
+         "must be a positive number of tokens or \"rest\""),
     ],
 )
 def test_errors_name_their_path(overrides, path, message):
@@ -88,6 +92,13 @@ def test_errors_name_their_path(overrides, path, message):
     found = problems(excinfo)
     assert path in found, found
     assert message in found[path]
+
+
+def test_a_field_of_scalar_types_takes_each_as_itself():
+    for window in (3, "rest"):
+        cfg = load_config(QUICKSTART, [f'model.rollout={{name="exact_rollout",window={json.dumps(window)}}}'])
+        assert cfg.model.rollout.window == window
+        assert from_data(tomllib.loads(dumps(cfg))) == cfg
 
 
 def test_every_problem_is_reported_at_once():
