@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow  # end to end, several processes or SLURM
 #: Documents whose commands other test modules run.
 RUN_ELSEWHERE = {"plugins.md": "test_third_party_plugin.py"}
 #: Commands a test module of their own runs, as shown: (module, the line in it that runs the command).
-RUN_BY_TESTS = {"python benchmarks/ablation_small.py": ("tests/test_benchmarks.py", '"ablation_small.py"'),
+RUN_BY_TESTS = {"python benchmarks/comparison.py": ("tests/test_benchmarks.py", '"comparison.py"'),
                 "bash benchmarks/gpu_checks.sh": ("tests/test_benchmarks.py", '"gpu_checks.sh"')}
 #: Commands that the project's own set-up runs: (file, the line in it that runs the command).
 RUN_BY_SETUP = {"make test": (".ci/run", "make test"), "pip install -e '.[data]'": ("Makefile", "-e '.[test,data]'")}
