@@ -53,6 +53,7 @@ DECIDING = ("pra", "lowdim-only", "decoded-tf", "lowdim-pixel-noise", "noise-inj
 #: Each tuned baseline's knob and the values its selection run tries.
 TUNED = {
     "noise-inj": ("model.rollout.sigma_max", (0.1, 0.2, 0.35, 0.5)),
+    "x-pred": ("model.generator.last_step", ("euler", "clean")),
     "pra-selfsample": ("model.rollout.mix", (0.25, 0.5)),
 }
 #: Variants whose knob is set by measuring pra's selection run: lowdim-pixel-noise's pixel noise
@@ -90,7 +91,7 @@ def prakit(*args: str, threads: int | None = None) -> None:
         raise SystemExit(f"`prakit {' '.join(args)}` failed (exit status {done.returncode})")
 
 
-def variant_config(folder: Path, variant: str, knob: tuple[str, float] | None = None, named: bool = True) -> Path:
+def variant_config(folder: Path, variant: str, knob: tuple[str, object] | None = None, named: bool = True) -> Path:
     """A config file extending the variant's with ``knob`` (key, value) set, named after both
     (``noise-inj--sigma_max-0.2.toml``) or, not ``named``, after the variant alone."""
     data: dict = {"extends": str(ROOT / "experiments" / "digits" / f"{variant}.toml")}
