@@ -103,11 +103,16 @@ def variant_config(folder: Path, variant: str, knob: tuple[str, object] | None =
         for part in tables:
             table = table.setdefault(part, {})
         table[field] = value
-        name = f"{variant}--{field}-{value}" if named else variant
+        name = tuned_name(variant, key, value) if named else variant
     path = folder / f"{name}.toml"
     folder.mkdir(parents=True, exist_ok=True)
     path.write_text(tomli_w.dumps(data))
     return path
+
+
+def tuned_name(variant: str, key: str, value: object) -> str:
+    """The config name of a variant with its knob ``key`` set to ``value``: ``noise-inj--sigma_max-0.2``."""
+    return f"{variant}--{key.split('.')[-1]}-{value}"
 
 
 def sweep(out: Path, configs: list[Path], args: list[str], num: int) -> dict[str, list[Path]]:
@@ -145,12 +150,11 @@ def select(out: Path, variants: list[str], overrides: list[str], num: int) -> tu
                                         for v in matched], selection, num)
     chosen = {}
     for variant in variants:
-        candidates = {name: run for name, [run] in runs.items() if name.split("--")[0] == variant}
-        chosen[variant] = min(candidates.values(), key=lambda run: fid(run / "eval.json"))
+        scores = {name: fid(run / "eval.json") for name, [run] in runs.items() if name.split("--")[0] == variant}
+        chosen[variant] = runs[min(scores, key=scores.get)][0]
         if variant in TUNED:
             key, values = TUNED[variant]
-            by_value = {value: fid(candidates[f"{variant}--{key.split('.')[-1]}-{value}"] / "eval.json")
-                        for value in values}
+            by_value = {value: scores[tuned_name(variant, key, value)] for value in values}
             knobs[variant] = {"knob": key, "fid": by_value, "chosen": min(by_value, key=by_value.get)}
     return chosen, knobs
 
