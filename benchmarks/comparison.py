@@ -44,6 +44,7 @@ from prakit.eval.stats import rank_correlation
 from prakit.plots import bar_chart
 from prakit.progress import format_duration
 from prakit.sweep import Sweep
+from prakit.train.checkpoint import list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("pixel-ar", "x-pred", "noise-inj", "lowdim-only", "lowdim-pixel-noise", "decoded-tf", "pra",
@@ -71,15 +72,20 @@ class Setting(NamedTuple):
     overrides: tuple[str, ...]
     seeds: int  # of the deciding arms
     other_seeds: int
+    num: int  # samples per evaluation
+    #: A setting whose selection (tuned knobs, guidance scales) this one reuses rather than
+    #: repeating it; its matched knobs are still measured on this setting's own pra run.
+    selection_from: str | None = None
 
 
 SETTINGS = {
     "digits32": Setting("digits at 32x32 in 8x8 patches: 16 tokens of 192 dimensions (12x compression)",
                         ("data.image_size=32", "model.patch_size=8", 'data.store="data/digits-32.zarr"',
-                         "train.batch_size=16"), 5, 2),
+                         "train.batch_size=16"), 5, 2, 500),
     "photo64": Setting("photo crops at 64x64 in 8x8 patches: 64 tokens of 192 dimensions (12x compression)",
                        ('data.source={name="photo_crops"}', "data.image_size=64", "data.num_classes=7",
-                        "model.patch_size=8", 'data.store="data/photo-crops-64.zarr"', "train.batch_size=8"), 3, 1),
+                        "model.patch_size=8", 'data.store="data/photo-crops-64.zarr"', "train.batch_size=8",
+                        "train.steps=400"), 3, 1, 250, selection_from="digits32"),
 }
 
 
@@ -139,15 +145,10 @@ def select(out: Path, variants: list[str], overrides: list[str], num: int) -> tu
     configs += [variant_config(out / "configs", v) for v in variants if v not in TUNED and v not in MATCHED]
     selection = [*overrides, f"train.seed={SELECTION_SEED}"]
     runs = sweep(out / "runs", configs, selection, num)
-    knobs = {}
-    matched = [v for v in variants if v in MATCHED]
-    if matched:
-        measured = match_pixel_noise(runs["pra"][0], out / "pixel_perturbation")
-        for v in matched:
-            knobs[v] = {"knob": MATCHED[v], "chosen": measured["matched_noise_sigma_max"],
-                        "matched": f"pra's pixel perturbation RMS, {measured['target_pixel_rms']}"}
-        runs |= sweep(out / "matched", [variant_config(out / "configs", v, (MATCHED[v], knobs[v]["chosen"]))
-                                        for v in matched], selection, num)
+    knobs = matched_knobs(variants, runs["pra"][0], out / "pixel_perturbation")
+    if knobs:
+        runs |= sweep(out / "matched", [variant_config(out / "configs", v, (MATCHED[v], knob["chosen"]))
+                                        for v, knob in knobs.items()], selection, num)
     chosen = {}
     for variant in variants:
         scores = {name: fid(run / "eval.json") for name, [run] in runs.items() if name.split("--")[0] == variant}
@@ -157,6 +158,35 @@ def select(out: Path, variants: list[str], overrides: list[str], num: int) -> tu
             by_value = {value: scores[tuned_name(variant, key, value)] for value in values}
             knobs[variant] = {"knob": key, "fid": by_value, "chosen": min(by_value, key=by_value.get)}
     return chosen, knobs
+
+
+def matched_knobs(variants: list[str], pra_run: Path, results: Path) -> dict[str, dict]:
+    """Each matched variant's knob, set by measuring ``pra_run``."""
+    matched = [v for v in variants if v in MATCHED]
+    if not matched:
+        return {}
+    measured = match_pixel_noise(pra_run, results)
+    return {v: {"knob": MATCHED[v], "chosen": measured["matched_noise_sigma_max"],
+                "matched": f"pra's pixel perturbation RMS, {measured['target_pixel_rms']}"} for v in matched}
+
+
+def reuse_selection(out: Path, source: str, variants: list[str], overrides: list[str],
+                    num: int) -> tuple[dict[str, dict], dict[str, dict]]:
+    """The tuned knobs and guidance searches of setting ``source``'s selection (its results JSON),
+    and each matched knob measured on this setting's own pra run on the selection seed."""
+    path = RESULTS / f"comparison_{source}.json"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: this setting reuses {source}'s selection; run --settings {source} first")
+    chosen = json.loads(path.read_text())["selection"]
+    missing = sorted(set(variants) - set(chosen["guidance_search"]))
+    if missing:
+        raise SystemExit(f"{path} has no selection for {', '.join(missing)}: rerun --settings {source} with them")
+    runs = sweep(out / "runs", [variant_config(out / "configs", "pra")],
+                 [*overrides, f"train.seed={SELECTION_SEED}"], num)
+    knobs = {v: chosen["knobs"][v] for v in variants if v in TUNED}
+    knobs |= matched_knobs(variants, runs["pra"][0], out / "pixel_perturbation")
+    searches = {v: {**chosen["guidance_search"][v], "from": source} for v in variants}
+    return knobs, searches
 
 
 def match_pixel_noise(pra_run: Path, results: Path) -> dict:
@@ -170,13 +200,14 @@ def match_pixel_noise(pra_run: Path, results: Path) -> dict:
 
 
 def search_guidance(selected: dict[str, Path], scales: str, num: int, workers: int) -> tuple[dict, list[str]]:
-    """Each variant's best scale by FID on its selection run, the search table, and the variants
-    whose best is the largest or smallest scale searched."""
+    """Each variant's search (its best scale by FID on its selection run, and the table), and the
+    variants whose best is the largest or smallest scale searched."""
     in_parallel(lambda run: prakit("eval", str(run), EVALUATORS, "--search", f"sample.cfg_scale={scales}", "--num",
                                    str(num), "--no-progress", threads=1),
                 list(selected.values()), workers, "guidance search")
     found = {v: json.loads((run / "search" / "search.json").read_text()) for v, run in selected.items()}
-    return found, [v for v, search in found.items() if search["edges"]]
+    return ({v: {"best": str(search["best"]["sample.cfg_scale"]), "rows": search["rows"]} for v, search in found.items()},
+            [v for v, search in found.items() if search["edges"]])
 
 
 def in_parallel(task: Callable, items: list, workers: int, what: str) -> None:
@@ -187,10 +218,6 @@ def in_parallel(task: Callable, items: list, workers: int, what: str) -> None:
             future.result()
             eta = (time.perf_counter() - started) / done * (len(items) - done)
             print(f"{what}: {done} of {len(items)} done, ETA {format_duration(eta)}", flush=True)
-
-
-def scale_of(search: dict) -> str:
-    return str(search["best"]["sample.cfg_scale"])
 
 
 def test(out: Path, variants: list[str], knobs: dict[str, dict], setting: Setting, overrides: list[str],
@@ -206,10 +233,33 @@ def test(out: Path, variants: list[str], knobs: dict[str, dict], setting: Settin
             made = sweep(out / group, members, [*overrides, "--seeds", str(seeds)], num)
             runs |= made
     in_parallel(lambda item: prakit("eval", str(item[1]), EVALUATORS, "--search",
-                                    f"sample.cfg_scale={scale_of(searches[item[0]])}", "--num", str(num),
+                                    f"sample.cfg_scale={searches[item[0]]['best']}", "--num", str(num),
                                     "--no-progress", threads=1),
                 [(v, run) for v, dirs in runs.items() for run in dirs], workers, "test seeds at their selected scale")
     return runs
+
+
+def earlier_ranking(runs: dict[str, list[Path]], num: int, workers: int) -> dict:
+    """Each variant's first test seed, its FID at the common scale from the checkpoint before its
+    last, and Spearman's rho of those with the final FIDs: whether shorter runs rank alike."""
+    def evaluate(run: Path) -> None:
+        out = run / "earlier"
+        checkpoints = list_checkpoints(run / "checkpoints")
+        if len(checkpoints) < 2:
+            raise SystemExit(f"{run} keeps one checkpoint: set train.ckpt_every below train.steps")
+        if not (out / "eval.json").is_file():
+            prakit("sample", str(checkpoints[-2]), "--num", str(num), "--out",
+                   str(out / "samples.zarr"), threads=1)
+            prakit("eval", str(out / "samples.zarr"), "--evaluators", "fid", "--out", str(out), "--no-progress",
+                   threads=1)
+
+    firsts = {v: dirs[0] for v, dirs in runs.items()}
+    in_parallel(evaluate, list(firsts.values()), workers, "the first seeds at their checkpoint before the last")
+    table = {v: {"checkpoint": json.loads((run / "earlier" / "eval.json").read_text())["checkpoint"],
+                 "fid": fid(run / "earlier" / "eval.json"), "final_fid": fid(run / "eval.json")}
+             for v, run in firsts.items()}
+    return {"variants": table, "rank": rank_correlation([t["fid"] for t in table.values()],
+                                                        [t["final_fid"] for t in table.values()])}
 
 
 def correlations(comparison: dict) -> dict[str, dict]:
@@ -259,17 +309,22 @@ def run_setting(name: str, setting: Setting, args: argparse.Namespace) -> None:
     overrides = [*setting.overrides, *args.overrides]
     print(f"{name}: {setting.about}", flush=True)
     variants = args.variants.split(",")
-    selected, knobs = select(out / "select", variants, overrides, args.num)
-    searches, edges = search_guidance(selected, args.search, args.num, args.workers)
-    runs = test(out / "test", variants, knobs, setting, overrides, args.num, searches, args.workers)
+    if setting.selection_from:
+        knobs, searches = reuse_selection(out / "select", setting.selection_from, variants, overrides, setting.num)
+        edges = []
+    else:
+        selected, knobs = select(out / "select", variants, overrides, setting.num)
+        searches, edges = search_guidance(selected, args.search, setting.num, args.workers)
+    runs = test(out / "test", variants, knobs, setting, overrides, setting.num, searches, args.workers)
+    stability = earlier_ranking(runs, setting.num, args.workers)
     every = [run for v in variants for run in runs.get(v, [])]
     variant_of = {str(run): v for v, dirs in runs.items() for run in dirs}
     common = compare(every, versus=str(runs["pra"][0]))
     best = compare(every, versus=str(runs["pra"][0]), records={
-        str(run): run / "search" / f"cfg_scale={scale_of(searches[v])}" / "eval.json" for v in variants
+        str(run): run / "search" / f"cfg_scale={searches[v]['best']}" / "eval.json" for v in variants
         for run in runs.get(v, [])})
     rows = (rows_of(common, variant_of, {v: "common" for v in variants})
-            + rows_of(best, variant_of, {v: f"best {scale_of(searches[v])}" for v in variants}))
+            + rows_of(best, variant_of, {v: f"best {searches[v]['best']}" for v in variants}))
     plots = []
     for guidance, comparison in (("common", common), ("best", best)):
         path = RESULTS / f"comparison_{name}_fid_{guidance}.png"
@@ -280,13 +335,13 @@ def run_setting(name: str, setting: Setting, args: argparse.Namespace) -> None:
     elapsed = time.perf_counter() - started
     if edges:
         print(f"best guidance at the edge of --search {args.search} for {', '.join(edges)}: widen it and rerun")
-    report(f"comparison_{name}", rows, settings={"setting": setting.about, "overrides": overrides, "num": args.num,
+    report(f"comparison_{name}", rows, settings={"setting": setting.about, "overrides": overrides, "num": setting.num,
                                                  "search": args.search, "seeds": setting.seeds,
                                                  "other_seeds": setting.other_seeds, "out": str(out)},
-           selection={"seed": SELECTION_SEED, "knobs": knobs,
-                      "guidance_search": {v: {"best": scale_of(s), "rows": s["rows"]} for v, s in searches.items()}},
+           selection={"seed": SELECTION_SEED, "knobs": knobs, "guidance_search": searches,
+                      "from": setting.selection_from},
            best_at_the_edge=edges, comparison={"common": common, "best": best},
-           correlations={"common": correlations(common), "best": correlations(best)},
+           correlations={"common": correlations(common), "best": correlations(best)}, earlier_ranking=stability,
            seconds=round(elapsed), plots=plots)
 
 
@@ -299,7 +354,7 @@ def main() -> None:
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"of {', '.join(SETTINGS)}")
     parser.add_argument("--out", default="runs/comparison", help="where the sweeps' runs go")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="of experiments/digits/; pra is required")
-    parser.add_argument("--num", type=int, default=500, help="samples per evaluation")
+    parser.add_argument("--num", type=int, help="samples per evaluation (default: the setting's)")
     parser.add_argument("--search", default="1.5,2,3,4,6", help="guidance scales searched on each selection run")
     parser.add_argument("--seeds", type=int, help="test seeds of the deciding arms (default: the setting's)")
     parser.add_argument("--other-seeds", type=int, help="test seeds of the other arms (default: the setting's)")
@@ -313,7 +368,7 @@ def main() -> None:
         raise SystemExit(f"--variants: name pra and any of {', '.join(VARIANTS)}")
     for name in args.settings.split(","):
         setting = SETTINGS[name]
-        setting = setting._replace(seeds=args.seeds or setting.seeds,
+        setting = setting._replace(seeds=args.seeds or setting.seeds, num=args.num or setting.num,
                                    other_seeds=setting.other_seeds if args.other_seeds is None else args.other_seeds)
         run_setting(name, setting, args)
 

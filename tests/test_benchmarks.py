@@ -158,9 +158,9 @@ def test_pixel_perturbation_finds_the_pixel_noise_that_matches_pras_state_noise(
 
 @pytest.mark.slow
 def test_comparison_selects_on_its_own_seed_tests_on_others_and_reports_paired_statistics(tmp_path):
-    quick = ["model.preset=micro", "train.steps=4", "sample.steps=2", "sample.batch_size=20",
+    quick = ["model.preset=micro", "train.steps=4", "train.ckpt_every=2", "sample.steps=2", "sample.batch_size=20",
              'eval.features={name="featnet",steps=30,width=8,features=16}']
-    command = [sys.executable, str(ROOT / "benchmarks" / "comparison.py"), "--settings", "digits32",
+    command = [sys.executable, str(ROOT / "benchmarks" / "comparison.py"), "--settings", "digits32,photo64",
                "--variants", "pra,noise-inj,lowdim-pixel-noise,pixel-ar", "--seeds", "2", "--other-seeds", "1", "--num", "20",
                "--search", "1,2", "--out", str(tmp_path / "runs"), *quick]
     env = {"PRAKIT_BENCHMARK_RESULTS": str(tmp_path / "results"), "OMP_NUM_THREADS": "1", "PATH": ""}
@@ -197,5 +197,19 @@ def test_comparison_selects_on_its_own_seed_tests_on_others_and_reports_paired_s
     rank = record["correlations"]["common"]["rollout_gap"]["runs"]
     assert rank["n"] == 7 and rank["interval"].startswith("95% percentile bootstrap")
     assert all((tmp_path / "results" / name).is_file() for name in record["plots"])
+    earlier = record["earlier_ranking"]  # the first seeds again at their checkpoint before the last
+    assert list(earlier["variants"]) == order and earlier["rank"]["n"] == 4
+    assert all(row["checkpoint"].endswith("ckpt-00000002.pt") for row in earlier["variants"].values())
+    # photo64 reuses digits32's tuned knobs and guidance, and measures its matched knob on its own pra
+    photo = json.loads((tmp_path / "results" / "comparison_photo64.json").read_text())
+    assert photo["selection"]["from"] == "digits32" and photo["num"] == 20
+    assert photo["selection"]["knobs"]["noise-inj"] == tuned
+    assert {v: s["best"] for v, s in photo["selection"]["guidance_search"].items()} == {
+        v: s["best"] for v, s in record["selection"]["guidance_search"].items()}
+    photo_runs = tmp_path / "runs" / "photo64"
+    assert list(json.loads((photo_runs / "select" / "runs" / "sweep.json").read_text())["runs"]) == ["pra"]
+    measured = json.loads((photo_runs / "select" / "pixel_perturbation" / "pixel_perturbation.json").read_text())
+    assert photo["selection"]["knobs"]["lowdim-pixel-noise"]["chosen"] == measured["matched_noise_sigma_max"]
+    assert "photo64" in measured["run"]
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
-    assert rerun.returncode == 0 and rerun.stdout.count("0 jobs submitted") == 4, rerun.stdout[-3000:]
+    assert rerun.returncode == 0 and rerun.stdout.count("0 jobs submitted") == 7, rerun.stdout[-3000:]
