@@ -355,7 +355,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/comparison", help="where the sweeps' runs go")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="of experiments/digits/; pra is required")
     parser.add_argument("--num", type=int, help="samples per evaluation (default: the setting's)")
-    parser.add_argument("--search", default="1.5,2,3,4,6", help="guidance scales searched on each selection run")
+    parser.add_argument("--search", default="1.5,2,3,4,6,9,12", help="guidance scales searched on each selection run")
     parser.add_argument("--seeds", type=int, help="test seeds of the deciding arms (default: the setting's)")
     parser.add_argument("--other-seeds", type=int, help="test seeds of the other arms (default: the setting's)")
     parser.add_argument("--workers", type=int, default=2, help="evaluations at a time")
