@@ -143,7 +143,7 @@ def select(out: Path, variants: list[str], overrides: list[str], num: int) -> tu
     configs = [variant_config(out / "configs", v, (TUNED[v][0], value)) for v in variants if v in TUNED
                for value in TUNED[v][1]]
     configs += [variant_config(out / "configs", v) for v in variants if v not in TUNED and v not in MATCHED]
-    selection = [*overrides, f"train.seed={SELECTION_SEED}"]
+    selection = on_selection_seed(overrides)
     runs = sweep(out / "runs", configs, selection, num)
     knobs = matched_knobs(variants, runs["pra"][0], out / "pixel_perturbation")
     if knobs:
@@ -158,6 +158,11 @@ def select(out: Path, variants: list[str], overrides: list[str], num: int) -> tu
             by_value = {value: scores[tuned_name(variant, key, value)] for value in values}
             knobs[variant] = {"knob": key, "fid": by_value, "chosen": min(by_value, key=by_value.get)}
     return chosen, knobs
+
+
+def on_selection_seed(overrides: list[str]) -> list[str]:
+    """``overrides`` for a selection run: on :data:`SELECTION_SEED`, which no test run uses."""
+    return [*overrides, f"train.seed={SELECTION_SEED}"]
 
 
 def matched_knobs(variants: list[str], pra_run: Path, results: Path) -> dict[str, dict]:
@@ -181,8 +186,7 @@ def reuse_selection(out: Path, source: str, variants: list[str], overrides: list
     missing = sorted(set(variants) - set(chosen["guidance_search"]))
     if missing:
         raise SystemExit(f"{path} has no selection for {', '.join(missing)}: rerun --settings {source} with them")
-    runs = sweep(out / "runs", [variant_config(out / "configs", "pra")],
-                 [*overrides, f"train.seed={SELECTION_SEED}"], num)
+    runs = sweep(out / "runs", [variant_config(out / "configs", "pra")], on_selection_seed(overrides), num)
     knobs = {v: chosen["knobs"][v] for v in variants if v in TUNED}
     knobs |= matched_knobs(variants, runs["pra"][0], out / "pixel_perturbation")
     searches = {v: {**chosen["guidance_search"][v], "from": source} for v in variants}
@@ -221,12 +225,12 @@ def in_parallel(task: Callable, items: list, workers: int, what: str) -> None:
 
 
 def test(out: Path, variants: list[str], knobs: dict[str, dict], setting: Setting, overrides: list[str],
-         num: int, searches: dict[str, dict], workers: int) -> dict[str, list[Path]]:
+         searches: dict[str, dict], workers: int) -> dict[str, list[Path]]:
     """Every variant at its selected knob over the test seeds, evaluated at the common scale and
     at its selected scale."""
     configs = {v: variant_config(out / "configs", v, (knobs[v]["knob"], knobs[v]["chosen"]) if v in knobs else None,
                                  named=False) for v in variants}
-    runs = {}
+    num, runs = setting.num, {}
     for group, seeds in (("deciding", setting.seeds), ("others", setting.other_seeds)):
         members = [configs[v] for v in variants if (v in DECIDING) == (group == "deciding")]
         if members and seeds:
@@ -255,9 +259,9 @@ def earlier_ranking(runs: dict[str, list[Path]], num: int, workers: int) -> dict
 
     firsts = {v: dirs[0] for v, dirs in runs.items()}
     in_parallel(evaluate, list(firsts.values()), workers, "the first seeds at their checkpoint before the last")
-    table = {v: {"checkpoint": json.loads((run / "earlier" / "eval.json").read_text())["checkpoint"],
-                 "fid": fid(run / "earlier" / "eval.json"), "final_fid": fid(run / "eval.json")}
-             for v, run in firsts.items()}
+    earlier = {v: json.loads((run / "earlier" / "eval.json").read_text()) for v, run in firsts.items()}
+    table = {v: {"checkpoint": earlier[v]["checkpoint"], "fid": earlier[v]["numbers"]["fid"],
+                 "final_fid": fid(run / "eval.json")} for v, run in firsts.items()}
     return {"variants": table, "rank": rank_correlation([t["fid"] for t in table.values()],
                                                         [t["final_fid"] for t in table.values()])}
 
@@ -315,7 +319,7 @@ def run_setting(name: str, setting: Setting, args: argparse.Namespace) -> None:
     else:
         selected, knobs = select(out / "select", variants, overrides, setting.num)
         searches, edges = search_guidance(selected, args.search, setting.num, args.workers)
-    runs = test(out / "test", variants, knobs, setting, overrides, setting.num, searches, args.workers)
+    runs = test(out / "test", variants, knobs, setting, overrides, searches, args.workers)
     stability = earlier_ranking(runs, setting.num, args.workers)
     every = [run for v in variants for run in runs.get(v, [])]
     variant_of = {str(run): v for v, dirs in runs.items() for run in dirs}
