@@ -17,15 +17,13 @@ def format_duration(seconds: float) -> str:
 def training_progress(run_dir: Path) -> str | None:
     """``step 340 of 800, ETA 2m10s``: the last logged step, and the time the steps left take at
     the last logged speed; None before the first log line."""
-    from prakit.config import load_config
-    from prakit.train.metrics import read_metrics
+    from prakit.run import Run
 
-    if not (run_dir / "config.toml").is_file():
-        return None
-    rows = read_metrics(run_dir / "metrics.jsonl")
+    run = Run(run_dir)
+    rows = run.metrics() if run.exists() else []
     if not rows:
         return None
-    train = load_config(run_dir / "config.toml").train
+    train = run.config().train
     done, speed = rows[-1]["step"] + 1, rows[-1]["images_per_s"]
     eta = f", ETA {format_duration((train.steps - done) * train.batch_size / speed)}" if speed > 0 else ""
     return f"step {done} of {train.steps}{eta}"

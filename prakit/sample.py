@@ -16,8 +16,9 @@ from prakit.config import ExperimentConfig, SampleConfig, from_data, unstructure
 from prakit.errors import PrakitError, UnknownNameError
 from prakit.model import ARModel
 from prakit.random import sample_generators
+from prakit.run import Run
 from prakit.threads import sampling_threads
-from prakit.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights
+from prakit.train.checkpoint import load_checkpoint, load_weights
 from prakit.train.ema import ema_name
 
 #: The suffixes of experiment configs, which ``prakit sample`` is sometimes given by mistake.
@@ -31,10 +32,7 @@ def resolve_checkpoint(source: str | Path) -> Path:
     """A checkpoint file, or the latest good checkpoint of a run directory."""
     source = Path(source)
     if source.is_dir():
-        found = latest_checkpoint(source / "checkpoints")
-        if found is None:
-            raise PrakitError(f"{source} has no checkpoint under {source / 'checkpoints'}")
-        return found
+        return Run(source).checkpoint()
     if not source.exists():
         raise PrakitError(f"{source} is neither a run directory nor a checkpoint file")
     if source.suffix in CONFIG_SUFFIXES:

@@ -2,23 +2,19 @@
 
 Each job is a submitit callable over a run directory and picklable plain data; requeued after a
 preemption or a time limit, it continues where it stopped: training from its latest checkpoint,
-sampling from the store's record of written shards. :func:`is_done` says from the run's files
+sampling from the store's record of written shards. :meth:`prakit.run.Run.is_done` says from the run's files
 alone whether a stage has finished, so a resubmission knows what is left.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import submitit
 
-if TYPE_CHECKING:
-    from prakit.eval.evaluate import Target
-
-#: The stages of a run, in order; a run's later stages start when its earlier ones succeed.
-STAGES = ("train", "sample", "eval")
+from prakit.run import Run
 
 
 class TrainingJob(submitit.helpers.Checkpointable):
@@ -78,7 +74,8 @@ class StagesJob(submitit.helpers.Checkpointable):
     def __call__(self) -> dict[str, Any]:
         jobs = {"train": TrainingJob(self.config, self.run_dir), "sample": SamplingJob(self.run_dir, self.num),
                 "eval": EvaluationJob(self.run_dir, self.num)}
-        return {stage: jobs[stage]() for stage in self.stages if not is_done(stage, Path(self.run_dir), self.num)}
+        run = Run(self.run_dir)
+        return {stage: jobs[stage]() for stage in self.stages if not run.is_done(stage, self.num)}
 
 
 class RunsFailedError(RuntimeError):
@@ -118,38 +115,3 @@ class LaneJob(submitit.helpers.Checkpointable):
 
 #: In a :class:`LaneJob`'s folder: ``{"current": run_dir or null, "failed": [run_dir, ...]}``.
 LANE_FILE = "lane.json"
-
-
-def is_done(stage: str, run_dir: Path, num: int | None = None) -> bool:
-    """Whether the run's ``stage`` has finished, read from its files."""
-    from prakit.config import load_config
-    from prakit.data.store import is_finished
-    from prakit.train.checkpoint import checkpoint_name
-
-    if not (run_dir / "config.toml").is_file():
-        return False
-    steps = load_config(run_dir / "config.toml").train.steps
-    checkpoints = run_dir / "checkpoints"
-    trained = any((checkpoints / checkpoint_name(steps, milestone)).is_file() for milestone in (False, True))
-    if stage == "train" or not trained:
-        return trained
-    from prakit.eval.evaluate import resolve
-
-    target = resolve(run_dir, num=num)
-    if stage == "sample":
-        return is_finished(target.samples)
-    return evaluated(target)
-
-
-def evaluated(target: Target) -> bool:
-    """Whether the run's ``eval.json`` holds the numbers of the samples ``target`` names: those of
-    its checkpoint, drawn with its options, as many (wherever the run directory was then)."""
-    import json
-
-    from prakit.eval.evaluate import same_samples
-
-    path = target.out / "eval.json"
-    if not path.is_file():
-        return False
-    record = json.loads(path.read_text())
-    return Path(record.get("checkpoint") or "").name == target.checkpoint.name and same_samples(record, target)

@@ -202,18 +202,17 @@ def test_reference_files_from_a_store_serve_an_evaluation(runs, store, tmp_path)
 
 def test_a_runs_sample_store_is_named_by_what_is_drawn_not_by_how_fast():
     from prakit.config import SampleConfig
-    from prakit.eval.evaluate import samples_path
+    from prakit.run import Run
 
-    run, checkpoint = Path("runs/r"), Path("runs/r/checkpoints/ckpt-00000800.pt")
-    eager = samples_path(run, checkpoint, SampleConfig(cfg_scale=2.0), 1000)
+    run, checkpoint = Run("runs/r"), Path("runs/r/checkpoints/ckpt-00000800.pt")
+    eager = run.samples_path(checkpoint, SampleConfig(cfg_scale=2.0), 1000)
     assert eager.name == "ckpt-00000800-n1000-948670c7.zarr"  # the name stores had before sample.compile existed
-    assert samples_path(run, checkpoint, SampleConfig(cfg_scale=2.0, compile="default"), 1000) == eager
+    assert run.samples_path(checkpoint, SampleConfig(cfg_scale=2.0, compile="default"), 1000) == eager
 
 
 def test_an_evaluation_recorded_before_sample_compile_existed_still_counts_as_done(tmp_path):
     from prakit.config import SampleConfig, load_config, unstructure
-    from prakit.eval.evaluate import Target
-    from prakit.stages import evaluated
+    from prakit.eval.evaluate import Target, evaluated
 
     checkpoint = tmp_path / "checkpoints" / "ckpt-00000800.pt"
     earlier = {k: v for k, v in unstructure(SampleConfig(cfg_scale=2.0)).items() if k != "compile"}

@@ -94,10 +94,10 @@ def run_submit(args: argparse.Namespace) -> int:
 
 def submit_stage(args: argparse.Namespace, run_dirs: list[str], overrides: list[str]) -> int:
     """``prakit submit --stage sample|eval RUN_DIR...``: the stage of each trained run as jobs."""
-    from prakit.config import load_config
     from prakit.errors import PrakitError
     from prakit.eval.evaluate import resolve
     from prakit.launch import submit_stage as submit_jobs
+    from prakit.run import Run
 
     if not run_dirs:
         raise PrakitError(f"name at least one trained run directory to {args.stage}")
@@ -107,10 +107,9 @@ def submit_stage(args: argparse.Namespace, run_dirs: list[str], overrides: list[
     options = [o for o in overrides if not o.startswith("launch.")]
     jobs = []
     for run_dir in map(Path, run_dirs):
-        if not (run_dir / "config.toml").is_file():
-            raise PrakitError(f"{run_dir} is not a run directory (no config.toml)")
+        run = Run(run_dir).require()
         resolve(run_dir, options, num=args.num)  # bad sample.*/eval.* overrides fail here, before any job
-        launch = load_config(run_dir / "config.toml", launch_only).launch
+        launch = run.config(launch_only).launch
         for job in submit_jobs(run_dir, args.stage, launch, cluster=args.cluster, num=args.num, shards=args.shards,
                                overrides=options):
             jobs.append((job, run_dir))

@@ -153,10 +153,11 @@ def collect(folder: str, versus: str | None = None) -> int:
     that row), written beside its manifest."""
     from prakit.errors import PrakitError
     from prakit.eval.compare import compare, format_comparison, write_comparison
+    from prakit.run import Run
     from prakit.sweep import Sweep
 
     sweep = Sweep.open(folder)
-    evaluated = [sweep.run_dir(n) for n in sweep.names if (sweep.run_dir(n) / "eval.json").is_file()]
+    evaluated = [sweep.run_dir(n) for n in sweep.names if Run(sweep.run_dir(n)).eval_record.is_file()]
     missing = len(sweep.names) - len(evaluated)
     if not evaluated:
         raise PrakitError(f"no run of {folder} is evaluated yet: sweep with --then sample,eval, "

@@ -24,11 +24,12 @@ def run_train(args: argparse.Namespace) -> int:
 
     from prakit.cli.paths import default_run_dir
     from prakit.config import load_config
+    from prakit.run import Run
     from prakit.train.loop import train
 
     cfg = load_config(args.file, args.overrides)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.file)
     result = train(cfg, run_dir, resume=args.resume, force=args.force)
     if result.is_main:
-        print(f"run: {result.run_dir}\ncheckpoint: {result.checkpoint}\nmetrics: {result.run_dir / 'metrics.jsonl'}")
+        print(f"run: {result.run_dir}\ncheckpoint: {result.checkpoint}\nmetrics: {Run(result.run_dir).metrics_file}")
     return 0

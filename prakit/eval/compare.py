@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from prakit.config import from_data
-from prakit.config.io import flatten, read_file
+from prakit.config.io import flatten
 from prakit.errors import PrakitError
 from prakit.eval.report import cell, csv_table, markdown_table, text_table, write_json
 from prakit.eval.stats import INTERVAL, PAIRED_TEST, describe, paired
 from prakit.io import atomic_write_text
 from prakit.plots import line_plot
-from prakit.train.metrics import read_metrics
+from prakit.run import Run
 
 #: Config fields that never make two runs differ in the table (free text, and the seed, which groups).
 IGNORED = ("description", "train.seed")
@@ -47,9 +47,9 @@ def differing_fields(configs: list[dict[str, Any]]) -> list[str]:
     return differing
 
 
-def train_seconds(run_dir: Path, batch_size: int) -> float | None:
-    """Training wall-clock from ``metrics.jsonl``: images per log window over the window's images/s."""
-    rows, seconds, last = read_metrics(run_dir / "metrics.jsonl"), 0.0, -1
+def train_seconds(run: Run, batch_size: int) -> float | None:
+    """Training wall-clock from the run's metrics: images per log window over the window's images/s."""
+    rows, seconds, last = run.metrics(), 0.0, -1
     for row in rows:
         seconds += (row["step"] - last) * batch_size / row["images_per_s"]
         last = row["step"]
@@ -62,19 +62,18 @@ def load_run(run_dir: Path, record: Path | None = None) -> dict[str, Any]:
     from prakit.model import parameter_counts
     from prakit.summary import meta_model
 
-    if not (run_dir / "config.toml").is_file():
-        raise PrakitError(f"{run_dir} is not a run directory (no config.toml)")
-    record = run_dir / "eval.json" if record is None else record
+    run = Run(run_dir).require()
+    record = run.eval_record if record is None else record
     if not record.is_file():
         raise PrakitError(f"{run_dir} has no {record.relative_to(run_dir)}: evaluate it first with `prakit eval {run_dir}`")
-    data = read_file(run_dir / "config.toml")
+    data = run.config_data()
     cfg = from_data(data)
     record = json.loads(record.read_text())
     facts = {"reference": record["reference"]["path"], "features": ",".join(record.get("features", {})),
              "samples": record.get("samples", {}).get("count")}
     return {"run": run_dir, "config": flatten(data), "record": record, "facts": facts,
             "parameters": parameter_counts(meta_model(cfg))["total"],
-            "train_seconds": train_seconds(run_dir, cfg.train.batch_size)}
+            "train_seconds": train_seconds(run, cfg.train.batch_size)}
 
 
 def compare(run_dirs: Sequence[str | os.PathLike], versus: str | None = None,

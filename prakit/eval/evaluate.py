@@ -8,7 +8,6 @@ only if an evaluator needs them. The reference defaults to the run's own trainin
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 
 from prakit import __version__, registry
 from prakit.components import EvaluatorConfig
-from prakit.config import ExperimentConfig, SampleConfig, from_data, load_config, structure, unstructure
+from prakit.config import ExperimentConfig, SampleConfig, from_data, structure, unstructure
 from prakit.data.store import is_finished, open_store, read_attrs
 from prakit.errors import PrakitError
 from prakit.eval.context import EvalContext
@@ -27,6 +26,7 @@ from prakit.eval.reference import open_reference
 from prakit.eval.report import markdown_table, text_table, write_json
 from prakit.io import atomic_write_text
 from prakit.plots import line_plot
+from prakit.run import EVAL_RECORD, EVAL_TABLE, Run, read_record
 
 #: What ``prakit eval`` computes when neither the command nor the config names evaluators.
 DEFAULT_EVALUATORS = ("fid", "precision_recall")
@@ -50,8 +50,6 @@ class Target:
 def resolve(path: str | Path, overrides: Sequence[str] = (), *, num: int | None = None,
             out: str | Path | None = None) -> Target:
     """A run directory (its latest checkpoint) or a sample store, with ``sample.*``/``eval.*`` overrides."""
-    from prakit.sample import resolve_checkpoint
-
     path = Path(path)
     if num is not None and num < 1:
         raise PrakitError(f"--num must be at least 1, got {num}")
@@ -59,14 +57,15 @@ def resolve(path: str | Path, overrides: Sequence[str] = (), *, num: int | None 
     if bad:
         raise PrakitError(f"prakit eval can change only the {' and '.join(OVERRIDABLE)} sections, not {', '.join(bad)}: "
                           "a different model is a different run")
-    if (path / "config.toml").is_file():
-        cfg = load_config(path / "config.toml", overrides)
-        checkpoint = resolve_checkpoint(path)
+    run = Run(path)
+    if run.exists():
+        cfg = run.config(overrides)
+        checkpoint = run.checkpoint()
         num = num or cfg.eval.num or cfg.sample.num
-        return Target(cfg, samples_path(path, checkpoint, cfg.sample, num), checkpoint, cfg.sample, num,
+        return Target(cfg, run.samples_path(checkpoint, cfg.sample, num), checkpoint, cfg.sample, num,
                       Path(out) if out else path, run_dir=path)
     if not (path / "zarr.json").is_file():
-        raise PrakitError(f"{path} is neither a run directory (with config.toml) nor a sample store")
+        raise PrakitError(f"{path} is neither a run directory (with {run.config_file.name}) nor a sample store")
     attrs_ = read_attrs(path)
     if attrs_.get("kind") != "samples":
         raise PrakitError(f"{path} is a store of real images, not of samples: evaluate a run directory or a "
@@ -98,12 +97,14 @@ def same_samples(record: dict[str, Any], target: Target) -> bool:
     return recorded == json.loads(json.dumps({**recorded_options(target.options), "num": target.num}))
 
 
-def samples_path(run_dir: Path, checkpoint: Path, options: SampleConfig, num: int) -> Path:
-    """``RUN_DIR/samples/<checkpoint>-n<num>-<digest of the sampling options>.zarr``."""
-    facts = json.dumps({"checkpoint": checkpoint.name, "num": num, "options": recorded_options(options)},
-                       sort_keys=True)
-    digest = hashlib.blake2b(facts.encode(), digest_size=4).hexdigest()
-    return run_dir / "samples" / f"{checkpoint.name.removesuffix('.pt')}-n{num}-{digest}.zarr"
+def evaluated(target: Target) -> dict[str, Any] | None:
+    """The evaluation record in ``target.out``, if it holds the numbers of the samples ``target``
+    names: those of its checkpoint, drawn with its options, as many (wherever the run directory
+    was then)."""
+    record = read_record(target.out)
+    if record is None or Path(record.get("checkpoint") or "").name != target.checkpoint.name:
+        return None
+    return record if same_samples(record, target) else None
 
 
 def evaluator_configs(cfg: ExperimentConfig, names: Sequence[str] | None = None) -> list[EvaluatorConfig]:
@@ -204,9 +205,9 @@ def write_outputs(record: dict[str, Any], out: Path, samples) -> None:
              for entry in record["evaluators"] if entry["curves"]]
     if samples is not None:
         paths.append(export_grid(samples.path, out / "samples.png"))
-    atomic_write_text(out / "eval.md", heading(record) + "\n\n" + markdown_table(*numbers_table(record)))
-    record["written"] = [str(p) for p in (out / "eval.json", out / "eval.md", *paths)]
-    write_json(record, out / "eval.json")
+    atomic_write_text(out / EVAL_TABLE, heading(record) + "\n\n" + markdown_table(*numbers_table(record)))
+    record["written"] = [str(p) for p in (out / EVAL_RECORD, out / EVAL_TABLE, *paths)]
+    write_json(record, out / EVAL_RECORD)
 
 
 def numbers_table(record: dict[str, Any]) -> tuple[list[str], list[list]]:

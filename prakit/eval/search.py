@@ -18,8 +18,9 @@ from prakit import registry
 from prakit.config import unstructure
 from prakit.config.io import parse_override
 from prakit.errors import PrakitError
-from prakit.eval.evaluate import evaluate, evaluator_configs, resolve, same_samples
+from prakit.eval.evaluate import evaluate, evaluated, evaluator_configs, resolve
 from prakit.eval.report import text_table, write_json, write_tables
+from prakit.run import SEARCH_TABLE, Run
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list]:
@@ -43,7 +44,7 @@ def search(run_dir: str | Path, grid: dict[str, list], *, overrides: Sequence[st
            progress: bool = True) -> dict[str, Any]:
     """Evaluate every setting of ``grid``; return (and write) the table and the best setting by ``select``."""
     run_dir = Path(run_dir)
-    folder = run_dir / "search"
+    folder = Run(run_dir).search_dir
     if select is not None:  # checked before anything is drawn
         ranked = {k for c in evaluator_configs(resolve(run_dir, overrides).config, evaluators)
                   for k in registry.build(c).higher_is_better}
@@ -64,8 +65,8 @@ def search(run_dir: str | Path, grid: dict[str, list], *, overrides: Sequence[st
     edges = on_the_edge(grid, best["setting"])
     result = {"grid": grid, "num": target.num, "select": best_by, "best": best["setting"], "edges": edges, "rows": rows}
     header, table = search_table(rows, grid)
-    write_json(result, folder / "search.json")
-    write_tables(header, table, folder / "search")
+    write_json(result, (folder / SEARCH_TABLE).with_suffix(".json"))
+    write_tables(header, table, folder / SEARCH_TABLE)
     result["text"] = text_table(header, table) + f"\nbest by {best_by}: {label(best['setting'])}" + "".join(
         f"\n{edge}" for edge in edges)
     return result
@@ -86,13 +87,11 @@ def on_the_edge(grid: dict[str, list], best: dict[str, Any]) -> list[str]:
 
 def done_before(target, evaluators, reference) -> dict | None:
     """The evaluation already in ``target.out``, if it was made the same way."""
-    path = target.out / "eval.json"
-    if not path.exists():
+    record = evaluated(target)
+    if record is None:
         return None
-    record = json.loads(path.read_text())
     wanted = [unstructure(c) for c in evaluator_configs(target.config, evaluators)]
-    same = (same_samples(record, target)
-            and [e["config"] for e in record["evaluators"]] == wanted
+    same = ([e["config"] for e in record["evaluators"]] == wanted
             and record["reference"]["path"] == str(Path(reference or target.config.eval.reference or target.config.data.store))
             and record["checkpoint"] == str(target.checkpoint))
     return record if same else None

@@ -20,10 +20,11 @@ from typing import Any, Callable, Sequence
 
 import submitit
 
-from prakit.config import ExperimentConfig, LaunchConfig, load_config, save_config, unstructure
+from prakit.config import ExperimentConfig, LaunchConfig, load_config, unstructure
 from prakit.errors import PrakitError
 from prakit.launch import executor, submit, submit_stage, submitting
-from prakit.stages import LANE_FILE, STAGES, LaneJob, StagesJob, is_done
+from prakit.run import STAGES, Run
+from prakit.stages import LANE_FILE, LaneJob, StagesJob
 from prakit.sweep.manifest import Sweep
 
 #: SLURM states of a job that is queued or running: such a stage is not submitted again.
@@ -139,8 +140,9 @@ def submit_sweep(sweep: Sweep, *, stages: Sequence[str] = ("train",), cluster: s
     launch = shared_launch(configs)
     cluster = cluster or launch.cluster
     for name, cfg in configs.items():
-        if not (sweep.run_dir(name) / "config.toml").is_file():
-            save_config(cfg, sweep.run_dir(name) / "config.toml")
+        run = Run(sweep.run_dir(name))
+        if not run.exists():
+            run.save_config(cfg)
     submission = 1 + max((j["submission"] for j in sweep.data["jobs"]), default=0)
     before = len(sweep.data["jobs"])
 
@@ -153,7 +155,7 @@ def submit_sweep(sweep: Sweep, *, stages: Sequence[str] = ("train",), cluster: s
         return [j["job_id"] for j in sweep.jobs(name, stage) if job_state(j) in ACTIVE]
 
     def undone(name: str, stage: str) -> bool:
-        return stage in stages and not is_done(stage, sweep.run_dir(name), num)
+        return stage in stages and not Run(sweep.run_dir(name)).is_done(stage, num)
 
     def left(name: str, stage: str) -> bool:
         return undone(name, stage) and not active(name, stage)
@@ -212,7 +214,7 @@ def stage_states(sweep: Sweep, stages: Sequence[str] = STAGES, num: int | None =
             own = sweep.jobs(name, stage)
             records = own or [j for j in combined if stage in j.get("stages", ())]
             row = {"run": name, "stage": stage, "jobs": [j["job_id"] for j in records], "state": "NOT SUBMITTED"}
-            if is_done(stage, sweep.run_dir(name), num):
+            if Run(sweep.run_dir(name)).is_done(stage, num):
                 row["state"] = "COMPLETED"
             elif records and ahead:
                 row["state"] = "WAITING" if ahead in ACTIVE else "NOT RUN"

@@ -1,7 +1,7 @@
 """``prakit train``: the training job, resumable at any moment.
 
-A run directory holds ``config.toml`` (the resolved config), ``checkpoints/``, ``metrics.jsonl``,
-``grids/`` and, at the end, ``loss.png``. Every checkpoint carries the model, the EMAs, the
+A run directory (:mod:`prakit.run`) gets the resolved config, checkpoints, metrics, grids and, at
+the end, the loss curve. Every checkpoint carries the model, the EMAs, the
 optimizer, every rank's RNGs and the step; the data order is a function of the step, so a run
 resumed on as many ranks continues exactly where the checkpoint left it. Each rank draws its own
 noise (:mod:`prakit.train.rng`).
@@ -21,23 +21,17 @@ import attrs
 import torch
 from tqdm import tqdm
 
-from prakit.config import DataConfig, ExperimentConfig, save_config, unstructure
-from prakit.config.io import changes, read_file
+from prakit.config import DataConfig, ExperimentConfig, unstructure
+from prakit.config.io import changes
 from prakit.config.schema import free_fields
 from prakit.errors import PrakitError
 from prakit.model import ARModel
+from prakit.run import Run
 from prakit.summary import check_fits
 from prakit.train import distributed, rng
-from prakit.train.checkpoint import (
-    CheckpointError,
-    latest_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    load_weights,
-    save_checkpoint,
-)
+from prakit.train.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from prakit.train.ema import EMA, ema_name
-from prakit.train.metrics import MetricsLog, plot_loss, read_metrics
+from prakit.train.metrics import MetricsLog, plot_loss
 from prakit.train.schedule import learning_rate
 
 
@@ -86,10 +80,10 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
             f"x train.grad_accum {tcfg.grad_accum}"
         )
     check_fits(cfg, env.device)  # on the meta device: a model that cannot be built or cannot fit fails here
+    run = Run(run_dir)
     if not force:
-        check_run_dir(cfg, run_dir)
-    ckpt_dir = run_dir / "checkpoints"
-    last_ckpt = latest_checkpoint(ckpt_dir) if resume else None
+        check_run_dir(cfg, run)
+    last_ckpt = run.latest_checkpoint() if resume else None
     resumed = load_checkpoint(last_ckpt, map_location=env.device) if last_ckpt else None
     if resumed:
         check_resumable(resumed, cfg, last_ckpt)
@@ -97,10 +91,10 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
         if resumed:
             announce(f"resuming {run_dir} from {last_ckpt.name} at step {int(resumed['step'])}")
         else:
-            aside = None if resume else set_aside(run_dir)
+            aside = None if resume else set_aside(run)
             why = f" (--no-resume: the earlier run is set aside in {aside})" if aside else ""
             announce(f"starting a new run in {run_dir}{why}")
-        save_config(cfg, run_dir / "config.toml")
+        run.save_config(cfg)
         ensure_store(cfg.data)
     env.barrier()
 
@@ -121,7 +115,7 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
         del resumed  # do not hold a second copy of the weights for the whole run
     ddp = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
     forward = torch.compile(ddp) if tcfg.compile else ddp
-    metrics = MetricsLog(run_dir, start, tensorboard=tcfg.tensorboard) if env.is_main else None
+    metrics = MetricsLog(run.metrics_file, start, run.tensorboard_dir if tcfg.tensorboard else None) if env.is_main else None
     autocast = precision_context(tcfg.precision, env.device)
 
     bar = tqdm(total=tcfg.steps, initial=start, disable=not progress, dynamic_ncols=True, desc="train")
@@ -164,35 +158,32 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
             if env.is_main:
                 state = checkpoint_state(done, model, optimizer, emas, cfg, rng_states)
                 milestone = bool(tcfg.milestone_every) and done % tcfg.milestone_every == 0
-                last_ckpt = save_checkpoint(ckpt_dir, done, state, keep_last=tcfg.keep_last, milestone=milestone)
+                last_ckpt = save_checkpoint(run.checkpoint_dir, done, state, keep_last=tcfg.keep_last,
+                                            milestone=milestone)
             env.barrier()
         if env.is_main and tcfg.sample_every and done % tcfg.sample_every == 0:
-            write_grid(model, emas, cfg, run_dir / "grids" / f"step-{done:08d}.png")
+            write_grid(model, emas, cfg, run.grids_dir / f"step-{done:08d}.png")
         bar.update(1)
     bar.close()
     if metrics:
         metrics.close()
-        plot_loss(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
+        plot_loss(run.metrics(), run.loss_plot)
     return RunResult(run_dir, tcfg.steps, last_ckpt, env.is_main)
 
 
-#: Where ``--no-resume`` moves an earlier run's outputs, one dated folder per set-aside run.
-PREVIOUS = "previous"
-
-
-def set_aside(run_dir: Path) -> Path | None:
-    """Move everything an earlier run left in ``run_dir`` to ``run_dir/previous/<UTC time>/``
+def set_aside(run: Run) -> Path | None:
+    """Move everything an earlier run left in the run directory to ``previous/<UTC time>/`` in it
     (never deleting it), so that no old checkpoint outranks or rotates away the new run's.
     Returns where it went, or None if there was nothing."""
-    earlier = [p for p in run_dir.iterdir() if p.name != PREVIOUS] if run_dir.is_dir() else []
+    earlier = [p for p in run.path.iterdir() if p != run.previous_dir] if run.path.is_dir() else []
     if not earlier:
         return None
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    folder = run_dir / PREVIOUS / stamp
+    folder = run.previous_dir / stamp
     count = 1
     while folder.exists():
         count += 1
-        folder = run_dir / PREVIOUS / f"{stamp}-{count}"
+        folder = run.previous_dir / f"{stamp}-{count}"
     folder.mkdir(parents=True)
     for path in earlier:
         os.replace(path, folder / path.name)
@@ -231,15 +222,14 @@ def ensure_store(data: DataConfig) -> None:
         )
 
 
-def check_run_dir(cfg: ExperimentConfig, run_dir: Path) -> None:
+def check_run_dir(cfg: ExperimentConfig, run: Run) -> None:
     """Refuse a run directory whose config differs from ``cfg`` in what the run computes, once
     that run has written a checkpoint (a run that failed before it is simply replaced)."""
-    path = run_dir / "config.toml"
-    started = path.exists() and bool(list_checkpoints(run_dir / "checkpoints"))
-    mismatched = differing_fields(read_file(path), unstructure(cfg)) if started else []
+    started = run.exists() and bool(run.checkpoints())
+    mismatched = differing_fields(run.config_data(), unstructure(cfg)) if started else []
     if mismatched:
         raise RunDirectoryError(
-            f"{run_dir} holds a run of a different config (differs in: {', '.join(mismatched)}); "
+            f"{run.path} holds a run of a different config (differs in: {', '.join(mismatched)}); "
             f"choose another --run-dir, or pass --force to take it over"
         )
 

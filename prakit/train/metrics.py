@@ -11,14 +11,14 @@ from prakit.plots import line_plot
 
 
 class MetricsLog:
-    """Appends rows to ``run_dir/metrics.jsonl`` (and to TensorBoard under ``run_dir/tensorboard``);
-    on resume, rows at or after the resumed step are dropped first."""
+    """Appends rows to ``path`` (and to TensorBoard in ``tensorboard``, a folder); on resume, rows
+    at or after the resumed step are dropped first."""
 
-    def __init__(self, run_dir: Path, resume_step: int, tensorboard: bool = False):
-        self.path = run_dir / "metrics.jsonl"
+    def __init__(self, path: Path, resume_step: int, tensorboard: Path | None = None):
+        self.path = path
         kept = [row for row in read_metrics(self.path) if row["step"] < resume_step]
         atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in kept))
-        self.writer = _tensorboard(run_dir / "tensorboard", resume_step) if tensorboard else None
+        self.writer = _tensorboard(tensorboard, resume_step) if tensorboard else None
 
     def write(self, row: dict) -> None:
         with self.path.open("a") as f:

@@ -1,0 +1,188 @@
+"""A run directory: where its files are, what they say, and which of its stages are done.
+
+::
+
+    RUN_DIR/
+      config.toml        the resolved config, written when training starts
+      checkpoints/       ckpt-<step>.pt: the latest few, and the milestones
+      metrics.jsonl      one row per logged training step
+      grids/             sample grids drawn during training
+      loss.png           the loss curve, at the end of training
+      tensorboard/       with train.tensorboard
+      samples/           the sample stores evaluations read: one per checkpoint, count and options
+      eval.json, eval.md the latest evaluation (and its plots)
+      search/            a guidance search: one evaluation folder per setting, search.{json,md,csv}
+      previous/          earlier runs set aside by ``prakit train --no-resume``
+
+This module is the only one that spells these names. It imports neither torch nor a model:
+the model of a run is loaded on request (:meth:`Run.model`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from prakit.errors import PrakitError
+
+if TYPE_CHECKING:
+    import torch
+
+    from prakit.config import ExperimentConfig, SampleConfig
+    from prakit.model import ARModel
+
+#: An evaluation's record, in a run directory or any folder an evaluation writes to.
+EVAL_RECORD = "eval.json"
+#: An evaluation's table, beside its record.
+EVAL_TABLE = "eval.md"
+#: Where a guidance search tabulates its settings, in its folder (``.json``, ``.md``, ``.csv``).
+SEARCH_TABLE = "search"
+#: The stages of a run, in order; a run's later stages start when its earlier ones succeed.
+STAGES = ("train", "sample", "eval")
+
+
+@attrs.frozen
+class Run:
+    """The run directory at ``path`` (which need not exist yet)."""
+
+    path: Path = attrs.field(converter=Path)
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def grids_dir(self) -> Path:
+        return self.path / "grids"
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.path / "loss.png"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def eval_record(self) -> Path:
+        return self.path / EVAL_RECORD
+
+    @property
+    def search_dir(self) -> Path:
+        return self.path / "search"
+
+    @property
+    def previous_dir(self) -> Path:
+        return self.path / "previous"
+
+    def exists(self) -> bool:
+        """Whether ``path`` holds a run: a resolved config."""
+        return self.config_file.is_file()
+
+    def require(self) -> Run:
+        """This run, or an error saying ``path`` is not one."""
+        if not self.exists():
+            raise PrakitError(f"{self.path} is not a run directory (no {self.config_file.name})")
+        return self
+
+    # the config
+
+    def config(self, overrides: tuple[str, ...] | list[str] = ()) -> ExperimentConfig:
+        from prakit.config import load_config
+
+        return load_config(self.config_file, overrides)
+
+    def config_data(self) -> dict[str, Any]:
+        """The config file as written (nested plain data)."""
+        from prakit.config.io import read_file
+
+        return read_file(self.config_file)
+
+    def save_config(self, cfg: ExperimentConfig) -> None:
+        from prakit.config import save_config
+
+        save_config(cfg, self.config_file)
+
+    # checkpoints
+
+    def checkpoints(self) -> list[Path]:
+        """Oldest first."""
+        from prakit.train.checkpoint import list_checkpoints
+
+        return list_checkpoints(self.checkpoint_dir)
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest checkpoint that loads, or None."""
+        from prakit.train.checkpoint import latest_checkpoint
+
+        return latest_checkpoint(self.checkpoint_dir)
+
+    def checkpoint(self) -> Path:
+        """The newest checkpoint that loads, or an error saying there is none."""
+        found = self.latest_checkpoint()
+        if found is None:
+            raise PrakitError(f"{self.path} has no checkpoint under {self.checkpoint_dir}")
+        return found
+
+    def model(self, ema: str | None = None, device: torch.device | None = None) -> tuple[ARModel, ExperimentConfig, str | None]:
+        """The model of the latest checkpoint for inference (see :func:`prakit.sample.load_model`)."""
+        from prakit.sample import inference_device, load_model
+
+        return load_model(self.checkpoint(), ema, device or inference_device())
+
+    # what the stages wrote
+
+    def metrics(self) -> list[dict]:
+        from prakit.train.metrics import read_metrics
+
+        return read_metrics(self.metrics_file)
+
+    def samples_path(self, checkpoint: Path, options: SampleConfig, num: int) -> Path:
+        """``samples/<checkpoint>-n<num>-<digest of the sampling options>.zarr``."""
+        from prakit.eval.evaluate import recorded_options
+
+        facts = json.dumps({"checkpoint": checkpoint.name, "num": num, "options": recorded_options(options)},
+                           sort_keys=True)
+        digest = hashlib.blake2b(facts.encode(), digest_size=4).hexdigest()
+        return self.path / "samples" / f"{checkpoint.name.removesuffix('.pt')}-n{num}-{digest}.zarr"
+
+    def is_trained(self) -> bool:
+        """Whether training wrote its last step's checkpoint."""
+        from prakit.train.checkpoint import checkpoint_name
+
+        if not self.exists():
+            return False
+        steps = self.config().train.steps
+        return any((self.checkpoint_dir / checkpoint_name(steps, milestone)).is_file() for milestone in (False, True))
+
+    def is_done(self, stage: str, num: int | None = None) -> bool:
+        """Whether the run's ``stage`` (of :data:`STAGES`) has finished, read from its files; sampling
+        and evaluation of ``num`` samples (default: the config's)."""
+        if stage not in STAGES:
+            raise PrakitError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
+        trained = self.is_trained()
+        if stage == "train" or not trained:
+            return trained
+        from prakit.data.store import is_finished
+        from prakit.eval.evaluate import evaluated, resolve
+
+        target = resolve(self.path, num=num)
+        return is_finished(target.samples) if stage == "sample" else evaluated(target) is not None
+
+
+def read_record(folder: Path) -> dict[str, Any] | None:
+    """The evaluation record in ``folder``, or None where there is none."""
+    path = Path(folder) / EVAL_RECORD
+    return json.loads(path.read_text()) if path.is_file() else None
