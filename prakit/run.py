@@ -150,11 +150,13 @@ class Run:
         return read_metrics(self.metrics_file)
 
     def samples_path(self, checkpoint: Path, options: SampleConfig, num: int) -> Path:
-        """``samples/<checkpoint>-n<num>-<digest of the sampling options>.zarr``."""
-        from prakit.eval.evaluate import recorded_options
+        """``samples/<checkpoint>-n<num>-<digest of the sampling options>.zarr``: of the options that
+        decide what is drawn, and the batch size, which names have always held."""
+        from prakit.config import unstructure
+        from prakit.config.schema import what_is_drawn
 
-        facts = json.dumps({"checkpoint": checkpoint.name, "num": num, "options": recorded_options(options)},
-                           sort_keys=True)
+        named = {**what_is_drawn(unstructure(options)), "batch_size": options.batch_size}
+        facts = json.dumps({"checkpoint": checkpoint.name, "num": num, "options": named}, sort_keys=True)
         digest = hashlib.blake2b(facts.encode(), digest_size=4).hexdigest()
         return self.path / "samples" / f"{checkpoint.name.removesuffix('.pt')}-n{num}-{digest}.zarr"
 

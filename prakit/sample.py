@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from prakit.config import ExperimentConfig, SampleConfig, from_data, unstructure
+from prakit.config.schema import what_is_drawn
 from prakit.errors import PrakitError, UnknownNameError
 from prakit.model import ARModel
 from prakit.random import sample_generators
@@ -23,9 +24,6 @@ from prakit.train.ema import ema_name
 
 #: The suffixes of experiment configs, which ``prakit sample`` is sometimes given by mistake.
 CONFIG_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
-#: Sampling options that change how fast a store fills, not what it holds: a store drawn partly
-#: with one value and resumed with another stays one store.
-HOW_NOT_WHAT = ("batch_size", "compile")
 
 
 def resolve_checkpoint(source: str | Path) -> Path:
@@ -77,6 +75,17 @@ def choose_ema(cfg: ExperimentConfig, which: str) -> str | None:
     return which
 
 
+def checkpoint_config(checkpoint: Path) -> ExperimentConfig:
+    """The config a checkpoint was written by (its tensors mapped, not read)."""
+    return from_data(json.loads(load_checkpoint(checkpoint, mmap=True)["config"]))
+
+
+def sampling_options(source: str | Path, changes: dict[str, Any]) -> SampleConfig:
+    """The ``sample`` section of the run that wrote ``source`` (a run directory or a checkpoint),
+    with ``changes``."""
+    return with_options(checkpoint_config(resolve_checkpoint(source)).sample, changes)
+
+
 def load_model(checkpoint: Path, ema: str | None, device: torch.device) -> tuple[ARModel, ExperimentConfig, str | None]:
     """The model of a checkpoint with the chosen EMA's weights (see :func:`choose_ema`; ``None``:
     the run's ``sample.ema``), its config, and the name of the EMA loaded (``None``: live weights)."""
@@ -105,7 +114,7 @@ def sample_run(
     out: str | Path,
     *,
     num: int,
-    overrides: dict | None = None,
+    options: SampleConfig | None = None,
     classes: Sequence[int] | None = None,
     restart: bool = False,
     shard: int = 0,
@@ -117,10 +126,10 @@ def sample_run(
     With ``shards`` > 1 this process draws only its share (``shard`` of ``shards``); processes
     sharing the store fill it together, the last to finish finishing it.
 
-    ``overrides`` replace fields of the run's ``sample`` section (cfg_scale, steps, batch_size,
-    seed, ema, ...). A store made from another checkpoint or with other options (the batch size
-    aside) is refused, or deleted first with ``restart``. The store records the options used and
-    the EMA weights loaded (``ema = "none"`` when the run has no EMA).
+    ``options`` are how to draw them (default: the run's ``sample`` section; :func:`sampling_options`
+    changes some of its fields). A store made from another checkpoint or with options that draw
+    other samples is refused, or deleted first with ``restart``. The store records the options
+    used and the EMA weights loaded (``ema = "none"`` when the run has no EMA).
     """
     from prakit.data import SampleStore
     from prakit.data.samples import SampleMismatchError
@@ -129,11 +138,10 @@ def sample_run(
         raise PrakitError(f"num must be at least 1, got {num}")
     if not 0 <= shard < shards:
         raise PrakitError(f"shard must be in [0, {shards}), got {shard}")
-    overrides = overrides or {}
     checkpoint = resolve_checkpoint(source)
     device = inference_device()
-    model, cfg, loaded = load_model(checkpoint, overrides.get("ema"), device)
-    options = with_options(cfg.sample, overrides)
+    model, cfg, loaded = load_model(checkpoint, options.ema if options else None, device)
+    options = options or cfg.sample
     if loaded is None:
         options = attrs.evolve(options, ema="none")
     model.compile_sampling(options.compile)
@@ -145,7 +153,7 @@ def sample_run(
         "config": unstructure(cfg),
         "checkpoint": str(checkpoint.resolve()),
         "sampling": {"ema_weights": loaded or "none", "classes": classes,
-                     **{k: v for k, v in unstructure(options).items() if k not in HOW_NOT_WHAT}},
+                     **what_is_drawn(unstructure(options))},
     }
     try:
         store = SampleStore.open(out, num=num, image_shape=(size, size, channels), attrs=facts,

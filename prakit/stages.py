@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import attrs
 import submitit
 
 from prakit.run import Run
@@ -46,7 +45,7 @@ class SamplingJob(submitit.helpers.Checkpointable):
         from prakit.sample import sample_run
 
         target = resolve(self.run_dir, self.overrides, num=self.num)
-        sample_run(target.checkpoint, target.samples, num=target.num, overrides=attrs.asdict(target.options),
+        sample_run(target.checkpoint, target.samples, num=target.num, options=target.options,
                    shard=self.shard, shards=self.shards, progress=False)
         return str(target.samples)
 

@@ -226,6 +226,27 @@ def test_an_evaluation_recorded_before_sample_compile_existed_still_counts_as_do
     assert not evaluated(target(cfg_scale=3.0))
 
 
+def test_an_evaluation_drawn_at_another_batch_size_is_of_the_same_samples(tmp_path):
+    from prakit.config import SampleConfig, load_config, unstructure
+    from prakit.eval.evaluate import Target, evaluated
+
+    checkpoint = tmp_path / "checkpoints" / "ckpt-00000800.pt"
+    drawn = unstructure(SampleConfig(cfg_scale=2.0, batch_size=50))
+    (tmp_path / "eval.json").write_text(json.dumps({"checkpoint": str(checkpoint), "sampling": {**drawn, "num": 500}}))
+    options = SampleConfig(cfg_scale=2.0, batch_size=100, compile="default")  # how fast, not what: as a store sees it
+    assert evaluated(Target(load_config(QUICKSTART), tmp_path / "s.zarr", checkpoint, options, 500, tmp_path))
+
+
+def test_searches_and_sweeps_read_their_grids_alike():
+    from prakit.errors import PrakitError
+    from prakit.eval.search import parse_grid
+
+    assert parse_grid(['sample.ema="ema_0.9,x",slow', "sample.cfg_scale=1.5, 2"]) == {
+        "sample.ema": ["ema_0.9,x", "slow"], "sample.cfg_scale": [1.5, 2]}  # a quoted comma does not split
+    with pytest.raises(PrakitError, match="names a value twice"):
+        parse_grid(["sample.cfg_scale=2,2"])
+
+
 def test_a_search_warns_when_its_best_numeric_setting_is_at_the_edge_of_the_grid():
     from prakit.eval.search import on_the_edge
 

@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from test_launch import job_args
 from test_train import prakit
 
+from prakit.config.io import split_top_level
 from prakit.errors import PrakitError
 from prakit.sweep import Definition, Sweep, parse_grid
-from prakit.sweep.definition import short_labels, split_top_level
+from prakit.sweep.definition import short_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "experiments" / "quickstart.toml")

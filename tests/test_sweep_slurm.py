@@ -7,7 +7,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import attrs
 import numpy as np
 import pytest
 from test_launch import final_states, job_args
@@ -100,7 +99,7 @@ def test_three_sampling_shards_fill_one_store_as_one_process_would(slurm, store,
     assert len(job_ids(done.stdout)) == 3
     target = resolve(run_dir, num=10)
     alone = tmp_path / "alone.zarr"
-    sample_run(target.checkpoint, alone, num=10, overrides=attrs.asdict(target.options), progress=False)
+    sample_run(target.checkpoint, alone, num=10, options=target.options, progress=False)
     sharded, single = open_store(target.samples), open_store(alone)
     assert len(sharded) == len(single) == 10
     images, labels = sharded.read(np.arange(10))

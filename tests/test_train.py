@@ -286,12 +286,12 @@ def test_a_new_run_says_it_starts(store, tmp_path):
 @pytest.mark.slow
 def test_sampling_is_identical_across_batch_sizes_and_resumed_runs(store, tmp_path):
     from prakit.data import SampleStore, open_store
-    from prakit.sample import sample_run
+    from prakit.sample import sample_run, sampling_options
 
     cfg = load_config(QUICKSTART, tiny(store, "train.steps=4"))
     run = train(cfg, tmp_path / "run", progress=False).run_dir
-    whole = sample_run(run, tmp_path / "a.zarr", num=6, overrides={"batch_size": 6}, progress=False)
-    small = sample_run(run, tmp_path / "b.zarr", num=6, overrides={"batch_size": 4}, progress=False)
+    whole = sample_run(run, tmp_path / "a.zarr", num=6, options=sampling_options(run, {"batch_size": 6}), progress=False)
+    small = sample_run(run, tmp_path / "b.zarr", num=6, options=sampling_options(run, {"batch_size": 4}), progress=False)
     a, b = open_store(whole), open_store(small)
     assert (a.images[:] == b.images[:]).all() and (a.labels[:] == b.labels[:]).all()
     assert a.labels[:].tolist() == [0, 1, 3, 5, 6, 8]  # class-balanced blocks over 10 classes

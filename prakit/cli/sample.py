@@ -42,13 +42,14 @@ SAMPLE_FLAGS = {"num": "--num", "cfg_scale": "--guidance", "cfg_schedule": "--gu
 
 def run_sample(args: argparse.Namespace) -> int:
     from prakit.config import SampleConfig
-    from prakit.sample import sample_run, with_options
+    from prakit.sample import sample_run, sampling_options, with_options
 
     given = {field: getattr(args, flag[2:].replace("-", "_")) for field, flag in SAMPLE_FLAGS.items()}
     given = {k: v for k, v in given.items() if v is not None}
     with_options(SampleConfig(), given, SAMPLE_FLAGS.get)  # bad values fail before the checkpoint loads
-    out = sample_run(args.source, args.out, num=given.pop("num"), classes=args.classes,
-                     overrides=given, restart=args.restart)
+    num = given.pop("num")
+    out = sample_run(args.source, args.out, num=num, classes=args.classes,
+                     options=sampling_options(args.source, given), restart=args.restart)
     print(f"samples: {out}")
     if args.npz:
         from prakit.data import export_npz

@@ -15,7 +15,7 @@ import tomli_w
 
 from prakit.config.converter import structure, unstructure
 from prakit.config.schema import ExperimentConfig, ModelConfig
-from prakit.errors import ConfigError, UnknownNameError
+from prakit.errors import ConfigError, PrakitError, UnknownNameError
 from prakit.io import atomic_write_text
 from prakit.presets import MODELS
 
@@ -168,6 +168,40 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except tomllib.TOMLDecodeError:
         value = raw
     return parts, value
+
+
+def parse_axis(text: str, flag: str, shape: str) -> tuple[str, tuple[str, ...]]:
+    """An axis of a grid (``--grid``, ``--search``): ``KEY=V1,V2`` -> ``(KEY, ("V1", "V2"))``, the
+    values as written; commas inside brackets, braces or quotes do not split
+    (``optim.betas=[0.9,0.95],[0.9,0.99]``). ``shape`` says in errors what ``flag`` takes."""
+    key, sep, values = text.partition("=")
+    key = key.strip()
+    parts = split_top_level(values)
+    if not sep or not key or not all(p.strip() for p in parts):
+        raise PrakitError(f"{flag} {text!r} must look like {shape}")
+    for part in parts:
+        parse_override(f"{key}={part}")  # a malformed key fails here, with the override's message
+    if len(set(parts)) < len(parts):
+        raise PrakitError(f"{flag} {text!r} names a value twice")
+    return key, tuple(p.strip() for p in parts)
+
+
+def split_top_level(text: str) -> list[str]:
+    """Split at the commas that are outside brackets, braces and quotes."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str], source: str | None = None) -> dict[str, Any]:

@@ -25,6 +25,9 @@ from prakit.components import (
 #: Field metadata: changing the field does not change what a run computes (a longer run, other
 #: bookkeeping, other sampling), so a run resumes across the change.
 FREE = {"free_in_a_run": True}
+#: Field metadata of a sampling option: it changes how fast samples are drawn, not which (every
+#: image is seeded by its index), so stores and evaluations drawn with other values are the same.
+SPEED_ONLY = {"speed_only": True}
 
 
 @functools.cache
@@ -135,14 +138,21 @@ class SampleConfig:
     """How images are drawn from a trained model."""
 
     num: int = field(default=50_000, validator=gt(0))
-    batch_size: int = field(default=64, validator=gt(0))
+    batch_size: int = field(default=64, validator=gt(0), metadata=SPEED_ONLY)
     cfg_scale: float = field(default=1.0, validator=ge(0.0))
     cfg_schedule: str = field(default="linear", validator=in_(GUIDANCE_SCHEDULES))
     temperature: float = field(default=1.0, validator=gt(0.0))
     steps: int | None = field(default=None, validator=optional(gt(0)))  # None: the head's own default
     ema: str = field(default="slow", validator=EMAChoice())
     seed: int = field(default=0, validator=ge(0))
-    compile: str = field(default="off", validator=in_(SAMPLER_COMPILE))
+    compile: str = field(default="off", validator=in_(SAMPLER_COMPILE), metadata=SPEED_ONLY)
+
+
+def what_is_drawn(options: dict) -> dict:
+    """The sampling options (a ``sample`` section as plain data) that decide which samples are
+    drawn: all but those marked :data:`SPEED_ONLY`."""
+    fast = {f.name for f in attrs.fields(SampleConfig) if f.metadata.get("speed_only")}
+    return {k: v for k, v in options.items() if k not in fast}
 
 
 @frozen

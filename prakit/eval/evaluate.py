@@ -19,6 +19,7 @@ import torch
 from prakit import __version__, registry
 from prakit.components import EvaluatorConfig
 from prakit.config import ExperimentConfig, SampleConfig, from_data, structure, unstructure
+from prakit.config.schema import what_is_drawn
 from prakit.data.store import is_finished, open_store, read_attrs
 from prakit.errors import PrakitError
 from prakit.eval.context import EvalContext
@@ -80,21 +81,10 @@ def resolve(path: str | Path, overrides: Sequence[str] = (), *, num: int | None 
                   Path(out) if out else path.with_name(f"{path.name}.eval"))
 
 
-#: Sampling options left out of a sample store's name and of ``eval.json``'s record of the samples:
-#: they change how fast samples are drawn, not which, and names and records made before they
-#: existed stay valid (``batch_size`` stays in, as those names and records have it).
-UNRECORDED = ("compile",)
-
-
-def recorded_options(options: SampleConfig) -> dict[str, Any]:
-    """The sampling options that name a sample store and go into ``eval.json``."""
-    return {k: v for k, v in unstructure(options).items() if k not in UNRECORDED}
-
-
 def same_samples(record: dict[str, Any], target: Target) -> bool:
     """Whether the evaluation ``record`` (``eval.json``) was made of the samples ``target`` draws."""
-    recorded = {k: v for k, v in record.get("sampling", {}).items() if k not in UNRECORDED}
-    return recorded == json.loads(json.dumps({**recorded_options(target.options), "num": target.num}))
+    recorded = what_is_drawn(record.get("sampling", {}))
+    return recorded == json.loads(json.dumps({**what_is_drawn(unstructure(target.options)), "num": target.num}))
 
 
 def evaluated(target: Target) -> dict[str, Any] | None:
@@ -137,8 +127,7 @@ def evaluate(target: Target, *, evaluators: Sequence[str] | None = None, referen
         if not is_finished(target.samples):
             if checkpoint is None:
                 raise PrakitError(f"the samples at {target.samples} are unfinished and their checkpoint is gone")
-            sample_run(checkpoint, target.samples, num=target.num, overrides=attrs.asdict(target.options),
-                       progress=progress)
+            sample_run(checkpoint, target.samples, num=target.num, options=target.options, progress=progress)
         return open_store(target.samples)
 
     def model():
@@ -150,7 +139,7 @@ def evaluate(target: Target, *, evaluators: Sequence[str] | None = None, referen
         "prakit": __version__, "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "run": str(target.run_dir) if target.run_dir else None,
         "checkpoint": str(checkpoint) if checkpoint else None,
-        "sampling": {**recorded_options(target.options), "num": target.num},
+        "sampling": {**unstructure(target.options), "num": target.num},
         "reference": ref.describe(), "device": device_name(device),
         "numbers": {}, "higher_is_better": {}, "evaluators": [],
     }

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from prakit import registry
 from prakit.config import unstructure
-from prakit.config.io import parse_override
+from prakit.config.io import parse_axis, parse_override
 from prakit.errors import PrakitError
 from prakit.eval.evaluate import evaluate, evaluated, evaluator_configs, resolve
 from prakit.eval.report import text_table, write_json, write_tables
@@ -25,12 +25,13 @@ from prakit.run import SEARCH_TABLE, Run
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list]:
     """``["sample.cfg_scale=1.5,2", "sample.ema=slow,fast"]`` -> ``{"sample.cfg_scale": [1.5, 2], ...}``."""
+    shape = "sample.FIELD=V1,V2,... (it searches sampling settings)"
     grid = {}
     for spec in specs:
-        key, sep, values = spec.partition("=")
-        if not sep or not key.startswith("sample.") or not values:
-            raise PrakitError(f"--search {spec!r} must look like sample.FIELD=V1,V2,... (it searches sampling settings)")
-        grid[key] = [parse_override(f"{key}={v.strip()}")[1] for v in values.split(",")]
+        key, values = parse_axis(spec, "--search", shape)
+        if not key.startswith("sample."):
+            raise PrakitError(f"--search {spec!r} must look like {shape}")
+        grid[key] = [parse_override(f"{key}={v}")[1] for v in values]
     return grid
 
 

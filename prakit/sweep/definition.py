@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import attrs
 
-from prakit.config.io import parse_override
+from prakit.config.io import parse_axis
 from prakit.errors import PrakitError
 
 
@@ -58,36 +58,8 @@ class Definition:
 
 
 def parse_grid(text: str) -> tuple[str, tuple[str, ...]]:
-    """``model.decoder.state_dim=8,16,32`` -> ``("model.decoder.state_dim", ("8", "16", "32"))``;
-    commas inside brackets, braces or quotes do not split (``optim.betas=[0.9,0.95],[0.9,0.99]``)."""
-    key, sep, values = text.partition("=")
-    key = key.strip()
-    parts = split_top_level(values)
-    if not sep or not key or not all(p.strip() for p in parts):
-        raise PrakitError(f"--grid {text!r} must look like section.key=value1,value2,...")
-    for part in parts:
-        parse_override(f"{key}={part}")  # a malformed key fails here, with the override's message
-    if len(set(parts)) < len(parts):
-        raise PrakitError(f"--grid {text!r} names a value twice")
-    return key, tuple(p.strip() for p in parts)
-
-
-def split_top_level(text: str) -> list[str]:
-    """Split at the commas that are outside brackets, braces and quotes."""
-    parts, depth, quote, start = [], 0, None, 0
-    for i, char in enumerate(text):
-        if quote:
-            quote = None if char == quote else quote
-        elif char in "\"'":
-            quote = char
-        elif char in "[{":
-            depth += 1
-        elif char in "]}":
-            depth -= 1
-        elif char == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    return [*parts, text[start:]]
+    """``--grid model.decoder.state_dim=8,16,32`` -> ``("model.decoder.state_dim", ("8", "16", "32"))``."""
+    return parse_axis(text, "--grid", "section.key=value1,value2,...")
 
 
 def short_labels(keys: Sequence[str]) -> list[str]:

@@ -64,9 +64,10 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; any problem raises :class:`CheckpointError`."""
-    return _load(Path(path), map_location, mmap=False)
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` (``mmap``: its tensors mapped, not read); any
+    problem raises :class:`CheckpointError`."""
+    return _load(Path(path), map_location, mmap=mmap)
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
