@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,14 +22,6 @@ def common(tmp_path, monkeypatch):
     return common
 
 
-def benchmark(script, *args, results):
-    """Run benchmarks/<script> on one thread, its results written to ``results``."""
-    command = [sys.executable, str(ROOT / "benchmarks" / script), *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                          env={"PRAKIT_BENCHMARK_RESULTS": str(results), "OMP_NUM_THREADS": "1",
-                               "PATH": "/usr/bin:/bin"})  # a C++ compiler, for torch.compile on the CPU
-    assert done.returncode == 0, done.stderr
-    return done
 
 
 def test_an_interrupted_benchmark_measures_only_the_missing_cases_when_rerun(common, tmp_path, capsys):
@@ -142,9 +135,9 @@ def test_gpu_checks_run_every_check_in_one_script(tmp_path):
 
 @pytest.mark.slow
 def test_pixel_perturbation_finds_the_pixel_noise_that_matches_pras_state_noise(store, tmp_path):
-    from test_train import QUICKSTART, prakit, tiny
+    from helpers import QUICKSTART, prakit, small_run
 
-    trained = prakit("train", str(QUICKSTART), *tiny(store, "train.steps=2"), "--run-dir", str(tmp_path / "run"))
+    trained = prakit("train", str(QUICKSTART), *small_run(store, "train.steps=2"), "--run-dir", str(tmp_path / "run"))
     assert trained.returncode == 0, trained.stderr
     benchmark("pixel_perturbation.py", str(tmp_path / "run"), "--num", "32", "--sigmas", "0.5", results=tmp_path)
     record = json.loads((tmp_path / "pixel_perturbation.json").read_text())

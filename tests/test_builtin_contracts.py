@@ -32,11 +32,11 @@ from prakit.testing import (
     FeatureNetworkContract,
     GeneratorContract,
     RolloutContract,
-    tiny_model_config,
+    micro_model_config,
 )
 
 BUILT_IN_PLUGINS = {"models", "pra", "baselines", "eval", "datasets"}
-TINY_MODEL = tiny_model_config()
+MICRO_MODEL = micro_model_config()
 
 
 class TestIdentityDecoder(DecoderContract):
@@ -154,27 +154,27 @@ class TestClassConsistency(EvaluatorContract):
 
 class TestLinearProbe(EvaluatorContract):
     config = LinearProbeConfig(num=40)
-    model_config = TINY_MODEL
+    model_config = MICRO_MODEL
 
 
 class TestRolloutGap(EvaluatorContract):
     config = RolloutGapConfig(num=12)
-    model_config = TINY_MODEL
+    model_config = MICRO_MODEL
 
 
 class TestReconstructionPSNR(EvaluatorContract):
     config = ReconstructionPSNRConfig(num=12)
-    model_config = TINY_MODEL
+    model_config = MICRO_MODEL
 
 
 class TestReconstructionPSNRLossless(EvaluatorContract):
     config = ReconstructionPSNRConfig(num=12)
-    model_config = attrs.evolve(TINY_MODEL, decoder=IdentityDecoderConfig())
+    model_config = attrs.evolve(MICRO_MODEL, decoder=IdentityDecoderConfig())
 
 
 class TestSamplingSpeed(EvaluatorContract):
     config = SamplingSpeedConfig(batch_size=4, batches=1)
-    model_config = TINY_MODEL
+    model_config = MICRO_MODEL
 
 
 def contract_classes(cls=ComponentContract):

@@ -186,7 +186,7 @@ def sample(run, out, *options, capsys):
     (["--steps", "0"], "--steps must be > 0, got 0"),
     (["--temperature", "0"], "--temperature must be > 0.0, got 0.0"),
     (["--guidance", "-1"], "--guidance must be >= 0.0, got -1.0"),
-    (["--cfg", "nan"], "--guidance must be a finite number, got nan"),
+    (["--guidance", "nan"], "--guidance must be a finite number, got nan"),
     (["--seed", "-1"], "--seed must be >= 0, got -1"),
     (["--classes", "99"], "--classes must be in 0..9 (the run's data.num_classes is 10), got 99"),
     (["--classes", "3", "-1"], "--classes must be in 0..9 (the run's data.num_classes is 10), got -1"),
@@ -195,6 +195,12 @@ def test_sample_refuses_bad_options_before_making_a_store(run_dir, tmp_path, cap
     code, err = sample(run_dir, tmp_path / "s.zarr", *options, capsys=capsys)
     assert (code, err) == (2, f"prakit: error: {problem}\n")
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_guidance_has_one_name_as_cfg_means_config_everywhere_else(run_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        sample(run_dir, tmp_path / "s.zarr", "--cfg", "2", capsys=capsys)
+    assert exit.value.code == 2 and capsys.readouterr().err.endswith("prakit: error: unrecognized arguments: --cfg 2\n")
 
 
 def test_a_failed_sample_run_does_not_block_the_corrected_one(run_dir, tmp_path, capsys):

@@ -4,9 +4,9 @@ split across ranks without overlap, resumption is exact, workers change nothing.
 import numpy as np
 import pytest
 import torch
+from helpers import write_store
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_data_store import write_store
 
 from prakit.data import Order, TrainLoader
 from prakit.errors import PrakitError

@@ -8,24 +8,13 @@ import sys
 import numpy as np
 import pytest
 import zarr
+from helpers import write_store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prakit.data import FORMAT_VERSION, StoreError, open_store
 from prakit.data.digest import MODULUS, content_digests, digest_sum, fold
-from prakit.data.store import create_store, finish_store, runs
-
-
-def write_store(path, images, labels, *, chunk=8, shard=None, attrs=None):
-    """A finished store holding ``images`` and ``labels``, written as prepare writes one."""
-    shard = shard or chunk * 4
-    create_store(path, count=len(images), image_shape=images.shape[1:], shard=shard, chunk=chunk,
-                 attrs={"kind": "dataset", "class_names": [str(c) for c in range(int(labels.max()) + 1)], **(attrs or {})})
-    group = zarr.open_group(path, mode="r+")
-    group["images"][:] = images
-    group["labels"][:] = labels
-    finish_store(path, count=len(images), total=digest_sum(0, images, labels), attrs={})
-    return path
+from prakit.data.store import create_store, runs
 
 
 def random_images(n, size, channels, seed=0):

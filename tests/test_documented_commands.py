@@ -15,9 +15,8 @@ import sys
 
 import numpy as np
 import pytest
-from documents import ROOT, Shown, shown_commands
+from helpers import ROOT, Shown, evaluation_commands, shown_commands
 from PIL import Image
-from test_eval_docs import documented_commands as evaluation_commands
 
 from prakit.cli import main
 

@@ -4,13 +4,12 @@ tiny runs trained on the digits under the documented run names, an ADM-style ref
 weights accepted in place of the published file."""
 
 import re
-import shlex
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from documents import shown_commands
+from helpers import evaluation_commands
 
 from prakit.cli import main
 from prakit.config import load_config
@@ -20,8 +19,6 @@ from prakit.train.loop import train
 pytestmark = pytest.mark.slow  # end to end, several processes or SLURM
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = (ROOT / "README.md", ROOT / "docs" / "evaluation.md", ROOT / "docs" / "reproduce-imagenet.md")
-EVALUATION = ("eval", "reference", "compare")
 TINY = [
     "data.image_size=8", "data.num_workers=0", "model.patch_size=4", "train.batch_size=16", "train.log_every=5",
     "train.ckpt_every=100", "train.sample_every=0", "model.preset=micro",
@@ -31,20 +28,10 @@ TINY = [
 SCALED = {"--num 10000": "--num 12", "--num 500": "--num 30"}
 
 
-def documented_commands() -> list[tuple[str, list[str]]]:
-    """``(document, argv)`` of every evaluation command in a console block, and the export of samples."""
-    found = []
-    for shown in shown_commands(DOCS):
-        argv = shlex.split(shown.command)[1:]
-        if shown.command.startswith("prakit ") and (
-            argv[0] in EVALUATION or (argv[:2] == ["data", "export"] and shown.document == "evaluation.md")
-        ):
-            found.append((shown.document, argv))
-    return found
 
 
 def test_the_documents_show_the_evaluation_commands():
-    shown = {(doc, argv[0]) for doc, argv in documented_commands()}
+    shown = {(doc, argv[0]) for doc, argv in evaluation_commands()}
     assert {("README.md", "eval"), ("README.md", "compare"), ("evaluation.md", "eval"),
             ("evaluation.md", "reference"), ("evaluation.md", "compare"), ("evaluation.md", "data")} <= shown
 
@@ -113,7 +100,7 @@ def test_every_documented_evaluation_command_runs(world, monkeypatch, capsys):
         monkeypatch.setattr(prakit_eval.inception, "WEIGHTS_SHA256", hashlib.file_digest(f, "sha256").hexdigest())
     for evaluation in Path("runs").glob("*/eval.json"):
         evaluation.unlink()
-    for doc, argv in documented_commands():
+    for doc, argv in evaluation_commands():
         if argv[0] == "compare":  # the runs it compares are evaluated first, as a user would have
             for run in argv[1:argv.index("--out") if "--out" in argv else None]:
                 if not (Path(run) / "eval.json").exists():

@@ -1,11 +1,10 @@
 """``prakit submit``: training jobs through submitit, in-process, as local subprocesses and on a
 real SLURM cluster (started by ``.ci/slurm.sh``; CI sets PRAKIT_TEST_SLURM=1 to require it)."""
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from test_train import QUICKSTART, ROOT, await_checkpoint, losses, prakit, tiny
+from helpers import QUICKSTART, ROOT, await_checkpoint, final_states, job_args, losses, prakit
 
 from prakit.config import load_config
 from prakit.errors import PrakitError
@@ -13,11 +12,8 @@ from prakit.launch import submit
 
 pytestmark = pytest.mark.slow  # end to end, several processes or SLURM
 
-CPU_JOB = ["launch.gpus_per_node=0", "launch.cpus_per_task=1", "train.steps=4"]
 
 
-def job_args(store, tmp_path, *extra):
-    return [*tiny(store, *CPU_JOB, *extra), f"launch.folder={tmp_path / 'submitit'}"]
 
 
 def test_a_debug_job_trains_in_this_process(store, tmp_path):
@@ -63,18 +59,6 @@ def test_bad_submissions_are_clear_errors(store, tmp_path):
     assert same.returncode == 2 and "share a file name" in same.stderr
 
 
-def final_states(job_id: str, timeout: float = 60) -> list[str]:
-    """Every run of a SLURM job (requeues included) in sacct, once the job has left the queue:
-    its result can arrive before SLURM records the end (or, after a requeue, the run that followed)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        states = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-j", job_id, "-o", "State"],
-                                capture_output=True, text=True).stdout.split()
-        if (states and states[-1] not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED")) or time.monotonic() > deadline:
-            return states
-        time.sleep(0.5)
 
 
 def test_a_slurm_job_trains_with_two_ranks(slurm, store, tmp_path):

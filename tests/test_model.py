@@ -5,44 +5,22 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
+from helpers import batch, rollout_inputs, small_model
 
 from prakit import registry
 from prakit.config import SampleConfig, load_config, preset_model
 from prakit.model import ARModel
 from prakit.random import sample_generators
-from prakit.testing import perturb_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny(rollout="teacher_forcing", decoder="mlp", generator="diffusion", image_size=8, **model_fields) -> ARModel:
-    """The micro preset on a 2x2-token image (by default) of 4x4x3 patches (token_dim 48), 4 head steps."""
-    def component(kind, name, **fields):
-        return registry.get(kind).config(name, **fields) if isinstance(name, str) else name
-
-    micro = preset_model("micro")
-    head = {"width": micro.generator.width, "depth": micro.generator.depth, "sample_steps": 4}
-    cfg = attrs.evolve(
-        micro,
-        generator=component("generator", generator, **head),
-        decoder=micro.decoder if decoder == "mlp" else component("decoder", decoder),
-        rollout=component("rollout", rollout),
-        patch_size=4,
-        **model_fields,
-    )
-    torch.manual_seed(0)
-    model = ARModel(cfg, image_size=image_size, channels=3, num_classes=3)
-    perturb_parameters(model)  # as if trained a little: zero-initialised head layers move
-    return model
 
 
-def batch(n=4, seed=1, size=8):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 3, size, size, generator=g) * 2 - 1, torch.arange(n) % 3
 
 
 def test_patchify_is_raster_order_and_inverted_by_unpatchify():
-    model = tiny()
+    model = small_model()
     images, _ = batch()
     tokens = model.patchify(images)
     assert tokens.shape == (4, 4, 48)
@@ -52,7 +30,7 @@ def test_patchify_is_raster_order_and_inverted_by_unpatchify():
 
 
 def test_loss_terms_and_their_sum():
-    model = tiny(rec_weight=0.5)
+    model = small_model(rec_weight=0.5)
     losses = model.loss(*batch())
     assert losses.total.shape == () and torch.isfinite(losses.total)
     torch.testing.assert_close(losses.total, losses.head + 0.5 * losses.reconstruction)
@@ -69,7 +47,7 @@ def grads_of(model, loss) -> dict[str, set[str]]:
 
 
 def test_head_loss_trains_backbone_and_head_only_under_pra():
-    model = tiny(rollout="pra")
+    model = small_model(rollout="pra")
     losses = model.loss(*batch())
     assert set(grads_of(model, losses.head)) == {"backbone", "generator"}  # the stop-gradients hold
     losses = model.loss(*batch())
@@ -77,26 +55,22 @@ def test_head_loss_trains_backbone_and_head_only_under_pra():
 
 
 def test_head_grad_to_encoder_lets_the_head_loss_reach_the_encoder_only():
-    model = tiny(rollout="pra", head_grad_to_encoder=True)
+    model = small_model(rollout="pra", head_grad_to_encoder=True)
     touched = grads_of(model, model.loss(*batch()).head)
     assert set(touched) == {"backbone", "generator", "decoder"}
     assert all(name.startswith("decoder.encoder") for name in touched["decoder"])
 
 
-def rollout_inputs(model, images, labels, seed=0, step=0):
-    torch.manual_seed(seed)
-    x = model.patchify(images)
-    return model.rollout(x, model.decoder.encode(x), labels, model=model, step=step)
 
 
 def test_teacher_forcing_inputs_are_the_ground_truth():
-    model = tiny()
+    model = small_model()
     images, labels = batch()
     torch.testing.assert_close(rollout_inputs(model, images, labels), model.patchify(images))
 
 
 def test_pra_builds_each_position_independently():
-    model = tiny(rollout="pra")
+    model = small_model(rollout="pra")
     images, labels = batch()
     changed = model.unpatchify(model.patchify(images).index_fill(1, torch.tensor([2]), 0.3))
     a = rollout_inputs(model, images, labels, seed=5)
@@ -110,7 +84,7 @@ def test_pra_builds_each_position_independently():
 def test_calibrated_pra_waits_for_its_warm_up_and_keeps_sigma_within_its_range():
     cfg = registry.get("rollout").config("pra", sigma="calibrated", calib_warmup=5, calib_every=1, calib_tokens=8,
                                          sigma_min=0.1, sigma_max=0.3)
-    model = tiny(rollout=cfg)
+    model = small_model(rollout=cfg)
     images, labels = batch()
     z = model.decoder.encode(model.patchify(images))
     rollout_inputs(model, images, labels, step=4)
@@ -125,7 +99,7 @@ def test_calibrated_pra_waits_for_its_warm_up_and_keeps_sigma_within_its_range()
 def test_calibrated_pra_measures_the_heads_rms_error_on_teacher_forced_tokens():
     cfg = registry.get("rollout").config("pra", sigma="calibrated", calib_warmup=0, calib_tokens=16, calib_steps=3,
                                          sigma_max=100.0)
-    model = tiny(rollout=cfg)
+    model = small_model(rollout=cfg)
     images, labels = batch()
     x = model.patchify(images)
     z = model.decoder.encode(x)
@@ -141,7 +115,7 @@ def test_calibrated_pra_measures_the_heads_rms_error_on_teacher_forced_tokens():
 
 def test_selfsample_reads_the_models_own_token_drawn_from_the_true_prefix_at_every_position():
     cfg = registry.get("rollout").config("pra_selfsample", steps=3, temperature=0.8)
-    model = tiny(rollout=cfg)
+    model = small_model(rollout=cfg)
     images, labels = batch()
     x = model.patchify(images)
     inputs = rollout_inputs(model, images, labels, seed=2)
@@ -158,7 +132,7 @@ def test_selfsample_reads_the_models_own_token_drawn_from_the_true_prefix_at_eve
 
 def test_projected_states_are_renormalised_after_guidance_before_they_are_decoded():
     decoder = registry.get("decoder").config("mlp", state_dim=4, width=16, depth=1, project_state=True)
-    model = tiny(decoder="mlp").eval()
+    model = small_model(decoder="mlp").eval()
     model.decoder = registry.build(decoder, token_dim=model.token_dim)
     generated, decoded = [], []
     generate, decode = model.generator.sample, model.decoder.decode
@@ -175,7 +149,7 @@ def test_projected_states_are_renormalised_after_guidance_before_they_are_decode
 def exact_rollout(image_size=16, **fields):
     """A 16-token model that rolls out with ``fields``, its head replaced by a fixed function of
     ``h`` (the rollout's wiring is under test, not the head), and the head's calls."""
-    model = tiny(rollout=registry.get("rollout").config("exact_rollout", **fields), image_size=image_size)
+    model = small_model(rollout=registry.get("rollout").config("exact_rollout", **fields), image_size=image_size)
     calls = []
     weight = torch.randn(model.backbone.width, model.generator.state_dim, generator=torch.Generator().manual_seed(5))
 
@@ -251,7 +225,7 @@ def test_exact_rollout_measures_the_share_of_inputs_it_rolls_as_its_config_expec
 
 
 def test_sampling_after_per_row_prefixes_equals_reading_the_whole_sequence_again():
-    model = tiny(image_size=16).eval()
+    model = small_model(image_size=16).eval()
     images, labels = batch(n=3, size=16)
     prefix, lengths = model.patchify(images), torch.tensor([2, 7, 5])
     cached, uncached = (sample(model, labels, range(3), cached=c, cfg_scale=2.0, prefix=prefix, prefix_lengths=lengths)
@@ -269,7 +243,7 @@ def sample(model, labels, indices, cached=True, prefix=None, prefix_lengths=None
 
 @pytest.mark.parametrize("generator", ["diffusion", "flow"])
 def test_sampling_does_not_depend_on_the_batching(generator):
-    model = tiny(generator=generator).eval()
+    model = small_model(generator=generator).eval()
     labels = torch.arange(8) % 3
     whole = sample(model, labels, range(8), cfg_scale=2.0)
     parts = [sample(model, labels[i : i + 3], range(i, min(i + 3, 8)), cfg_scale=2.0) for i in (0, 3, 6)]
@@ -277,7 +251,7 @@ def test_sampling_does_not_depend_on_the_batching(generator):
 
 
 def test_kv_cached_sampling_equals_full_recomputation():
-    model = tiny().eval()
+    model = small_model().eval()
     labels = torch.tensor([0, 2])
     cached = sample(model, labels, [0, 1])
     gens = sample_generators(0, [0, 1])
@@ -292,7 +266,7 @@ def test_kv_cached_sampling_equals_full_recomputation():
 
 
 def test_uncached_sampling_reads_the_whole_sequence_again_and_draws_the_same_tokens():
-    model = tiny().eval()
+    model = small_model().eval()
     labels = torch.tensor([0, 2])
     prefix = model.patchify(batch()[0][:2])[:, :1]
     options = SampleConfig(cfg_scale=2.0, steps=3)
@@ -311,7 +285,7 @@ def test_uncached_sampling_reads_the_whole_sequence_again_and_draws_the_same_tok
     ("mlp", "diffusion"),
 ])
 def test_generated_tokens_are_clamped_to_the_pixel_range_before_they_are_fed_back(decoder, generator):
-    model = tiny(decoder=decoder, generator=generator).eval()
+    model = small_model(decoder=decoder, generator=generator).eval()
     read = []
     step = model.backbone.step
     model.backbone.step = lambda token, cache: read.append(token) or step(token, cache)
@@ -324,12 +298,12 @@ def test_generated_tokens_are_clamped_to_the_pixel_range_before_they_are_fed_bac
 
 
 def test_the_head_clips_to_the_range_the_decoder_declares():
-    assert tiny(decoder="identity").generator.clip == 1.0  # pixels
-    assert tiny(decoder="mlp").generator.clip == pytest.approx(3**0.5)  # a LayerNorm'd 4-dim state: sqrt(4 - 1)
+    assert small_model(decoder="identity").generator.clip == 1.0  # pixels
+    assert small_model(decoder="mlp").generator.clip == pytest.approx(3**0.5)  # a LayerNorm'd 4-dim state: sqrt(4 - 1)
 
 
 def test_guidance_starts_at_one_on_a_linear_schedule_and_scale_one_is_unguided():
-    model = tiny().eval()
+    model = small_model().eval()
     labels = torch.tensor([0, 1])
     plain = sample(model, labels, [0, 1])
     linear = sample(model, labels, [0, 1], cfg_scale=4.0)
@@ -340,7 +314,7 @@ def test_guidance_starts_at_one_on_a_linear_schedule_and_scale_one_is_unguided()
 
 
 def test_sample_returns_uint8_images():
-    model = tiny().eval()
+    model = small_model().eval()
     images = model.sample(torch.tensor([0, 1, 2]), rng=sample_generators(3, [0, 1, 2]))
     assert images.shape == (3, 8, 8, 3) and images.dtype == torch.uint8
 
@@ -359,7 +333,7 @@ def test_composed_sampling_flops_equal_a_full_count(cfg_scale):
     from prakit.summary import count_flops, sampling_flops
 
     with torch.device("meta"):
-        model = tiny()
+        model = small_model()
     options = SampleConfig(cfg_scale=cfg_scale, steps=3)
     labels = torch.zeros(1, dtype=torch.long, device="meta")
     full = count_flops(lambda: model.sample_tokens(labels, options))
@@ -405,15 +379,15 @@ def test_a_component_that_cannot_be_built_is_a_config_error_naming_it(monkeypatc
 
     monkeypatch.setattr(IdentityDecoder, "__init__", refuse)
     with pytest.raises(ConfigError, match=r"model.decoder: 'identity' cannot be built with this config: token_dim 48"):
-        tiny(decoder="identity")
+        small_model(decoder="identity")
     with pytest.raises(ConfigError, match=r"model.patch_size: 3 does not divide data.image_size 8"):
-        ARModel(attrs.evolve(tiny().cfg, patch_size=3), image_size=8, channels=3, num_classes=3)
+        ARModel(attrs.evolve(small_model().cfg, patch_size=3), image_size=8, channels=3, num_classes=3)
 
 
 @pytest.mark.parametrize("rollout", ["teacher_forcing", "pra"])
 def test_torch_compile_traces_the_training_loss(rollout):
     """``train.compile`` compiles the model's forward; dynamo must trace it to the losses it returns."""
-    model = tiny(rollout)
+    model = small_model(rollout)
     images, labels = batch()
     compiled = torch.compile(model, backend="eager")  # dynamo's tracing alone, no code generation
     losses = compiled(images, labels, 0)
@@ -426,7 +400,7 @@ def test_torch_compile_traces_the_training_loss(rollout):
 def test_compiled_sampling_draws_what_eager_sampling_draws_with_one_graph_for_every_position():
     from torch._dynamo.utils import counters
 
-    model = tiny(backbone=attrs.evolve(preset_model("micro").backbone, positions="rope2d")).eval()
+    model = small_model(backbone=attrs.evolve(preset_model("micro").backbone, positions="rope2d")).eval()
     labels = torch.arange(5) % 3
     eager = sample(model, labels, range(5), cfg_scale=2.0, steps=3)
     torch._dynamo.reset()
@@ -441,7 +415,7 @@ def test_compiled_sampling_draws_what_eager_sampling_draws_with_one_graph_for_ev
 def test_a_component_that_cannot_compile_its_sampling_says_so(toy_plugin):
     from prakit.errors import PrakitError
 
-    toy_backbone = tiny(backbone=registry.get("backbone").config("toy"))
+    toy_backbone = small_model(backbone=registry.get("backbone").config("toy"))
     with pytest.raises(PrakitError, match='ToyBackbone does not compile its decoding; set sample.compile = "off"'):
         toy_backbone.compile_sampling("default")
     toy_backbone.compile_sampling("off")  # eager: nothing to compile
@@ -453,4 +427,4 @@ def test_compiling_on_a_cpu_without_a_cxx_compiler_is_a_one_line_error(monkeypat
     monkeypatch.setenv("PATH", "")
     monkeypatch.delenv("CXX", raising=False)
     with pytest.raises(PrakitError, match=r"the compiler 'g\+\+' is not on the PATH: install it \(or name one in"):
-        tiny().compile_sampling("default")
+        small_model().compile_sampling("default")

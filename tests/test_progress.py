@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from test_train import QUICKSTART, tiny
+from helpers import QUICKSTART, small_run
 
 from prakit.config import load_config
 from prakit.progress import format_duration, sampling_progress, stage_progress, training_progress
@@ -22,7 +22,7 @@ def test_training_and_sampling_progress_come_from_the_runs_files(store, tmp_path
 
     run = tmp_path / "run"
     assert training_progress(run) is None and sampling_progress(run) is None  # nothing there yet
-    train(load_config(QUICKSTART, tiny(store, "train.steps=4", "train.log_every=2")), run, progress=False)
+    train(load_config(QUICKSTART, small_run(store, "train.steps=4", "train.log_every=2")), run, progress=False)
     assert training_progress(run) == "step 4 of 4, ETA 0s"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     (run / "metrics.jsonl").write_text(json.dumps({**rows[0], "images_per_s": 16.0}) + "\n")  # as after step 2

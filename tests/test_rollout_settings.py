@@ -6,9 +6,7 @@ import warnings
 
 import pytest
 import torch
-from test_model import batch, rollout_inputs, tiny
-from test_train import QUICKSTART, prakit
-from test_train import tiny as tiny_run
+from helpers import QUICKSTART, batch, prakit, rollout_inputs, small_model, small_run
 
 from prakit import registry
 from prakit.train.metrics import read_metrics
@@ -78,7 +76,7 @@ def test_noise_injection_refuses_a_sigma_max_below_sigma_min():
 
 def test_decoded_teacher_forcing_feeds_the_decoded_true_states():
     """pra with a fixed sigma of 0: the inputs are D(z), the decoder's reconstruction of the truth."""
-    model = tiny(rollout=registry.get("rollout").config("pra", sigma="fixed", sigma_max=0.0))
+    model = small_model(rollout=registry.get("rollout").config("pra", sigma="fixed", sigma_max=0.0))
     images, labels = batch()
     x = model.patchify(images)
     with torch.no_grad():
@@ -88,7 +86,7 @@ def test_decoded_teacher_forcing_feeds_the_decoded_true_states():
 
 
 def selfsample(**fields):
-    model = tiny(rollout=registry.get("rollout").config("pra_selfsample", steps=2, **fields))
+    model = small_model(rollout=registry.get("rollout").config("pra_selfsample", steps=2, **fields))
     images, labels = batch(n=16)
     return model, images, labels
 
@@ -117,7 +115,7 @@ def test_selfsample_at_mix_1_replaces_every_input():
 def calibrated(**fields):
     cfg = registry.get("rollout").config("pra", sigma="calibrated", calib_warmup=1, calib_every=1, calib_tokens=16,
                                          calib_steps=2, **fields)
-    model = tiny(rollout=cfg)
+    model = small_model(rollout=cfg)
     images, labels = batch()
     return model, images, labels
 
@@ -151,7 +149,7 @@ def test_calibrated_pra_says_once_when_its_sigma_sits_on_a_clamp(bound, fields):
 @pytest.mark.slow
 def test_training_logs_the_calibrated_sigma_and_warns_once_when_it_is_clamped(store, tmp_path):
     rollout = '{name="pra",sigma="calibrated",calib_warmup=0,calib_every=1,calib_tokens=8,calib_steps=2,sigma_max=0.01}'
-    done = prakit("train", str(QUICKSTART), *tiny_run(store, "train.steps=3", f"model.rollout={rollout}"),
+    done = prakit("train", str(QUICKSTART), *small_run(store, "train.steps=3", f"model.rollout={rollout}"),
                   "--run-dir", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("prakit: warning: calibrated PRA sigma sits on its clamp") == 1

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from test_train import QUICKSTART, tiny
+from helpers import QUICKSTART, small_run
 
 from prakit.config import load_config
 from prakit.errors import PrakitError
@@ -32,7 +32,7 @@ def test_a_run_says_which_stages_are_done_from_its_files(store, tmp_path):
         assert str(exc) == f"{run.path} is not a run directory (no config.toml)"
     else:
         raise AssertionError("require() accepted a folder without a config")
-    train(load_config(QUICKSTART, tiny(store, "train.steps=4")), run.path, progress=False)
+    train(load_config(QUICKSTART, small_run(store, "train.steps=4")), run.path, progress=False)
     assert run.exists() and run.is_trained() and run.is_done("train")
     assert run.checkpoint() == run.checkpoints()[-1] == run.checkpoint_dir / "ckpt-00000004.pt"
     assert [row["step"] for row in run.metrics()] == [0, 1, 2, 3] and run.config().train.steps == 4

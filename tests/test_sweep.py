@@ -6,10 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import QUICK_EVAL, job_args, prakit
 from hypothesis import given
 from hypothesis import strategies as st
-from test_launch import job_args
-from test_train import prakit
 
 from prakit.config.io import split_top_level
 from prakit.errors import PrakitError
@@ -18,8 +17,6 @@ from prakit.sweep.definition import short_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "experiments" / "quickstart.toml")
-#: A quick evaluation: FID in the space of a small feature network fitted to the digits.
-QUICK_EVAL = ['eval.features={name="featnet",steps=30,width=8,features=16}', 'eval.evaluators=[{name="fid"}]']
 DIGITS = [str(ROOT / "experiments" / "digits" / f"{name}.toml") for name in ("pra", "pixel-ar")]
 
 

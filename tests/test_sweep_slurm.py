@@ -9,9 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_launch import final_states, job_args
-from test_sweep import QUICK_EVAL
-from test_train import QUICKSTART, ROOT, await_checkpoint, losses, prakit
+from helpers import QUICK_EVAL, QUICKSTART, ROOT, await_checkpoint, final_states, job_args, losses, prakit
 
 from prakit.config import load_config
 from prakit.data.store import open_store

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from documents import shown_commands
+from helpers import shown_commands
 
 from prakit import plugins, registry
 from prakit.config import apply_overrides, load_config, read_file

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import torch
-from test_train import QUICKSTART, tiny
+from helpers import QUICKSTART, small_run
 
 from prakit.threads import idle_cores, sampling_threads
 
@@ -47,7 +47,7 @@ def test_prakit_sample_draws_with_as_many_threads_as_cores_are_idle(store, tmp_p
     from prakit.sample import sample_run
     from prakit.train.loop import train
 
-    run = train(load_config(QUICKSTART, tiny(store, "train.steps=1")), tmp_path / "run", progress=False).run_dir
+    run = train(load_config(QUICKSTART, small_run(store, "train.steps=1")), tmp_path / "run", progress=False).run_dir
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -11,28 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import QUICKSTART, await_checkpoint, losses, prakit, small_run
 
 from prakit.config import load_config
 from prakit.errors import ConfigError, PrakitError
 from prakit.train.loop import NonFiniteLossError, RunDirectoryError, train
-from prakit.train.metrics import read_metrics
-
-ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = ROOT / "experiments" / "quickstart.toml"
-SMALL_RUN = [
-    "data.image_size=8", "data.num_workers=0", "model.patch_size=4",
-    "train.batch_size=16", "train.log_every=1", "train.ckpt_every=4", "train.sample_every=0",
-    "sample.steps=3", "sample.batch_size=4", "model.preset=micro",
-]
-
-
-def tiny(store, *extra):
-    return [*SMALL_RUN, f"data.store={json.dumps(str(store))}", *extra]
-
-
-def prakit(*args, env=None, **kw):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "prakit", *args], env=env, **{"capture_output": True, "text": True, **kw})
 
 
 def free_port() -> int:
@@ -60,11 +43,6 @@ def ranks(*args, env=None, world_size=2, script=None, **kw) -> list[subprocess.P
             for r in range(world_size)]
 
 
-def await_checkpoint(run_dir: Path, name: str = "ckpt-*.pt", timeout: float = 300) -> None:
-    """Until ``run_dir`` holds a checkpoint matching ``name``, or ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not list((run_dir / "checkpoints").glob(name)):
-        time.sleep(0.05)
 
 
 def kill_at_checkpoint(procs: list[subprocess.Popen], run_dir: Path, step: int) -> None:
@@ -78,13 +56,11 @@ def kill_at_checkpoint(procs: list[subprocess.Popen], run_dir: Path, step: int) 
     assert list(checkpoints.glob(name)), "no checkpoint before the kill"
 
 
-def losses(run_dir: Path) -> list[tuple[int, float]]:
-    return [(row["step"], row["loss"]) for row in read_metrics(run_dir / "metrics.jsonl")]
 
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_with_identical_losses(store, tmp_path):
-    args = ["train", str(QUICKSTART), *tiny(store, "train.steps=16")]
+    args = ["train", str(QUICKSTART), *small_run(store, "train.steps=16")]
     whole = prakit(*args, "--run-dir", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
     reference = losses(tmp_path / "whole")
@@ -106,7 +82,7 @@ def test_each_rank_draws_its_own_noise_and_a_killed_two_rank_run_resumes_with_id
 
     from prakit.train.checkpoint import load_checkpoint
 
-    args = ["train", str(QUICKSTART), *tiny(store, "train.steps=12")]
+    args = ["train", str(QUICKSTART), *small_run(store, "train.steps=12")]
     whole = torchrun(*args, "--run-dir", str(tmp_path / "whole"), env={})
     assert whole.returncode == 0, whole.stderr
     reference = losses(tmp_path / "whole")
@@ -126,11 +102,11 @@ def test_each_rank_draws_its_own_noise_and_a_killed_two_rank_run_resumes_with_id
 def test_resuming_on_another_number_of_ranks_begins_fresh_streams_and_says_so(store, tmp_path):
     from prakit.train.checkpoint import load_checkpoint
 
-    two = torchrun("train", str(QUICKSTART), *tiny(store, "train.steps=4"), "--run-dir", str(tmp_path / "a"), env={})
+    two = torchrun("train", str(QUICKSTART), *small_run(store, "train.steps=4"), "--run-dir", str(tmp_path / "a"), env={})
     assert two.returncode == 0, two.stderr
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     for run_dir in (tmp_path / "a", tmp_path / "b"):
-        one = prakit("train", str(QUICKSTART), *tiny(store, "train.steps=8"), "--run-dir", str(run_dir))
+        one = prakit("train", str(QUICKSTART), *small_run(store, "train.steps=8"), "--run-dir", str(run_dir))
         assert one.returncode == 0, one.stderr
         assert ("ckpt-00000004.pt holds the random states of 2 rank(s) and this run has 1: every rank begins a "
                 "fresh random stream at step 4") in one.stderr
@@ -145,7 +121,7 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(store, tm
     # rank draws its own noise, so only a model that draws none computes the same as one process.
     deterministic = ["model.backbone.name=toy", "model.generator.name=toy", "model.decoder.name=toy",
                      "model.rollout.name=teacher_forcing", "model.class_dropout=0.0", "train.steps=6"]
-    args = ["train", str(QUICKSTART), *tiny(store, *deterministic)]
+    args = ["train", str(QUICKSTART), *small_run(store, *deterministic)]
     env = {"PYTHONPATH": toy_distribution}
     one = prakit(*args, "--run-dir", str(tmp_path / "one"), env=env)
     assert one.returncode == 0, one.stderr
@@ -164,7 +140,7 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank(store, tmp_path, toy_dis
     # Each rank stops by itself, with its own message.
     nan_on_rank_1 = ["model.backbone.name=toy", "model.generator.name=toy", "model.decoder.name=toy",
                      "model.rollout.name=toy_nan", "model.rollout.after=3", "model.rollout.rank=1", "train.steps=6"]
-    args = ["train", str(QUICKSTART), *tiny(store, *nan_on_rank_1), "--run-dir", str(tmp_path / "run")]
+    args = ["train", str(QUICKSTART), *small_run(store, *nan_on_rank_1), "--run-dir", str(tmp_path / "run")]
     procs = ranks(*args, env={"PYTHONPATH": toy_distribution}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                   text=True)
     stderr = [proc.communicate(timeout=300)[1] for proc in procs]
@@ -174,7 +150,7 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank(store, tmp_path, toy_dis
 
 
 def test_a_non_finite_loss_stops_with_the_step_and_the_component(store, tmp_path, toy_plugin):
-    cfg = load_config(QUICKSTART, tiny(store, "model.rollout.name=toy_nan", "model.rollout.after=5",
+    cfg = load_config(QUICKSTART, small_run(store, "model.rollout.name=toy_nan", "model.rollout.after=5",
                                        "train.steps=10"))
     with pytest.raises(NonFiniteLossError) as excinfo:
         train(cfg, tmp_path / "run", progress=False)
@@ -185,12 +161,12 @@ def test_a_non_finite_loss_stops_with_the_step_and_the_component(store, tmp_path
 
 
 def test_a_run_directory_of_another_config_is_refused_unless_forced(store, tmp_path):
-    cfg = load_config(QUICKSTART, tiny(store, "train.steps=1"))
+    cfg = load_config(QUICKSTART, small_run(store, "train.steps=1"))
     train(cfg, tmp_path / "run", progress=False)
-    other = load_config(QUICKSTART, tiny(store, "train.steps=1", "optim.lr=0.01"))
+    other = load_config(QUICKSTART, small_run(store, "train.steps=1", "optim.lr=0.01"))
     with pytest.raises(RunDirectoryError, match=r"differs in: optim.lr\); choose another --run-dir"):
         train(other, tmp_path / "run", progress=False)
-    longer = load_config(QUICKSTART, tiny(store, "train.steps=2"))  # a longer run is the same run
+    longer = load_config(QUICKSTART, small_run(store, "train.steps=2"))  # a longer run is the same run
     assert train(longer, tmp_path / "run", progress=False).step == 2
     train(other, tmp_path / "run", force=True, resume=False, progress=False)
 
@@ -202,9 +178,9 @@ def test_a_mismatched_checkpoint_is_a_clear_error_and_is_kept(store, tmp_path):
     from prakit.sample import load_model
     from prakit.train.checkpoint import CheckpointError, load_checkpoint
 
-    cfg = load_config(QUICKSTART, tiny(store, "train.steps=1"))
+    cfg = load_config(QUICKSTART, small_run(store, "train.steps=1"))
     first = train(cfg, tmp_path / "run", progress=False)
-    wider = load_config(QUICKSTART, tiny(store, "train.steps=1", "model.backbone.width=48"))
+    wider = load_config(QUICKSTART, small_run(store, "train.steps=1", "model.backbone.width=48"))
     with pytest.raises(CheckpointError, match=r"ckpt-00000001.pt was written by a different config "
                                               r"\(differs in: model.backbone.width\); pass --no-resume"):
         train(wider, tmp_path / "run", force=True, progress=False)
@@ -222,16 +198,16 @@ def test_no_resume_sets_the_earlier_run_aside_and_a_later_resume_continues_the_n
     from prakit.train.checkpoint import list_checkpoints
 
     run = tmp_path / "run"
-    first = train(load_config(QUICKSTART, tiny(store, "train.steps=8", "train.keep_last=1")), run, progress=False)
+    first = train(load_config(QUICKSTART, small_run(store, "train.steps=8", "train.keep_last=1")), run, progress=False)
     old_losses = losses(run)
-    fresh = load_config(QUICKSTART, tiny(store, "train.steps=4", "train.keep_last=1"))
+    fresh = load_config(QUICKSTART, small_run(store, "train.steps=4", "train.keep_last=1"))
     train(fresh, run, resume=False, progress=False)
     assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["ckpt-00000004.pt"]  # not rotated away
     assert [s for s, _ in losses(run)] == list(range(4))  # metrics of the new run alone
     (aside,) = (run / "previous").iterdir()
     assert f"the earlier run is set aside in {aside}" in capsys.readouterr().err
     assert (aside / "checkpoints" / first.checkpoint.name).exists() and losses(aside) == old_losses
-    longer = load_config(QUICKSTART, tiny(store, "train.steps=6", "train.keep_last=1"))
+    longer = load_config(QUICKSTART, small_run(store, "train.steps=6", "train.keep_last=1"))
     assert train(longer, run, progress=False).step == 6
     assert f"resuming {run} from ckpt-00000004.pt at step 4" in capsys.readouterr().err
     assert [s for s, _ in losses(run)] == list(range(6))
@@ -241,36 +217,36 @@ def test_no_resume_sets_the_earlier_run_aside_and_a_later_resume_continues_the_n
 def test_a_run_whose_checkpoints_all_fail_to_load_is_an_error_naming_them(store, tmp_path):
     from prakit.train.checkpoint import CheckpointError
 
-    cfg = load_config(QUICKSTART, tiny(store, "train.steps=8", "train.keep_last=2"))
+    cfg = load_config(QUICKSTART, small_run(store, "train.steps=8", "train.keep_last=2"))
     train(cfg, tmp_path / "run", progress=False)
     for path in (tmp_path / "run" / "checkpoints").iterdir():
         path.write_bytes(b"garbage")
-    longer = load_config(QUICKSTART, tiny(store, "train.steps=12"))
+    longer = load_config(QUICKSTART, small_run(store, "train.steps=12"))
     with pytest.raises(CheckpointError, match=r"every checkpoint in .* fails to load \(checkpoint .*ckpt-00000008.pt is "
                                               r"not a complete archive.*ckpt-00000004.pt.*train with --no-resume"):
         train(longer, tmp_path / "run", progress=False)
-    result = prakit("train", str(QUICKSTART), *tiny(store, "train.steps=12"), "--run-dir", str(tmp_path / "run"))
+    result = prakit("train", str(QUICKSTART), *small_run(store, "train.steps=12"), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "every checkpoint" in result.stderr
 
 
 def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_the_corrected_config(store, tmp_path):
-    broken = load_config(QUICKSTART, tiny(store, "train.steps=1", "data.num_classes=3"))
+    broken = load_config(QUICKSTART, small_run(store, "train.steps=1", "data.num_classes=3"))
     with pytest.raises(PrakitError, match="has 10 classes, more than data.num_classes = 3"):
         train(broken, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "config.toml").exists()
-    fixed = load_config(QUICKSTART, tiny(store, "train.steps=1"))
+    fixed = load_config(QUICKSTART, small_run(store, "train.steps=1"))
     assert train(fixed, tmp_path / "run", progress=False).step == 1  # no --force needed
-    other = load_config(QUICKSTART, tiny(store, "train.steps=1", "optim.lr=0.01"))
+    other = load_config(QUICKSTART, small_run(store, "train.steps=1", "optim.lr=0.01"))
     with pytest.raises(RunDirectoryError, match="differs in: optim.lr"):  # a run with a checkpoint is protected
         train(other, tmp_path / "run", progress=False)
 
 
 def test_a_model_that_cannot_be_built_or_cannot_fit_fails_before_the_run_directory_is_touched(store, tmp_path):
-    unbuildable = load_config(QUICKSTART, tiny(store, "train.steps=1", "model.patch_size=3"))
+    unbuildable = load_config(QUICKSTART, small_run(store, "train.steps=1", "model.patch_size=3"))
     with pytest.raises(ConfigError, match="model.patch_size: 3 does not divide data.image_size 8"):
         train(unbuildable, tmp_path / "run", progress=False)
-    absurd = load_config(QUICKSTART, tiny(store, "model.backbone.width=200000", "model.backbone.heads=4"))
+    absurd = load_config(QUICKSTART, small_run(store, "model.backbone.width=200000", "model.backbone.heads=4"))
     with pytest.raises(PrakitError, match=r"960.02G parameters \(960.02G in model.backbone\).* GiB, more than the .* GiB of cpu"):
         train(absurd, tmp_path / "run", progress=False)  # nothing allocated: this machine has far less
     assert not (tmp_path / "run").exists()
@@ -278,7 +254,7 @@ def test_a_model_that_cannot_be_built_or_cannot_fit_fails_before_the_run_directo
 
 @pytest.mark.slow
 def test_a_new_run_says_it_starts(store, tmp_path):
-    result = prakit("train", str(QUICKSTART), *tiny(store, "train.steps=1"), "--run-dir", str(tmp_path / "run"))
+    result = prakit("train", str(QUICKSTART), *small_run(store, "train.steps=1"), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith(f"prakit: starting a new run in {tmp_path / 'run'}\n")
 
@@ -288,7 +264,7 @@ def test_sampling_is_identical_across_batch_sizes_and_resumed_runs(store, tmp_pa
     from prakit.data import SampleStore, open_store
     from prakit.sample import sample_run, sampling_options
 
-    cfg = load_config(QUICKSTART, tiny(store, "train.steps=4"))
+    cfg = load_config(QUICKSTART, small_run(store, "train.steps=4"))
     run = train(cfg, tmp_path / "run", progress=False).run_dir
     whole = sample_run(run, tmp_path / "a.zarr", num=6, options=sampling_options(run, {"batch_size": 6}), progress=False)
     small = sample_run(run, tmp_path / "b.zarr", num=6, options=sampling_options(run, {"batch_size": 4}), progress=False)
@@ -313,9 +289,9 @@ def test_sampling_is_identical_across_batch_sizes_and_resumed_runs(store, tmp_pa
     compiled = prakit("sample", str(run), "--num", "6", "--out", str(cut), "--compile", "default")
     assert compiled.returncode == 0, compiled.stderr  # how fast, not what: still the same store
     # other options never add to that store, unless told to start over
-    other = prakit("sample", str(run), "--num", "6", "--out", str(cut), "--cfg", "7")
+    other = prakit("sample", str(run), "--num", "6", "--out", str(cut), "--guidance", "7")
     assert other.returncode == 2 and "another sampling" in other.stderr and "--restart" in other.stderr
-    redone = prakit("sample", str(run), "--num", "6", "--out", str(cut), "--cfg", "7", "--restart")
+    redone = prakit("sample", str(run), "--num", "6", "--out", str(cut), "--guidance", "7", "--restart")
     assert redone.returncode == 0, redone.stderr
     assert open_store(cut).attrs["sampling"]["cfg_scale"] == 7
 
@@ -342,7 +318,7 @@ print(len(left), "DDP left")
 def test_training_frees_its_ddp_wrapper_before_leaving_the_process_group(store, tmp_path, toy_distribution, ending):
     # A DDP wrapper lives in a reference cycle; left to the collector it outlives the process group and
     # can die at interpreter exit, where gloo's threads abort the process.
-    overrides = tiny(store, "train.steps=2", *(["model.rollout.name=toy_nan", "model.rollout.after=1"]
+    overrides = small_run(store, "train.steps=2", *(["model.rollout.name=toy_nan", "model.rollout.after=1"]
                                                  if ending == "raises" else []))
     procs = ranks(str(QUICKSTART), str(tmp_path / "run"), *overrides, script=LEFT_BEHIND,
                   env={"PYTHONPATH": toy_distribution}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -3,16 +3,17 @@
 import json
 
 import pytest
-from test_benchmarks import ROOT, benchmark
+from helpers import benchmark
+from test_benchmarks import ROOT
 
 
 @pytest.mark.slow
 def test_xpred_sampler_measures_sampler_variants_noise_and_calibration_on_one_run(store, tmp_path):
-    from test_train import prakit, tiny
+    from helpers import prakit, small_run
 
     run, work = tmp_path / "run", tmp_path / "work"
     trained = prakit("train", str(ROOT / "experiments" / "digits" / "x-pred.toml"),
-                     *tiny(store, "train.steps=2", "model.generator.width=16", "model.generator.depth=1",
+                     *small_run(store, "train.steps=2", "model.generator.width=16", "model.generator.depth=1",
                            'eval.features={name="featnet",steps=30,width=8,features=16}'), "--run-dir", str(run))
     assert trained.returncode == 0, trained.stderr
     benchmark("xpred_sampler.py", str(run), "--num", "8", "--work", str(work), "--variants", "clean,a05016a",

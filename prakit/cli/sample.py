@@ -13,9 +13,9 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     sample.add_argument("source", help="a run directory (its latest checkpoint) or a checkpoint file")
     sample.add_argument("--num", type=int, required=True, help="how many images")
     sample.add_argument("--out", required=True, help="the sample store to create or resume")
-    sample.add_argument("--guidance", "--cfg", type=float,
+    sample.add_argument("--guidance", type=float,
                         help="classifier-free guidance scale (default: the run's sample.cfg_scale)")
-    sample.add_argument("--guidance-schedule", "--cfg-schedule", choices=GUIDANCE_SCHEDULES,
+    sample.add_argument("--guidance-schedule", choices=GUIDANCE_SCHEDULES,
                         help="how guidance moves over the tokens (default: the run's sample.cfg_schedule)")
     sample.add_argument("--temperature", type=float, help="head sampling temperature")
     sample.add_argument("--steps", type=int, help="head sampling steps per token")

@@ -15,8 +15,8 @@ from prakit.testing.contracts import (
     GeneratorContract,
     LinearDecoder,
     RolloutContract,
+    micro_model_config,
     perturb_parameters,
-    tiny_model_config,
 )
 
 __all__ = [
@@ -30,6 +30,6 @@ __all__ = [
     "GeneratorContract",
     "LinearDecoder",
     "RolloutContract",
+    "micro_model_config",
     "perturb_parameters",
-    "tiny_model_config",
 ]

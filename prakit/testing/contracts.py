@@ -302,14 +302,14 @@ class GeneratorContract(ModuleContract):
         assert not torch.allclose(draw(h_uncond=h_uncond, cfg_scale=3.0), plain)
 
 
-def tiny_model_config(rollout: str = "teacher_forcing") -> ModelConfig:
+def micro_model_config(rollout: str = "teacher_forcing") -> ModelConfig:
     """The ``micro`` preset with 4x4 patches and the rollout named ``rollout``."""
     return preset_model("micro", patch_size=4, rollout=registry.get("rollout").config(rollout))
 
 
 class RolloutContract(ComponentContract):
     """The approximator runs on a tiny real model of 3 x 3 tokens (``model_config``; None: the
-    built-in components of :func:`tiny_model_config`), in training mode, as in a training step."""
+    built-in components of :func:`micro_model_config`), in training mode, as in a training step."""
 
     kind = "rollout"
     stops_gradient: ClassVar[bool] = True
@@ -318,7 +318,7 @@ class RolloutContract(ComponentContract):
 
     def model(self) -> ARModel:
         torch.manual_seed(123)
-        cfg = self.model_config or tiny_model_config()
+        cfg = self.model_config or micro_model_config()
         model = ARModel(cfg, image_size=3 * cfg.patch_size, channels=3, num_classes=2, sampling=self.sampling)
         perturb_parameters(model)  # as if trained a little: zero-initialised layers move
         return model.train()

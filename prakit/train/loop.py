@@ -226,7 +226,7 @@ def check_run_dir(cfg: ExperimentConfig, run: Run) -> None:
     """Refuse a run directory whose config differs from ``cfg`` in what the run computes, once
     that run has written a checkpoint (a run that failed before it is simply replaced)."""
     started = run.exists() and bool(run.checkpoints())
-    mismatched = differing_fields(run.config_data(), unstructure(cfg)) if started else []
+    mismatched = computation_changes(run.config_data(), unstructure(cfg)) if started else []
     if mismatched:
         raise RunDirectoryError(
             f"{run.path} holds a run of a different config (differs in: {', '.join(mismatched)}); "
@@ -236,7 +236,7 @@ def check_run_dir(cfg: ExperimentConfig, run: Run) -> None:
 
 def check_resumable(state: dict, cfg: ExperimentConfig, path: Path) -> None:
     """Refuse to resume ``cfg`` from a checkpoint written by a config that computes otherwise."""
-    mismatched = differing_fields(json.loads(state["config"]), unstructure(cfg))
+    mismatched = computation_changes(json.loads(state["config"]), unstructure(cfg))
     if mismatched:
         raise CheckpointError(
             f"{path} was written by a different config (differs in: {', '.join(mismatched)}); "
@@ -244,7 +244,7 @@ def check_resumable(state: dict, cfg: ExperimentConfig, path: Path) -> None:
         )
 
 
-def differing_fields(old: dict, new: dict) -> list[str]:
+def computation_changes(old: dict, new: dict) -> list[str]:
     """Dotted keys where two configs differ in what the run computes (the schema's free fields aside)."""
     free = free_fields()
     return [key for key in changes(old, new) if not any(key == f or key.startswith(f + ".") for f in free)]
