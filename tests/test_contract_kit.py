@@ -143,6 +143,25 @@ class BatchNormedPixels(LinearDecoder):
         self.decoder = torch.nn.Sequential(self.decoder, TokenBatchNorm(token_dim))
 
 
+class OverBoundStates(LinearDecoder):
+    """Broken: declares a bound its states exceed."""
+
+    state_bound = 1e-3
+
+    def __init__(self, cfg, *, token_dim, **_):
+        super().__init__(token_dim, 3)
+
+
+class ShrinkingProjection(LinearDecoder):
+    """Broken: its projection moves encoded states (and again on every call)."""
+
+    def __init__(self, cfg, *, token_dim, **_):
+        super().__init__(token_dim, 3)
+
+    def project(self, z):
+        return 0.5 * z
+
+
 class UnseededRollout(ToyRollout):
     """Broken: draws a scale at construction from a generator that torch's seed does not reach."""
 
@@ -206,6 +225,8 @@ def broken_config(base):
         (GeneratorContract, ToyGeneratorConfig, UnguidedGenerator, "test_guidance_at_scale_one_changes_nothing"),
         (DecoderContract, ToyDecoderConfig, BatchNormedStates, "test_tokens_are_coded_independently"),
         (DecoderContract, ToyDecoderConfig, BatchNormedPixels, "test_tokens_are_coded_independently"),
+        (DecoderContract, ToyDecoderConfig, OverBoundStates, "test_states_lie_within_the_declared_bound"),
+        (DecoderContract, ToyDecoderConfig, ShrinkingProjection, "test_project_keeps_encoded_states_and_is_idempotent"),
         (RolloutContract, ToyRolloutConfig, LeakyRollout, "test_inputs_carry_no_gradient_into_the_model"),
         (RolloutContract, ToyRolloutConfig, UnseededRollout, "test_construction_is_deterministic_under_a_seed"),
         (EvaluatorContract, ToyEvaluatorConfig, NaNEvaluator, "test_returns_named_numbers_and_curves"),
@@ -238,6 +259,7 @@ def test_a_broken_component_fails_its_contract(contract, base, component, check,
          "per_token = False"),
         (DecoderContract, IdentityDecoderConfig(), {}, "test_gradients_reach_every_parameter",
          "IdentityDecoder has no trainable parameters"),
+        (DecoderContract, ToyDecoderConfig(), {}, "test_states_lie_within_the_declared_bound", "state_bound = None"),
         (RolloutContract, ToyRolloutConfig(), {"stops_gradient": False}, "test_inputs_carry_no_gradient_into_the_model",
          "stops_gradient = False"),
     ],

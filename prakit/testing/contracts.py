@@ -144,6 +144,29 @@ class DecoderContract(ModuleContract):
         loss = self.loss(self.build())
         assert loss.shape == () and torch.isfinite(loss)
 
+    def test_states_lie_within_the_declared_bound(self):
+        """``state_bound``, where declared, bounds every component of an encoded state (heads clip to it)."""
+        decoder = self.build().eval()
+        if decoder.state_bound is None:
+            pytest.skip("state_bound = None: unbounded states")
+        assert decoder.state_bound > 0
+        with torch.no_grad():
+            largest = max(decoder.encode(self.tokens(seed)).abs().max().item() for seed in range(3))
+        assert largest <= decoder.state_bound * (1 + 1e-5), f"a state reaches {largest}, beyond state_bound"
+
+    def test_project_keeps_encoded_states_and_is_idempotent(self):
+        """``project`` maps a generated state onto the set ``encode`` produces: encoded states stay
+        where they are, and projecting twice is projecting once."""
+        decoder = self.build().eval()
+        g = torch.Generator().manual_seed(2)
+        with torch.no_grad():
+            z = decoder.encode(self.tokens())
+            torch.testing.assert_close(decoder.project(z), z, atol=1e-4, rtol=1e-4, msg="project moves an encoded state")
+            projected = decoder.project(3 * torch.randn(z.shape, generator=g))
+            assert projected.shape == z.shape and projected.dtype == z.dtype
+            torch.testing.assert_close(decoder.project(projected), projected, atol=1e-4, rtol=1e-4,
+                                       msg="project is not idempotent")
+
 
 class BackboneContract(ModuleContract):
     kind = "backbone"
