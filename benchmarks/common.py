@@ -119,37 +119,29 @@ def sync(device) -> None:
 
 
 def training_step(cfg, batch: int, device):
-    """The model of ``cfg`` (seeded weights) and its real training step on a fixed batch of random
-    images: loss (bf16 autocast on CUDA; through ``torch.compile`` with ``train.compile``),
-    backward, clipping, AdamW, the EMA updates. ``step(i)`` runs training step ``i`` (the
-    rollout's schedules read it)."""
+    """The model of ``cfg`` (seeded weights) and the training step ``prakit train`` runs
+    (:class:`prakit.train.step.TrainingStep`), on one process, on a fixed batch of random images.
+    ``step(i)`` runs training step ``i`` (the schedules read it)."""
+    import itertools
+
+    import attrs
     import torch
 
-    from prakit.model import ARModel
-    from prakit.train.ema import EMA
-    from prakit.train.loop import make_optimizer, precision_context
+    from prakit.train.distributed import Distributed
+    from prakit.train.step import TrainingStep
 
-    torch.manual_seed(0)
-    model = ARModel.from_config(cfg).to(device)
-    optimizer = make_optimizer(model, cfg)
-    emas = [EMA(model, d) for d in cfg.optim.ema_decays]
+    cfg = attrs.evolve(cfg, train=attrs.evolve(cfg.train, batch_size=batch, grad_accum=1))
+    training = TrainingStep.create(cfg, Distributed(rank=0, world_size=1, local_rank=0, device=device)).distribute()
     size, channels = cfg.data.image_size, cfg.data.channels
-    images = torch.rand(batch, channels, size, size, device=device) * 2 - 1
-    labels = torch.randint(0, cfg.data.num_classes, (batch,), device=device)
-    autocast = precision_context(cfg.train.precision, device)
-    forward = torch.compile(model) if cfg.train.compile else model
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (batch, size, size, channels), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, cfg.data.num_classes, (batch,), generator=generator)
+    batches = itertools.repeat((images.to(device), labels.to(device)))
 
     def step(i: int) -> None:
-        with autocast:
-            loss = forward(images, labels, i).total
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        for ema in emas:
-            ema.update(model)
+        training(i, batches)
 
-    return model, step
+    return training.model, step
 
 
 def _fmt(value) -> str:

@@ -23,10 +23,9 @@ import torch
 from common import report
 
 from prakit import registry
-from prakit.data import open_store
+from prakit.data import open_store, to_model_input
 from prakit.eval.features import spread
 from prakit.sample import load_model, resolve_checkpoint
-from prakit.train.loop import to_model_input
 
 
 def rms(a: torch.Tensor, b: torch.Tensor) -> float:

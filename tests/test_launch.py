@@ -42,7 +42,7 @@ def test_a_failed_job_is_reported_with_its_error(store, tmp_path, toy_distributi
     failed = prakit("submit", str(QUICKSTART), *nan, "--run-dir", str(tmp_path / "run"), "--cluster", "local",
                     "--wait", env={"PYTHONPATH": toy_distribution})
     assert failed.returncode == 1
-    assert "failed: prakit.train.loop.NonFiniteLossError: non-finite loss at step 2" in failed.stdout
+    assert "failed: prakit.train.step.NonFiniteLossError: non-finite loss at step 2" in failed.stdout
     assert "_log.err" in failed.stdout  # where the whole traceback is
 
 

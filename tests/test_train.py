@@ -15,7 +15,8 @@ from helpers import QUICKSTART, await_checkpoint, losses, prakit, small_run
 
 from prakit.config import load_config
 from prakit.errors import ConfigError, PrakitError
-from prakit.train.loop import NonFiniteLossError, RunDirectoryError, train
+from prakit.train.loop import RunDirectoryError, train
+from prakit.train.step import NonFiniteLossError
 
 
 def free_port() -> int:

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from attrs.validators import ge, gt, lt, optional
 
 from prakit.components import Evaluator, EvaluatorConfig, FeatureNetworkConfig
+from prakit.data import to_model_input
 from prakit.errors import PrakitError
 from prakit.eval.features import held_out_split, spread
 from prakit.model import to_uint8
 from prakit.random import sample_generators
-from prakit.train.loop import to_model_input
 from prakit_eval.featnet import FeatNetConfig
 
 

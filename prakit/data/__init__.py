@@ -9,7 +9,7 @@ The store format, the preparation and the loader are described in docs/data.md.
 """
 
 from prakit.data.export import export_grid, export_npz, save_grid
-from prakit.data.loader import Order, StepBatches, TrainLoader, iterate
+from prakit.data.loader import Order, StepBatches, TrainLoader, iterate, to_model_input
 from prakit.data.prepare import Report, Skip, default_workers, prepare
 from prakit.data.samples import SampleStore
 from prakit.data.store import CHUNK, FORMAT_VERSION, Store, StoreError, disk_size, open_store
@@ -33,4 +33,5 @@ __all__ = [
     "open_store",
     "prepare",
     "save_grid",
+    "to_model_input",
 ]

@@ -16,6 +16,12 @@ from prakit.data.store import Store, open_store
 from prakit.errors import PrakitError
 
 
+def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """What the loader yields to what the model reads: uint8 (B, H, W, C) -> float (B, C, H, W) in
+    [-1, 1] on ``device``."""
+    return images.to(device, non_blocking=True).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
 class Order:
     """Which samples a rank reads at each step, and which of them it flips.
 

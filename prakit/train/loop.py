@@ -30,13 +30,8 @@ from prakit.run import Run
 from prakit.summary import check_fits
 from prakit.train import distributed, rng
 from prakit.train.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
-from prakit.train.ema import EMA, ema_name
 from prakit.train.metrics import MetricsLog, plot_loss
-from prakit.train.schedule import learning_rate
-
-
-class NonFiniteLossError(PrakitError):
-    """The loss went NaN or infinite."""
+from prakit.train.step import TrainingStep
 
 
 class RunDirectoryError(PrakitError):
@@ -49,11 +44,6 @@ class RunResult:
     step: int
     checkpoint: Path | None  # the last one written (on the main rank, which writes them)
     is_main: bool = True
-
-
-def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (B, H, W, C) -> float (B, C, H, W) in [-1, 1] on ``device``."""
-    return images.to(device, non_blocking=True).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 def train(
@@ -73,82 +63,74 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
     from prakit.data import TrainLoader
 
     tcfg = cfg.train
-    per_rank, remainder = divmod(tcfg.batch_size, env.world_size * tcfg.grad_accum)
-    if remainder:
-        raise PrakitError(
-            f"train.batch_size {tcfg.batch_size} must be divisible by world size {env.world_size} "
-            f"x train.grad_accum {tcfg.grad_accum}"
-        )
+    per_rank = per_rank_batch(cfg, env)
     check_fits(cfg, env.device)  # on the meta device: a model that cannot be built or cannot fit fails here
     run = Run(run_dir)
     if not force:
         check_run_dir(cfg, run)
-    last_ckpt = run.latest_checkpoint() if resume else None
-    resumed = load_checkpoint(last_ckpt, map_location=env.device) if last_ckpt else None
-    if resumed:
-        check_resumable(resumed, cfg, last_ckpt)
-    if env.is_main:
-        if resumed:
-            announce(f"resuming {run_dir} from {last_ckpt.name} at step {int(resumed['step'])}")
-        else:
-            aside = None if resume else set_aside(run)
-            why = f" (--no-resume: the earlier run is set aside in {aside})" if aside else ""
-            announce(f"starting a new run in {run_dir}{why}")
-        run.save_config(cfg)
-        ensure_store(cfg.data)
-    env.barrier()
-
-    torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
-    model = ARModel.from_config(cfg).to(env.device)
-    if tcfg.activation_checkpointing:
-        model.backbone.enable_activation_checkpointing()
-    optimizer = make_optimizer(model, cfg)
-    emas = {ema_name(d): EMA(model, d) for d in cfg.optim.ema_decays}
+    last_ckpt, resumed = open_run(cfg, run, env, resume)
+    training = TrainingStep.create(cfg, env)
     rng.seed_all(rng.rank_seed(tcfg.seed, env.rank))  # then a random stream of its own on each rank
     start = int(resumed["step"]) if resumed else 0
     loader = TrainLoader(cfg.data.store, batch_size=per_rank, seed=tcfg.seed, rank=env.rank,
                          world_size=env.world_size, hflip=cfg.data.hflip, num_workers=cfg.data.num_workers)
     batches = loader.batches(start * tcfg.grad_accum)  # draws from the global RNG: before restoring it
     if resumed:
-        restore(resumed, model, optimizer, emas, last_ckpt)
+        restore(resumed, training, last_ckpt)
         restore_rng(resumed["rng"], env, tcfg.seed, start, last_ckpt)
         del resumed  # do not hold a second copy of the weights for the whole run
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
-    forward = torch.compile(ddp) if tcfg.compile else ddp
-    metrics = MetricsLog(run.metrics_file, start, run.tensorboard_dir if tcfg.tensorboard else None) if env.is_main else None
-    autocast = precision_context(tcfg.precision, env.device)
+    training.distribute().last_checkpoint = last_ckpt
+    return run_steps(training, run, batches, start, progress)
 
+
+def per_rank_batch(cfg: ExperimentConfig, env: distributed.Distributed) -> int:
+    """The images each rank reads per micro-batch."""
+    tcfg = cfg.train
+    per_rank, remainder = divmod(tcfg.batch_size, env.world_size * tcfg.grad_accum)
+    if remainder:
+        raise PrakitError(
+            f"train.batch_size {tcfg.batch_size} must be divisible by world size {env.world_size} "
+            f"x train.grad_accum {tcfg.grad_accum}"
+        )
+    return per_rank
+
+
+def open_run(cfg: ExperimentConfig, run: Run, env: distributed.Distributed, resume: bool) -> tuple[Path | None, dict | None]:
+    """The checkpoint the run resumes from and its state (None, None for a new run); the main
+    rank says which, writes the config and prepares the data."""
+    last_ckpt = run.latest_checkpoint() if resume else None
+    resumed = load_checkpoint(last_ckpt, map_location=env.device) if last_ckpt else None
+    if resumed:
+        check_resumable(resumed, cfg, last_ckpt)
+    if env.is_main:
+        if resumed:
+            announce(f"resuming {run.path} from {last_ckpt.name} at step {int(resumed['step'])}")
+        else:
+            aside = None if resume else set_aside(run)
+            why = f" (--no-resume: the earlier run is set aside in {aside})" if aside else ""
+            announce(f"starting a new run in {run.path}{why}")
+        run.save_config(cfg)
+        ensure_store(cfg.data)
+    env.barrier()
+    return last_ckpt, resumed
+
+
+def run_steps(training: TrainingStep, run: Run, batches, start: int, progress: bool) -> RunResult:
+    """The steps from ``start`` to ``train.steps``, with their logs, checkpoints and grids."""
+    cfg, env, tcfg = training.cfg, training.env, training.cfg.train
+    metrics = MetricsLog(run.metrics_file, start, run.tensorboard_dir if tcfg.tensorboard else None) if env.is_main else None
     bar = tqdm(total=tcfg.steps, initial=start, disable=not progress, dynamic_ncols=True, desc="train")
     tick, images_seen = time.perf_counter(), 0
     for step in range(start, tcfg.steps):
-        lr = learning_rate(cfg.optim, step, tcfg.steps, tcfg.batch_size)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        totals = torch.zeros(3, device=env.device)
-        for micro in range(tcfg.grad_accum):
-            images, labels = next(batches)
-            images, labels = to_model_input(images, env.device), labels.to(env.device)
-            sync = micro == tcfg.grad_accum - 1 or env.world_size == 1
-            with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast:
-                losses = forward(images, labels, step)
-            if not env.all_finite(losses.total):
-                raise non_finite(model, images, labels, step, cfg, last_ckpt, env)
-            (losses.total / tcfg.grad_accum).backward()
-            totals += torch.stack([losses.total, losses.head, losses.reconstruction]).detach() / tcfg.grad_accum
-        grad_norm = clip_gradients(model, cfg.optim.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        for ema in emas.values():
-            ema.update(model, step)
+        result = training(step, batches)
         images_seen += tcfg.batch_size
         done = step + 1
-
         if done % tcfg.log_every == 0 or done == tcfg.steps:
-            loss, head, rec = env.mean(totals).tolist()
+            loss, head, rec = env.mean(result.losses).tolist()
             elapsed = time.perf_counter() - tick
-            row = {"step": step, "loss": loss, "head": head, "rec": rec, "lr": lr,
-                   "grad_norm": float(grad_norm), "images_per_s": images_seen / elapsed}
-            row |= {f"rollout/{name}": value for name, value in model.rollout.measurements().items()}
+            row = {"step": step, "loss": loss, "head": head, "rec": rec, "lr": result.lr,
+                   "grad_norm": float(result.grad_norm), "images_per_s": images_seen / elapsed}
+            row |= {f"rollout/{name}": value for name, value in training.model.rollout.measurements().items()}
             tick, images_seen = time.perf_counter(), 0
             if metrics:
                 metrics.write(row)
@@ -156,19 +138,19 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
         if done % tcfg.ckpt_every == 0 or done == tcfg.steps:
             rng_states = env.all_gather(rng.capture())  # every rank resumes its own
             if env.is_main:
-                state = checkpoint_state(done, model, optimizer, emas, cfg, rng_states)
+                state = checkpoint_state(done, training, rng_states)
                 milestone = bool(tcfg.milestone_every) and done % tcfg.milestone_every == 0
-                last_ckpt = save_checkpoint(run.checkpoint_dir, done, state, keep_last=tcfg.keep_last,
-                                            milestone=milestone)
+                training.last_checkpoint = save_checkpoint(run.checkpoint_dir, done, state, keep_last=tcfg.keep_last,
+                                                           milestone=milestone)
             env.barrier()
         if env.is_main and tcfg.sample_every and done % tcfg.sample_every == 0:
-            write_grid(model, emas, cfg, run.grids_dir / f"step-{done:08d}.png")
+            write_grid(training.model, training.emas, cfg, run.grids_dir / f"step-{done:08d}.png")
         bar.update(1)
     bar.close()
     if metrics:
         metrics.close()
         plot_loss(run.metrics(), run.loss_plot)
-    return RunResult(run_dir, tcfg.steps, last_ckpt, env.is_main)
+    return RunResult(run.path, tcfg.steps, training.last_checkpoint, env.is_main)
 
 
 def set_aside(run: Run) -> Path | None:
@@ -250,46 +232,22 @@ def computation_changes(old: dict, new: dict) -> list[str]:
     return [key for key in changes(old, new) if not any(key == f or key.startswith(f + ".") for f in free)]
 
 
-def make_optimizer(model: torch.nn.Module, cfg: ExperimentConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only (not on biases, norms or 1-d embeddings)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.optim.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=0.0, betas=cfg.optim.betas)
-
-
-def clip_gradients(model: torch.nn.Module, max_norm: float) -> torch.Tensor:
-    params = [p for p in model.parameters() if p.grad is not None]
-    if max_norm > 0:
-        return torch.nn.utils.clip_grad_norm_(params, max_norm)
-    return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])) if params else torch.zeros(())
-
-
-def precision_context(precision: str, device: torch.device):
-    """bf16 autocast on CUDA (``auto`` or ``bf16``), full precision on the CPU."""
-    if device.type == "cuda" and precision in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def checkpoint_state(step: int, model, optimizer, emas: dict, cfg: ExperimentConfig, rng_states: list) -> dict:
+def checkpoint_state(step: int, training: TrainingStep, rng_states: list) -> dict:
     return {
         "step": step,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "ema": {name: ema.state_dict() for name, ema in emas.items()},
+        "model": training.model.state_dict(),
+        "optimizer": training.optimizer.state_dict(),
+        "ema": {name: ema.state_dict() for name, ema in training.emas.items()},
         "rng": rng_states,
-        "config": json.dumps(unstructure(cfg)),
+        "config": json.dumps(unstructure(training.cfg)),
     }
 
 
-def restore(state: dict, model, optimizer, emas: dict, path: Path) -> None:
+def restore(state: dict, training: TrainingStep, path: Path) -> None:
     """Load the checkpoint ``path``'s weights, optimizer and EMAs into the live objects."""
-    load_weights(model, state["model"], path)
-    optimizer.load_state_dict(state["optimizer"])
-    for name, ema in emas.items():
+    load_weights(training.model, state["model"], path)
+    training.optimizer.load_state_dict(state["optimizer"])
+    for name, ema in training.emas.items():
         ema.load_state_dict(state["ema"][name])
 
 
@@ -304,23 +262,6 @@ def restore_rng(states: list | dict, env: distributed.Distributed, seed: int, st
             f"goes on but does not repeat an uninterrupted one bit for bit",
             stacklevel=2,
         )
-
-
-def non_finite(
-    model: ARModel, images, labels, step: int, cfg: ExperimentConfig, last: Path | None, env: distributed.Distributed
-) -> NonFiniteLossError:
-    """The error for a non-finite loss at ``step`` on some rank, naming the component that caused it here."""
-    component = model.first_non_finite(images, labels, step)
-    if component:
-        kind = component.split(".")[0]
-        where = f"the first non-finite output came from {component} (model.{kind} = {getattr(cfg.model, kind).name!r})"
-    elif env.world_size > 1:
-        where = "another rank's loss went non-finite, this rank's outputs are finite"
-    else:
-        where = "every component's output was finite on a recomputation"
-    rank = f" on rank {env.rank} of {env.world_size}" if env.world_size > 1 else ""
-    saved = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-    return NonFiniteLossError(f"non-finite loss at step {step}{rank}: {where}; {saved}")
 
 
 @torch.no_grad()
