@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import attrs
 import submitit
 
 from prakit.config import ExperimentConfig, LaunchConfig, load_config, unstructure
@@ -138,68 +139,96 @@ def submit_sweep(sweep: Sweep, *, stages: Sequence[str] = ("train",), cluster: s
         raise PrakitError(f"unknown stage {unknown[0]!r}; choose from {', '.join(STAGES)}")
     configs = sweep_configs(sweep)
     launch = shared_launch(configs)
-    cluster = cluster or launch.cluster
     for name, cfg in configs.items():
         run = Run(sweep.run_dir(name))
         if not run.exists():
             run.save_config(cfg)
-    submission = 1 + max((j["submission"] for j in sweep.data["jobs"]), default=0)
+    submission = Submission(sweep, configs, launch, cluster or launch.cluster, tuple(stages), num)
     before = len(sweep.data["jobs"])
-
-    def note(name: str, stage: str, submitted: submitit.Job, **extra: Any) -> str:
-        sweep.record(name, stage, submitted.job_id, str(Path(launch.folder).resolve() / "%j"), cluster,
-                     submission=submission, **extra)
-        return submitted.job_id
-
-    def active(name: str, stage: str) -> list[str]:
-        return [j["job_id"] for j in sweep.jobs(name, stage) if job_state(j) in ACTIVE]
-
-    def undone(name: str, stage: str) -> bool:
-        return stage in stages and not Run(sweep.run_dir(name)).is_done(stage, num)
-
-    def left(name: str, stage: str) -> bool:
-        return undone(name, stage) and not active(name, stage)
-
-    if cluster != "slurm":
-        todo = [n for n in configs if any(undone(n, stage) for stage in stages) and not active(n, "stages")]
-        if todo:  # else nothing to submit (submitit warns of an empty batch)
-            runs = {n: StagesJob(unstructure(configs[n]), str(sweep.run_dir(n).resolve()), tuple(stages), num)
-                    for n in todo}
-            width = min(len(todo), local_lanes(launch))
-            lanes = [todo[k::width] for k in range(width)]
-            pool = executor(launch, "prakit-sweep", cluster)
-            with submitting(pool, launch):
-                if cluster == "local":
-                    jobs = [pool.submit(LaneJob(tuple(runs[n] for n in lane))) for lane in lanes]
-                else:
-                    jobs = [pool.submit(runs[n]) for n in todo]
-            if cluster == "local":
-                for lane, submitted in zip(lanes, jobs):
-                    for name in lane:
-                        note(name, "stages", submitted, stages=list(stages), lane=lane)
-            else:
-                for name, submitted in zip(todo, jobs):
-                    note(name, "stages", submitted, stages=list(stages))
-                sweep.save()
-                for submitted in jobs:  # debug jobs run in this process, now
-                    submitted.results()
+    if submission.cluster == "slurm":
+        submit_to_slurm(submission, shards)
     else:
-        trains = [n for n in configs if left(n, "train")]
-        jobs = submit([(configs[n], sweep.run_dir(n)) for n in trains], cluster=cluster) if trains else []
-        after = {n: [note(n, "train", j)] for n, j in zip(trains, jobs)}
-        for name in configs:
-            upstream = after.get(name) or active(name, "train")
-            if left(name, "sample"):
-                shard_jobs = submit_stage(sweep.run_dir(name), "sample", launch, cluster=cluster, num=num,
-                                          shards=shards, after=upstream)
-                upstream = [note(name, "sample", j, shard=s) for s, j in enumerate(shard_jobs)]
-            elif "sample" in stages:
-                upstream = active(name, "sample") or upstream
-            if left(name, "eval"):
-                [evaluation] = submit_stage(sweep.run_dir(name), "eval", launch, cluster=cluster, num=num, after=upstream)
-                note(name, "eval", evaluation)
+        submit_here(submission)
     sweep.save()
     return sweep.data["jobs"][before:]
+
+
+@attrs.define
+class Submission:
+    """One ``submit_sweep``: what it submits, where, and what each run has left to do."""
+
+    sweep: Sweep
+    configs: dict[str, ExperimentConfig]
+    launch: LaunchConfig
+    cluster: str
+    stages: tuple[str, ...]
+    num: int | None
+    number: int = attrs.field(init=False)
+
+    def __attrs_post_init__(self):
+        self.number = 1 + max((j["submission"] for j in self.sweep.data["jobs"]), default=0)
+
+    def note(self, name: str, stage: str, submitted: submitit.Job, **extra: Any) -> str:
+        """Record a job in the manifest; its id."""
+        self.sweep.record(name, stage, submitted.job_id, str(Path(self.launch.folder).resolve() / "%j"), self.cluster,
+                          submission=self.number, **extra)
+        return submitted.job_id
+
+    def active(self, name: str, stage: str) -> list[str]:
+        return [j["job_id"] for j in self.sweep.jobs(name, stage) if job_state(j) in ACTIVE]
+
+    def undone(self, name: str, stage: str) -> bool:
+        return stage in self.stages and not Run(self.sweep.run_dir(name)).is_done(stage, self.num)
+
+    def left(self, name: str, stage: str) -> bool:
+        return self.undone(name, stage) and not self.active(name, stage)
+
+
+def submit_here(sub: Submission) -> None:
+    """``local`` and ``debug``: each run's stages one after another in one job (no dependencies
+    there); ``local`` runs as many lanes of runs at once as the machine has room for, ``debug``
+    runs each job in this process, now."""
+    todo = [n for n in sub.configs if any(sub.undone(n, stage) for stage in sub.stages) and not sub.active(n, "stages")]
+    if not todo:  # nothing to submit (submitit warns of an empty batch)
+        return
+    runs = {n: StagesJob(unstructure(sub.configs[n]), str(sub.sweep.run_dir(n).resolve()), sub.stages, sub.num)
+            for n in todo}
+    pool = executor(sub.launch, "prakit-sweep", sub.cluster)
+    if sub.cluster == "local":
+        width = min(len(todo), local_lanes(sub.launch))
+        lanes = [todo[k::width] for k in range(width)]
+        with submitting(pool, sub.launch):
+            jobs = [pool.submit(LaneJob(tuple(runs[n] for n in lane))) for lane in lanes]
+        for lane, submitted in zip(lanes, jobs):
+            for name in lane:
+                sub.note(name, "stages", submitted, stages=list(sub.stages), lane=lane)
+        return
+    with submitting(pool, sub.launch):
+        jobs = [pool.submit(runs[n]) for n in todo]
+    for name, submitted in zip(todo, jobs):
+        sub.note(name, "stages", submitted, stages=list(sub.stages))
+    sub.sweep.save()
+    for submitted in jobs:
+        submitted.results()
+
+
+def submit_to_slurm(sub: Submission, shards: int) -> None:
+    """A job per stage of each run (sampling in ``shards``), each waiting on the one before it."""
+    trains = [n for n in sub.configs if sub.left(n, "train")]
+    jobs = submit([(sub.configs[n], sub.sweep.run_dir(n)) for n in trains], cluster=sub.cluster) if trains else []
+    after = {n: [sub.note(n, "train", j)] for n, j in zip(trains, jobs)}
+    for name in sub.configs:
+        upstream = after.get(name) or sub.active(name, "train")
+        if sub.left(name, "sample"):
+            shard_jobs = submit_stage(sub.sweep.run_dir(name), "sample", sub.launch, cluster=sub.cluster, num=sub.num,
+                                      shards=shards, after=upstream)
+            upstream = [sub.note(name, "sample", j, shard=s) for s, j in enumerate(shard_jobs)]
+        elif "sample" in sub.stages:
+            upstream = sub.active(name, "sample") or upstream
+        if sub.left(name, "eval"):
+            [evaluation] = submit_stage(sub.sweep.run_dir(name), "eval", sub.launch, cluster=sub.cluster, num=sub.num,
+                                        after=upstream)
+            sub.note(name, "eval", evaluation)
 
 
 def stage_states(sweep: Sweep, stages: Sequence[str] = STAGES, num: int | None = None) -> list[dict[str, Any]]:
