@@ -13,7 +13,7 @@ the null class used for classifier-free guidance).
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping, Protocol, Sequence
 
 import attrs
 import numpy as np
@@ -265,6 +265,17 @@ class RolloutApproximator(nn.Module, abc.ABC):
         return {}
 
 
+@attrs.frozen
+class Curve:
+    """A curve ``prakit compare`` draws for every row, averaged over its seeds: ``of`` makes it
+    from the curves an evaluation returned (by name)."""
+
+    title: str
+    ylabel: str
+    of: Callable[[Mapping[str, Sequence[float]]], Sequence[float]]
+    xlabel: str = "token position"
+
+
 class Evaluator(abc.ABC):
     """Turns generated images, real images and the run's model into named numbers. Built as ``build(cfg)``.
 
@@ -279,6 +290,8 @@ class Evaluator(abc.ABC):
     higher_is_better: ClassVar[Mapping[str, bool]] = {}
     #: False for numbers that change from run to run (timings): the contract then checks only their names.
     deterministic: ClassVar[bool] = True
+    #: The curves ``prakit compare`` draws across runs, by the name of their plot (``NAME.png``).
+    compared_curves: ClassVar[Mapping[str, Curve]] = {}
 
     def __init__(self, cfg: EvaluatorConfig):
         self.cfg = cfg

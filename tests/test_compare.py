@@ -153,3 +153,41 @@ def test_records_name_another_evaluation_of_a_run(runs):
     missing = {str(every(runs)[0]): every(runs)[0] / "search" / "cfg_scale=9" / "eval.json"}
     with pytest.raises(PrakitError, match=r"has no search/cfg_scale=9/eval.json: evaluate it first"):
         compare(every(runs), records=missing)
+
+
+def test_a_curve_a_plugin_evaluator_declares_is_drawn_across_the_rows(runs, fresh_plugins, tmp_path):
+    from typing import ClassVar
+
+    import attrs
+
+    from prakit import plugins
+    from prakit.components import Curve, Evaluator, EvaluatorConfig
+    from prakit.eval.compare import write_comparison
+
+    @attrs.frozen
+    class SlopeConfig(EvaluatorConfig):
+        name: ClassVar[str] = "slope"
+
+    class Slope(Evaluator):
+        compared_curves = {"slope": Curve("slope by position", "slope", lambda curves: curves["up"][1:])}
+
+        def evaluate(self, ctx):
+            return {"up": [0.0, 1.0, 2.0]}
+
+    class SlopePlugin:
+        @plugins.hookimpl
+        def register_evaluators(self, registrar):
+            registrar.add(SlopeConfig, Slope)
+
+    plugins.register_plugin(SlopePlugin(), name="slope")
+    for rollout, seeds in runs.items():
+        for seed, run in seeds.items():
+            record = json.loads((run / "eval.json").read_text())
+            up = [0.0, float(seed), 2.0 * seed] if rollout == "pra" else [0.0, 1.0, 1.0]
+            record["evaluators"].append({"name": "slope", "curves": {"up": up}})
+            (run / "eval.json").write_text(json.dumps(record))
+    comparison = compare(every(runs))
+    assert comparison["curves"] == {"slope": {"title": "slope by position", "xlabel": "token position", "ylabel": "slope"}}
+    pra, teacher = comparison["rows"]
+    assert pra["curves"] == {"slope": [1.0, 2.0]} and teacher["curves"] == {"slope": [1.0, 1.0]}  # means over seeds
+    assert (tmp_path / "out" / "slope.png") in write_comparison(comparison, tmp_path / "out")

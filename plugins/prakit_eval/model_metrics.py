@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from attrs.validators import ge, gt, lt, optional
 
-from prakit.components import Evaluator, EvaluatorConfig, FeatureNetworkConfig
+from prakit.components import Curve, Evaluator, EvaluatorConfig, FeatureNetworkConfig
 from prakit.data import to_model_input
 from prakit.errors import PrakitError
 from prakit.eval.features import held_out_split, spread
@@ -136,6 +136,9 @@ class RolloutGap(Evaluator):
     """Per-position error of the model reading the true tokens versus reading its own: the train-inference gap."""
 
     higher_is_better = {"rollout_gap": False, "rollout_gap_relative": False}
+    compared_curves = {"rollout_gap": Curve(
+        "rollout gap (error reading own tokens - reading true ones)", "gap",
+        lambda curves: [own - truth for own, truth in zip(curves["error_reading_own"], curves["error_reading_truth"])])}
 
     @torch.no_grad()
     def evaluate(self, ctx) -> dict[str, float | list[float]]:

@@ -4,7 +4,8 @@ Columns are the config fields that differ between the runs, then every number th
 ``eval.json`` holds, the parameter count and the training wall-clock. Runs that differ only
 in ``train.seed`` pool into one row: each number by seed, its mean and 95% confidence interval.
 ``versus`` adds every other row's difference to one row, paired by seed, with a paired t-test.
-The rollout-gap curves of all rows go into one plot.
+Each curve an evaluator declares (``Evaluator.compared_curves``, the rollout gap by position,
+say) is averaged over a row's seeds and drawn for every row in one plot.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from prakit import registry
+from prakit.components import Curve
 from prakit.config import from_data
 from prakit.config.io import flatten
 from prakit.errors import PrakitError
@@ -94,8 +97,10 @@ def compare(run_dirs: Sequence[str | os.PathLike], versus: str | None = None,
     numbers = list(dict.fromkeys(n for run in runs for n in run["record"]["numbers"]))
     rows = [summarize_group(members, differing, numbers) for members in groups.values()]
     directions = {k: v for run in runs for k, v in run["record"]["higher_is_better"].items()}
+    curves = {name: {"title": curve.title, "xlabel": curve.xlabel, "ylabel": curve.ylabel}
+              for run in runs for name, (curve, _) in curve_declarations(run["record"]).items()}
     comparison = {"fields": differing, "numbers": numbers, "higher_is_better": directions, "rows": rows,
-                  "interval": INTERVAL,
+                  "interval": INTERVAL, "curves": curves,
                   "mismatched": {f: [run["facts"][f] for run in runs] for f in mismatched}}
     if versus is not None:
         comparison["versus"] = paired_rows(rows, find_row(rows, versus), measures(comparison))
@@ -126,7 +131,6 @@ def summarize_group(members: list[dict], fields: list[str], numbers: list[str]) 
         return describe({str(seed_of(m)): value for m in members if (value := value_of(m)) is not None})
 
     names = [m["run"].name for m in members]
-    curves = [m for m in members if any(e["name"] == "rollout_gap" for e in m["record"]["evaluators"])]
     measured = {n: by_seed(lambda m, n=n: m["record"]["numbers"].get(n)) for n in numbers}
     measured["parameters"] = by_seed(lambda m: m["parameters"])
     measured["train_seconds"] = by_seed(lambda m: m["train_seconds"])
@@ -134,7 +138,7 @@ def summarize_group(members: list[dict], fields: list[str], numbers: list[str]) 
         "name": group_name(names), "variant": variant_name(names), "n": len(members),
         "runs": [str(m["run"]) for m in members], "seeds": [seed_of(m) for m in members],
         "fields": {f: members[0]["config"].get(f) for f in fields}, "measures": measured,
-        "rollout_gap_curve": mean_curve([rollout_curve(m["record"]) for m in curves]) if curves else None,
+        "curves": mean_curves([declared_curves(m["record"]) for m in members]),
     }
 
 
@@ -173,14 +177,26 @@ def paired_rows(rows: list[dict], reference: dict, names: list[str]) -> dict[str
                      for row in rows if row is not reference]}
 
 
-def rollout_curve(record: dict) -> list[float]:
-    """The per-position gap (own-input error minus true-input error) of an evaluation."""
-    curves = next(e["curves"] for e in record["evaluators"] if e["name"] == "rollout_gap")
-    return [own - truth for own, truth in zip(curves["error_reading_own"], curves["error_reading_truth"])]
+def curve_declarations(record: dict) -> dict[str, tuple[Curve, dict[str, list[float]]]]:
+    """The curves the evaluators of an evaluation declare for comparison, each with the curves its
+    evaluator returned (an evaluator no longer installed declares none)."""
+    evaluators, found = registry.get("evaluator"), {}
+    for entry in record["evaluators"]:
+        if entry["name"] in evaluators:
+            declared = getattr(evaluators.entry(entry["name"]).builder, "compared_curves", {})
+            found |= {name: (curve, entry["curves"]) for name, curve in declared.items()}
+    return found
 
 
-def mean_curve(curves: list[list[float]]) -> list[float]:
-    return [statistics.fmean(values) for values in zip(*curves)]
+def declared_curves(record: dict) -> dict[str, list[float]]:
+    """Each declared curve of an evaluation, made from what its evaluator returned."""
+    return {name: list(curve.of(returned)) for name, (curve, returned) in curve_declarations(record).items()}
+
+
+def mean_curves(runs: list[dict[str, list[float]]]) -> dict[str, list[float]]:
+    """Each curve averaged over the runs that have it."""
+    names = dict.fromkeys(name for curves in runs for name in curves)
+    return {name: [statistics.fmean(values) for values in zip(*(c[name] for c in runs if name in c))] for name in names}
 
 
 def measures(comparison: dict[str, Any]) -> list[str]:
@@ -256,8 +272,8 @@ def format_comparison(comparison: dict[str, Any], render: Callable = text_table)
 
 
 def write_comparison(comparison: dict[str, Any], out: str | os.PathLike) -> list[Path]:
-    """``comparison.md``, ``.csv``, ``.json``, with ``versus`` ``comparison_versus.csv``, and, if
-    any run measured it, ``rollout_gap.png``."""
+    """``comparison.md``, ``.csv``, ``.json``, with ``versus`` ``comparison_versus.csv``, and a plot
+    of each declared curve that a run measured (``rollout_gap.png``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "comparison.md", out / "comparison.csv"]
@@ -267,9 +283,9 @@ def write_comparison(comparison: dict[str, Any], out: str | os.PathLike) -> list
         paths.append(out / "comparison_versus.csv")
         atomic_write_text(paths[-1], csv_table(*versus_table(comparison, numeric=True)))
     paths.append(write_json(comparison, out / "comparison.json"))
-    curves = {row["name"]: (range(len(row["rollout_gap_curve"])), row["rollout_gap_curve"])
-              for row in comparison["rows"] if row["rollout_gap_curve"]}
-    if curves:
-        paths.append(line_plot(curves, out / "rollout_gap.png", title="rollout gap (error reading own tokens - reading true ones)",
-                               xlabel="token position", ylabel="gap"))
+    for name, curve in comparison["curves"].items():
+        lines = {row["name"]: (range(len(row["curves"][name])), row["curves"][name])
+                 for row in comparison["rows"] if name in row["curves"]}
+        paths.append(line_plot(lines, out / f"{name}.png", title=curve["title"], xlabel=curve["xlabel"],
+                               ylabel=curve["ylabel"]))
     return paths
