@@ -315,6 +315,14 @@ class FeatureNetwork(nn.Module, abc.ABC):
     num_logits: int = 0
     #: Whether logit ``k`` scores the dataset's own class ``k`` (what ``class_consistency`` needs).
     predicts_labels: bool = False
+    #: Whether the ADM suite's reference statistics (``VIRTUAL_imagenet256_labeled.npz``) are of this network.
+    reads_adm_statistics: ClassVar[bool] = False
+
+    @classmethod
+    def default_rank(cls) -> int | None:
+        """How strongly this network asks to be the evaluation's default when ``eval.features`` is
+        unset: the highest rank of the installed networks wins; None: never the default."""
+        return None
 
     @abc.abstractmethod
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

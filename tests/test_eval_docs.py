@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 from helpers import evaluation_commands
+from prakit_eval.inception import WEIGHTS_ENV as INCEPTION_WEIGHTS_ENV
 
 from prakit.cli import main
 from prakit.config import load_config
-from prakit.eval.features import INCEPTION_WEIGHTS_ENV, moments
+from prakit.eval.features import moments
 from prakit.train.loop import train
 
 pytestmark = pytest.mark.slow  # end to end, several processes or SLURM

@@ -245,8 +245,9 @@ def test_the_rollout_gap_is_zero_when_the_samples_are_the_truth(tmp_path, toy_pl
 
 
 def test_the_default_feature_network_is_inception_only_when_its_weights_are_named(monkeypatch):
+    from prakit_eval.inception import WEIGHTS_ENV as INCEPTION_WEIGHTS_ENV
+
     from prakit.eval.context import default_features
-    from prakit.eval.features import INCEPTION_WEIGHTS_ENV
 
     monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
     assert default_features(EvalConfig()).name == "featnet"
@@ -254,6 +255,33 @@ def test_the_default_feature_network_is_inception_only_when_its_weights_are_name
     assert default_features(EvalConfig()).name == "inception"
     chosen = registry.get("features").config("featnet", steps=10)
     assert default_features(EvalConfig(features=chosen)) is chosen  # the config's choice wins
+
+
+def test_a_plugin_network_that_ranks_itself_higher_becomes_the_default(fresh_plugins):
+    from typing import ClassVar
+
+    import attrs
+    from toys import ToyFeatures, ToyFeaturesConfig
+
+    from prakit import plugins
+    from prakit.eval.context import default_features
+
+    @attrs.frozen
+    class PreferredConfig(ToyFeaturesConfig):
+        name: ClassVar[str] = "preferred"
+
+    class Preferred(ToyFeatures):
+        @classmethod
+        def default_rank(cls):
+            return 5
+
+    class Plugin:
+        @plugins.hookimpl
+        def register_feature_networks(self, registrar):
+            registrar.add(PreferredConfig, Preferred)
+
+    plugins.register_plugin(Plugin(), name="preferred")
+    assert default_features(EvalConfig()).name == "preferred"
 
 
 def test_featnet_reads_greyscale_as_rgb_and_refuses_what_it_cannot_read(tmp_path):

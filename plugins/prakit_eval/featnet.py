@@ -75,6 +75,11 @@ class FeatNet(FeatureNetwork):
 
     predicts_labels = True
 
+    @classmethod
+    def default_rank(cls) -> int:
+        """The default where nothing better is installed: it needs only the real images."""
+        return 1
+
     def __init__(self, cfg: FeatNetConfig, *, store=None, device=None, progress: bool = False):
         super().__init__()
         if store is None:

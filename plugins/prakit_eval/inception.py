@@ -30,8 +30,10 @@ from torch import nn
 
 from prakit.components import FeatureNetwork, FeatureNetworkConfig
 from prakit.errors import PrakitError
-from prakit.eval.features import INCEPTION_WEIGHTS_ENV as WEIGHTS_ENV
 
+#: Where the weights file is when the config names none; when it is set, inception is the
+#: evaluation's default feature network (:meth:`Inception.default_rank`).
+WEIGHTS_ENV = "PRAKIT_INCEPTION_WEIGHTS"
 WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_NAME}"
 WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
@@ -364,6 +366,13 @@ class InceptionV3(FeatureNetwork):
 
 class Inception(InceptionV3):
     """TensorFlow's FID Inception-v3 (2015-12-05): 2048 pool3 features and 1008 logits, TF1 resize to 299."""
+
+    reads_adm_statistics = True
+
+    @classmethod
+    def default_rank(cls) -> int | None:
+        """The default wherever ``$PRAKIT_INCEPTION_WEIGHTS`` names its weights."""
+        return 2 if os.environ.get(WEIGHTS_ENV) else None
 
     def __init__(
         self,

@@ -18,18 +18,23 @@ from prakit.components import FeatureNetwork, FeatureNetworkConfig
 from prakit.config import EvalConfig, SampleConfig
 from prakit.data.store import Store, open_store
 from prakit.errors import PrakitError
-from prakit.eval.features import INCEPTION_WEIGHTS_ENV, Features, Moments, cached_features, moments
+from prakit.eval.features import Features, Moments, cached_features, moments
 from prakit.eval.reference import Reference, StoreImages
 
 Which = Literal["samples", "reference"]
 
 
 def default_features(eval_cfg: EvalConfig) -> FeatureNetworkConfig:
-    """``eval.features``; else inception when its weights are named by the environment, else featnet."""
+    """``eval.features``; else the installed network of the highest :meth:`FeatureNetwork.default_rank`
+    (inception where its weights are named by the environment, else featnet)."""
     if eval_cfg.features is not None:
         return eval_cfg.features
-    name = "inception" if os.environ.get(INCEPTION_WEIGHTS_ENV) else "featnet"
-    return registry.get("features").config(name)
+    networks = registry.get("features")
+    ranked = {entry.name: rank for entry in networks.entries()
+              if (rank := getattr(entry.builder, "default_rank", lambda: None)()) is not None}
+    if not ranked:
+        raise PrakitError("no installed feature network offers itself as the default: set eval.features")
+    return networks.config(max(ranked, key=ranked.get))
 
 
 class EvalContext:

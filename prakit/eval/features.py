@@ -28,9 +28,6 @@ from prakit.components import FeatureNetwork
 from prakit.data.prepare import exclusive
 
 CACHE_ENV = "PRAKIT_FEATURE_CACHE"
-#: Where ``inception`` finds its weights file when the config names none; when it is set, the
-#: evaluation's default feature network is inception (:func:`prakit.eval.context.default_features`).
-INCEPTION_WEIGHTS_ENV = "PRAKIT_INCEPTION_WEIGHTS"
 
 
 class Images(Protocol):

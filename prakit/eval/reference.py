@@ -149,7 +149,7 @@ class FileReference(Reference):
     def _check(self, network: FeatureNetwork, name: str) -> None:
         """Refuse to compare features of one network with statistics of another."""
         if self.meta is None:
-            if name != "inception":
+            if not network.reads_adm_statistics:
                 raise PrakitError(
                     f"{self.path} holds the ADM suite's Inception statistics; evaluating with {name!r} "
                     "cannot use them: set eval.features to inception (with its weights), or use a store "
