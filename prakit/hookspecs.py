@@ -1,6 +1,6 @@
-"""The hooks a prakit plugin can implement: one per component kind.
+"""The hooks a prakit plugin can implement: one per component kind, and the model presets.
 
-Each hook receives a :class:`prakit.registry.Registrar` for its kind and calls
+Each component hook receives a :class:`prakit.registry.Registrar` for its kind and calls
 ``registrar.add(ConfigClass, builder)`` once per component it provides. ``builder(cfg, **deps)``
 returns the component; the dependencies each kind is built with are listed below.
 """
@@ -45,6 +45,11 @@ def register_evaluators(registrar: Registrar) -> None:
 @hookspec
 def register_feature_networks(registrar: Registrar) -> None:
     """Add feature networks for evaluators (:class:`prakit.components.FeatureNetwork`); built with ``store, device, progress``."""
+
+
+@hookspec
+def model_presets() -> dict[str, dict]:
+    """Name model sections (plain data, as a config file writes them) that ``model.preset = NAME`` starts from."""
 
 
 @hookspec

@@ -16,7 +16,7 @@ from prakit import registry
 from prakit.components import KINDS
 from prakit.config import ExperimentConfig, dumps, from_data, load_config, read_file, structure, unstructure
 from prakit.errors import ConfigError, PrakitError
-from prakit.presets import MODELS
+from prakit.presets import model_presets
 from prakit.testing.strategies import configs, mutations
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,11 +273,11 @@ def test_cli_reports_a_bad_file_in_one_error(tmp_path):
 PAPER_SIZES = ROOT / "experiments" / "imagenet256" / "pra-S.toml"
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", list(model_presets()))
 def test_a_preset_is_the_model_section_it_names(name):
     cfg = load_config(QUICKSTART, [f"model.preset={name}"])
     data = unstructure(cfg.model)
-    for kind, component in MODELS[name].items():
+    for kind, component in model_presets()[name].items():
         assert data[kind].items() >= component.items()
 
 
@@ -308,7 +308,7 @@ def test_the_documented_preset_table_gives_each_preset_s_parameters():
     from prakit.summary import meta_model, si
 
     rows = re.findall(r"^\| `([\w-]+)` \|.*\| ([\d.]+[KM]) ", (ROOT / "docs" / "configs.md").read_text(), re.M)
-    assert [name for name, _ in rows] == list(MODELS)
+    assert [name for name, _ in rows] == list(model_presets())
     for name, shown in rows:
         base = PAPER_SIZES if name.startswith("pra-") else QUICKSTART
         assert si(parameter_counts(meta_model(load_config(base, [f"model.preset={name}"])))["total"]) == shown

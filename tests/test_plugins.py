@@ -13,10 +13,14 @@ from conftest import write_distribution
 from toys import ToyPlugin
 
 from prakit import hookspecs, plugins, registry
+from prakit.components import KINDS
 from prakit.errors import DuplicateComponentError, PluginError
+from prakit.presets import model_presets
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = [name for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "prakit_spec")]
+#: The hooks that add components, one per kind (the other declares model presets).
+COMPONENT_HOOKS = [name for name in SPECS if name.startswith("register_")]
 
 
 def test_builtins_are_registered_by_their_plugin(fresh_plugins):
@@ -64,14 +68,14 @@ def test_every_hook_receives_the_registrar_it_is_typed_with(fresh_plugins):
     class Recorder:
         pass
 
-    for name in SPECS:
+    for name in COMPONENT_HOOKS:
         setattr(Recorder, name, plugins.hookimpl(lambda self, registrar: received.append(registrar)))
     plugins.register_plugin(Recorder(), name="recorder")
     registry.registries()
     namespace = {**vars(hookspecs), "Registrar": registry.Registrar}  # hookspecs imports it for type checkers only
-    for name in SPECS:
+    for name in COMPONENT_HOOKS:
         assert typing.get_type_hints(getattr(hookspecs, name), namespace)["registrar"] is registry.Registrar
-    assert len(received) == len(SPECS) and all(type(r) is registry.Registrar for r in received)
+    assert len(received) == len(COMPONENT_HOOKS) and all(type(r) is registry.Registrar for r in received)
 
 
 BROKEN_IMPORT = "raise RuntimeError('boom at import')\n"
@@ -135,7 +139,7 @@ def test_a_duplicate_name_is_an_error_naming_both_plugins(fresh_plugins):
 
 def test_every_hook_is_documented_and_implemented_by_the_toy_plugin(toy_plugin):
     docs = (ROOT / "docs" / "plugins.md").read_text()
-    assert len(SPECS) == 7
+    assert len(COMPONENT_HOOKS) == len(KINDS) == 7 and set(SPECS) - set(COMPONENT_HOOKS) == {"model_presets"}
     for name in SPECS:
         assert inspect.getdoc(getattr(hookspecs, name)), f"{name} has no docstring"
         assert f"`{name}`" in docs, f"{name} is not documented in docs/plugins.md"
@@ -144,6 +148,7 @@ def test_every_hook_is_documented_and_implemented_by_the_toy_plugin(toy_plugin):
         assert "toy" in reg, f"the toy plugin registered no {kind}"
         assert reg.entry("toy").plugin == "toys"
         assert any(impl.plugin_name == "toys" for impl in getattr(manager.hook, reg.kind.hook).get_hookimpls())
+    assert model_presets()["toy"]["backbone"] == {"name": "toy"}
 
 
 @pytest.mark.slow
@@ -158,3 +163,15 @@ def test_plugin_load_warnings_reach_the_cli_as_one_line(tmp_path):
     assert out.stderr.startswith("prakit: warning: prakit plugin 'gone' (prakit_gone_module) failed to load")
     assert len(out.stderr.strip().splitlines()) == 1
     assert "mlp" in out.stdout
+
+
+def test_a_preset_named_by_two_plugins_is_refused_naming_both(toy_plugin):
+    class Twin:
+        @plugins.hookimpl
+        def model_presets(self):
+            return {"toy": {}}
+
+    plugins.register_plugin(Twin(), name="twin")
+    with pytest.raises(PluginError, match="plugins 'toys' and 'twin' both define the model preset 'toy'|"
+                                          "plugins 'twin' and 'toys' both define the model preset 'toy'"):
+        model_presets()

@@ -217,5 +217,9 @@ class ToyPlugin:
         registrar.add(ToyRolloutConfig, ToyRollout)
         registrar.add(ToyNaNRolloutConfig, ToyNaNRollout)
 
+    @hookimpl
+    def model_presets(self):
+        return {"toy": {kind: {"name": "toy"} for kind in ("backbone", "generator", "decoder", "rollout")}}
+
 
 toy_plugin = ToyPlugin()  # what the entry point of a test distribution names

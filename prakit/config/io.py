@@ -17,7 +17,7 @@ from prakit.config.converter import structure, unstructure
 from prakit.config.schema import ExperimentConfig, ModelConfig
 from prakit.errors import ConfigError, PrakitError, UnknownNameError
 from prakit.io import atomic_write_text
-from prakit.presets import MODELS
+from prakit.presets import model_presets
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentConfig:
@@ -44,9 +44,10 @@ def with_preset(data: dict[str, Any], source: str | None = None) -> dict[str, An
         return data
     model = dict(model)
     name = model.pop("preset")
-    if not isinstance(name, str) or name not in MODELS:
-        raise ConfigError([("model.preset", str(UnknownNameError("preset", str(name), MODELS)))], source)
-    return {**data, "model": merge(copy.deepcopy(MODELS[name]), model)}
+    presets = model_presets()
+    if not isinstance(name, str) or name not in presets:
+        raise ConfigError([("model.preset", str(UnknownNameError("preset", str(name), presets)))], source)
+    return {**data, "model": merge(copy.deepcopy(presets[name]), model)}
 
 
 def preset_model(name: str, **fields: Any) -> ModelConfig:
