@@ -292,6 +292,11 @@ class Evaluator(abc.ABC):
     deterministic: ClassVar[bool] = True
     #: The curves ``prakit compare`` draws across runs, by the name of their plot (``NAME.png``).
     compared_curves: ClassVar[Mapping[str, Curve]] = {}
+    #: Whether ``prakit eval`` computes it when neither the command nor the config names evaluators.
+    in_default_set: ClassVar[bool] = False
+    #: The number a guidance search ranks settings by when ``--select`` names none (None: it
+    #: offers none; the first evaluator that offers one decides).
+    primary: ClassVar[str | None] = None
 
     def __init__(self, cfg: EvaluatorConfig):
         self.cfg = cfg

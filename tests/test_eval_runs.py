@@ -256,3 +256,41 @@ def test_a_search_warns_when_its_best_numeric_setting_is_at_the_edge_of_the_grid
         "cfg_scale=6 is the largest cfg_scale searched: the best may lie beyond it, search further"]
     assert "smallest" in on_the_edge(grid, {"sample.cfg_scale": 2, "sample.ema": "slow"})[0]
     assert on_the_edge({"sample.cfg_scale": [3]}, {"sample.cfg_scale": 3}) == []
+
+
+def test_the_search_ranks_by_the_first_primary_number_the_evaluators_offer():
+    from prakit.eval.search import default_selection
+
+    rows = [{"higher_is_better": {"precision": True, "fid": False, "sharpness": True}}]
+    assert default_selection(rows, ["sharpness", "fid"]) == "sharpness"
+    assert default_selection(rows, ["kid"]) == "precision"  # offered but not computed: the first ranked number
+
+
+def test_an_evaluator_in_the_default_set_is_computed_when_none_is_named(fresh_plugins):
+    from typing import ClassVar
+
+    import attrs
+
+    from prakit import plugins
+    from prakit.components import Evaluator, EvaluatorConfig
+    from prakit.config import load_config
+    from prakit.eval.evaluate import evaluator_configs
+
+    @attrs.frozen
+    class SharpnessConfig(EvaluatorConfig):
+        name: ClassVar[str] = "sharpness"
+
+    class Sharpness(Evaluator):
+        in_default_set = True
+
+        def evaluate(self, ctx):
+            return {"sharpness": 1.0}
+
+    class Plugin:
+        @plugins.hookimpl
+        def register_evaluators(self, registrar):
+            registrar.add(SharpnessConfig, Sharpness)
+
+    plugins.register_plugin(Plugin(), name="sharpness")
+    cfg = load_config(QUICKSTART, ["eval.evaluators=[]"])
+    assert [c.name for c in evaluator_configs(cfg)] == ["fid", "precision_recall", "sharpness"]

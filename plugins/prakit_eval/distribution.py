@@ -77,6 +77,8 @@ class FID(Evaluator):
     """Frechet distance between the feature moments of the samples and of the reference (lower is better)."""
 
     higher_is_better = {"fid": False}
+    in_default_set = True
+    primary = "fid"
 
     def evaluate(self, ctx) -> dict[str, float]:
         fake, real = ctx.moments("samples", self.cfg.features), ctx.moments("reference", self.cfg.features)
@@ -152,6 +154,7 @@ class PrecisionRecall(Evaluator):
     """Share of samples inside the reference manifold (precision) and of references inside the samples' (recall)."""
 
     higher_is_better = {"precision": True, "recall": True}
+    in_default_set = True
 
     def evaluate(self, ctx) -> dict[str, float]:
         cfg = self.cfg

@@ -29,8 +29,6 @@ from prakit.io import atomic_write_text
 from prakit.plots import line_plot
 from prakit.run import EVAL_RECORD, EVAL_TABLE, Run, read_record
 
-#: What ``prakit eval`` computes when neither the command nor the config names evaluators.
-DEFAULT_EVALUATORS = ("fid", "precision_recall")
 #: The config sections an evaluation may override: how to sample and what to compute, never the model.
 OVERRIDABLE = ("sample", "eval")
 
@@ -98,10 +96,13 @@ def evaluated(target: Target) -> dict[str, Any] | None:
 
 
 def evaluator_configs(cfg: ExperimentConfig, names: Sequence[str] | None = None) -> list[EvaluatorConfig]:
-    """The evaluators named (with their defaults), else the config's, else :data:`DEFAULT_EVALUATORS`."""
+    """The evaluators named (with their defaults), else the config's, else those in the default set
+    (``Evaluator.in_default_set``: fid and precision_recall among the built-ins)."""
+    evaluators = registry.get("evaluator")
     if names:
-        return [registry.get("evaluator").config(name) for name in names]
-    return list(cfg.eval.evaluators) or [registry.get("evaluator").config(name) for name in DEFAULT_EVALUATORS]
+        return [evaluators.config(name) for name in names]
+    return list(cfg.eval.evaluators) or [evaluators.config(entry.name) for entry in evaluators.entries()
+                                         if getattr(entry.builder, "in_default_set", False)]
 
 
 def device_name(device: torch.device) -> str:

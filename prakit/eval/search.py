@@ -46,9 +46,9 @@ def search(run_dir: str | Path, grid: dict[str, list], *, overrides: Sequence[st
     """Evaluate every setting of ``grid``; return (and write) the table and the best setting by ``select``."""
     run_dir = Path(run_dir)
     folder = Run(run_dir).search_dir
+    built = [registry.build(c) for c in evaluator_configs(resolve(run_dir, overrides).config, evaluators)]
     if select is not None:  # checked before anything is drawn
-        ranked = {k for c in evaluator_configs(resolve(run_dir, overrides).config, evaluators)
-                  for k in registry.build(c).higher_is_better}
+        ranked = {k for evaluator in built for k in evaluator.higher_is_better}
         if select.split("@")[0] not in ranked:
             raise PrakitError(f"--select {select!r} is not a number the evaluators rank; they rank: "
                               f"{', '.join(sorted(ranked)) or 'none'}")
@@ -61,7 +61,7 @@ def search(run_dir: str | Path, grid: dict[str, list], *, overrides: Sequence[st
         if record is None:
             record = evaluate(target, evaluators=evaluators, reference=reference, progress=progress)
         rows.append({"setting": setting, "numbers": record["numbers"], "higher_is_better": record["higher_is_better"]})
-    best_by = select or default_selection(rows)
+    best_by = select or default_selection(rows, [e.primary for e in built if e.primary])
     best = pick_best(rows, best_by)
     edges = on_the_edge(grid, best["setting"])
     result = {"grid": grid, "num": target.num, "select": best_by, "best": best["setting"], "edges": edges, "rows": rows}
@@ -98,11 +98,13 @@ def done_before(target, evaluators, reference) -> dict | None:
     return record if same else None
 
 
-def default_selection(rows: list[dict]) -> str:
-    """fid if it was computed, else the first number that has a better direction."""
+def default_selection(rows: list[dict], primaries: list[str]) -> str:
+    """The first of the evaluators' ``primary`` numbers that was computed (fid among the
+    built-ins), else the first number that has a better direction."""
     directions = rows[0]["higher_is_better"]
-    if "fid" in directions:
-        return "fid"
+    offered = [number for number in primaries if number in directions]
+    if offered:
+        return offered[0]
     if not directions:
         raise PrakitError("none of the evaluators' numbers says which way is better: name one with --select")
     return next(iter(directions))
