@@ -175,3 +175,16 @@ def test_a_preset_named_by_two_plugins_is_refused_naming_both(toy_plugin):
     with pytest.raises(PluginError, match="plugins 'toys' and 'twin' both define the model preset 'toy'|"
                                           "plugins 'twin' and 'toys' both define the model preset 'toy'"):
         model_presets()
+
+
+def test_plugins_import_prakit_only_through_its_plugin_api():
+    """The built-in plugins and the example one import from prakit.plugin_api alone, as docs/plugins.md asks."""
+    found = []
+    for path in [*(ROOT / "plugins").rglob("*.py"), *(ROOT / "docs" / "examples").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "prakit":
+                if node.module not in ("prakit.plugin_api", "prakit.testing"):
+                    found.append(f"{path.relative_to(ROOT)}: from {node.module}")
+            elif isinstance(node, ast.Import):
+                found += [f"{path.relative_to(ROOT)}: import {a.name}" for a in node.names if a.name.split(".")[0] == "prakit"]
+    assert not found

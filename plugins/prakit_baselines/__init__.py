@@ -1,7 +1,7 @@
 """Built-in baselines: plain pixel tokens, teacher forcing, pixel-space noise injection and
 exact (on-policy) rollout."""
 
-from prakit import hookimpl
+from prakit.plugin_api import hookimpl
 from prakit_baselines.exact_rollout import ExactRollout, ExactRolloutConfig
 from prakit_baselines.identity import IdentityDecoder, IdentityDecoderConfig
 from prakit_baselines.rollouts import (

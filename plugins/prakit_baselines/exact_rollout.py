@@ -6,7 +6,7 @@ import attrs
 import torch
 from attrs.validators import ge, gt, in_, le, optional
 
-from prakit.components import RolloutApproximator, RolloutConfig, RolloutModel
+from prakit.plugin_api import RolloutApproximator, RolloutConfig, RolloutModel
 
 
 def _check_window(instance, attribute, value) -> None:

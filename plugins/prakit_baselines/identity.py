@@ -5,7 +5,7 @@ from typing import ClassVar
 import attrs
 import torch
 
-from prakit.components import DecoderConfig, PixelDecoder
+from prakit.plugin_api import DecoderConfig, PixelDecoder
 
 
 @attrs.frozen

@@ -7,7 +7,7 @@ import attrs
 import torch
 from attrs.validators import ge, in_
 
-from prakit.components import RolloutApproximator, RolloutConfig, RolloutModel
+from prakit.plugin_api import RolloutApproximator, RolloutConfig, RolloutModel
 
 
 @attrs.frozen

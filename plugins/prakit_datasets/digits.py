@@ -7,8 +7,7 @@ from typing import ClassVar
 import attrs
 import numpy as np
 
-from prakit.components import Dataset, DatasetConfig
-from prakit.errors import PrakitError
+from prakit.plugin_api import Dataset, DatasetConfig, PrakitError
 
 
 @attrs.frozen

@@ -12,8 +12,7 @@ import numpy as np
 from attrs.validators import min_len
 from PIL import Image
 
-from prakit.components import Dataset, DatasetConfig
-from prakit.errors import PrakitError
+from prakit.plugin_api import Dataset, DatasetConfig, PrakitError
 
 
 @attrs.frozen

@@ -8,8 +8,7 @@ import attrs
 import numpy as np
 from attrs.validators import deep_iterable, ge, gt, in_, le, min_len
 
-from prakit.components import Dataset, DatasetConfig
-from prakit.errors import PrakitError
+from prakit.plugin_api import Dataset, DatasetConfig, PrakitError
 
 #: ``skimage.data`` images that ship with scikit-image (no download), at least 300 pixels a side.
 PHOTOS = (

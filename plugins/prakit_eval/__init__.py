@@ -3,7 +3,7 @@ FID literature) and ``featnet`` (a small classifier fitted to the real images), 
 evaluators ``fid``, ``kid``, ``inception_score``, ``precision_recall``, ``class_consistency``,
 ``linear_probe``, ``rollout_gap``, ``reconstruction_psnr`` and ``sampling_speed``."""
 
-from prakit import hookimpl
+from prakit.plugin_api import hookimpl
 from prakit_eval import distribution, model_metrics
 from prakit_eval.featnet import FeatNet, FeatNetConfig
 from prakit_eval.inception import Inception, InceptionConfig

@@ -22,10 +22,15 @@ from torchmetrics.image.fid import _compute_fid
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from prakit.components import Evaluator, EvaluatorConfig, FeatureNetworkConfig
-from prakit.errors import PrakitError
-from prakit.eval.features import Moments, spread
-from prakit.eval.reference import PR_REFERENCE_IMAGES
+from prakit.plugin_api import (
+    PR_REFERENCE_IMAGES,
+    Evaluator,
+    EvaluatorConfig,
+    FeatureNetworkConfig,
+    Moments,
+    PrakitError,
+    spread,
+)
 
 
 def qualified(number: str, features: FeatureNetworkConfig | None) -> str:

@@ -23,13 +23,18 @@ from attrs.validators import gt, lt
 from torch import nn
 from tqdm import tqdm
 
-from prakit.components import FeatureNetwork, FeatureNetworkConfig
-from prakit.config import unstructure
-from prakit.data.prepare import exclusive
-from prakit.errors import PrakitError
-from prakit.eval.features import cache_folder, held_out_split, spread
-from prakit.eval.reference import StoreImages
-from prakit.io import atomic_file
+from prakit.plugin_api import (
+    FeatureNetwork,
+    FeatureNetworkConfig,
+    PrakitError,
+    StoreImages,
+    atomic_file,
+    cache_folder,
+    exclusive,
+    held_out_split,
+    spread,
+    unstructure,
+)
 
 VERSION = 1  # of the architecture and the preprocessing: part of the fingerprint
 

@@ -28,8 +28,7 @@ import torch.nn.functional as F
 from attrs.validators import min_len, optional
 from torch import nn
 
-from prakit.components import FeatureNetwork, FeatureNetworkConfig
-from prakit.errors import PrakitError
+from prakit.plugin_api import FeatureNetwork, FeatureNetworkConfig, PrakitError
 
 #: Where the weights file is when the config names none; when it is set, inception is the
 #: evaluation's default feature network (:meth:`Inception.default_rank`).

@@ -12,12 +12,18 @@ import torch
 import torch.nn.functional as F
 from attrs.validators import ge, gt, lt, optional
 
-from prakit.components import Curve, Evaluator, EvaluatorConfig, FeatureNetworkConfig
-from prakit.data import to_model_input
-from prakit.errors import PrakitError
-from prakit.eval.features import held_out_split, spread
-from prakit.model import to_uint8
-from prakit.random import sample_generators
+from prakit.plugin_api import (
+    Curve,
+    Evaluator,
+    EvaluatorConfig,
+    FeatureNetworkConfig,
+    PrakitError,
+    held_out_split,
+    sample_generators,
+    spread,
+    to_model_input,
+    to_uint8,
+)
 from prakit_eval.featnet import FeatNetConfig
 
 

@@ -1,6 +1,6 @@
 """Built-in models: the causal transformer backbone, and diffusion and flow heads for intermediate states."""
 
-from prakit import hookimpl
+from prakit.plugin_api import hookimpl
 from prakit_models.diffusion import DiffusionHead, DiffusionHeadConfig
 from prakit_models.flow import FlowHead, FlowHeadConfig
 from prakit_models.transformer import Transformer, TransformerConfig

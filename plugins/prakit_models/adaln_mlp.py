@@ -11,8 +11,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from prakit.components import StateGenerator
-from prakit.random import Generators, randn
+from prakit.plugin_api import Generators, StateGenerator, randn
 
 #: ``guided(x, t)``: the head's guided prediction (fp32) for states x (N, state_dim) at time t (a number).
 Guided = Callable[[torch.Tensor, float], torch.Tensor]

@@ -11,8 +11,7 @@ import attrs
 import torch
 from attrs.validators import gt, in_, optional
 
-from prakit.components import GeneratorConfig
-from prakit.errors import PrakitError
+from prakit.plugin_api import GeneratorConfig, PrakitError
 from prakit_models.adaln_mlp import AdaLNHead, Draw, Guided
 
 

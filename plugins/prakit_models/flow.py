@@ -9,7 +9,7 @@ import attrs
 import torch
 from attrs.validators import ge, gt, in_, le
 
-from prakit.components import GeneratorConfig
+from prakit.plugin_api import GeneratorConfig
 from prakit_models.adaln_mlp import AdaLNHead, Draw, Guided
 
 

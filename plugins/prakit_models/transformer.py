@@ -13,8 +13,7 @@ import torch.utils.checkpoint
 from attrs.validators import gt, in_
 from torch import nn
 
-from prakit.components import Backbone, BackboneConfig
-from prakit.errors import PrakitError
+from prakit.plugin_api import Backbone, BackboneConfig, PrakitError
 
 
 @attrs.frozen

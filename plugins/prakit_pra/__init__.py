@@ -2,7 +2,7 @@
 fixed, uniform or calibrated noise), the self-sampling parallel rollout, and the PRA model at
 each size as presets."""
 
-from prakit import hookimpl
+from prakit.plugin_api import hookimpl
 from prakit_pra.mlp_decoder import MLPDecoder, MLPDecoderConfig
 from prakit_pra.presets import MODELS
 from prakit_pra.rollout import PRARollout, PRARolloutConfig, SelfSampleRollout, SelfSampleRolloutConfig

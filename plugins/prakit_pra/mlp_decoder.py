@@ -8,7 +8,7 @@ import torch
 from attrs.validators import ge, gt
 from torch import nn
 
-from prakit.components import DecoderConfig, PixelDecoder
+from prakit.plugin_api import DecoderConfig, PixelDecoder
 
 
 @attrs.frozen

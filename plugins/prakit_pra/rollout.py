@@ -8,7 +8,7 @@ import attrs
 import torch
 from attrs.validators import ge, gt, in_, le
 
-from prakit.components import RolloutApproximator, RolloutConfig, RolloutModel
+from prakit.plugin_api import RolloutApproximator, RolloutConfig, RolloutModel
 
 
 @attrs.frozen

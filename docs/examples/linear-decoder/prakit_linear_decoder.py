@@ -6,9 +6,7 @@ import attrs
 import torch
 from attrs.validators import gt
 
-from prakit import hookimpl
-from prakit.components import DecoderConfig, PixelDecoder
-from prakit.registry import Registrar
+from prakit.plugin_api import DecoderConfig, PixelDecoder, Registrar, hookimpl
 
 
 @attrs.frozen

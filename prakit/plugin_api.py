@@ -1,0 +1,70 @@
+"""Everything a plugin imports from prakit, in one place: the hook marker, each kind's config base
+and interface, errors, seeded noise, and the helpers the built-in plugins share (atomic files,
+feature caches, image conversions). A plugin that imports only from here (and ``prakit.testing``
+in its tests) keeps working when prakit's other modules move."""
+
+from prakit import hookimpl
+from prakit.components import (
+    Backbone,
+    BackboneConfig,
+    Curve,
+    Dataset,
+    DatasetConfig,
+    DecoderConfig,
+    Evaluator,
+    EvaluatorConfig,
+    FeatureNetwork,
+    FeatureNetworkConfig,
+    GeneratorConfig,
+    PixelDecoder,
+    RolloutApproximator,
+    RolloutConfig,
+    RolloutModel,
+    StateGenerator,
+)
+from prakit.config import unstructure
+from prakit.data import to_model_input
+from prakit.data.prepare import exclusive
+from prakit.errors import PrakitError
+from prakit.eval.features import Moments, cache_folder, held_out_split, spread
+from prakit.eval.reference import PR_REFERENCE_IMAGES, StoreImages
+from prakit.io import atomic_file
+from prakit.model import to_uint8
+from prakit.random import Generators, randn, sample_generators
+from prakit.registry import Registrar
+
+__all__ = [
+    "PR_REFERENCE_IMAGES",
+    "Backbone",
+    "BackboneConfig",
+    "Curve",
+    "Dataset",
+    "DatasetConfig",
+    "DecoderConfig",
+    "Evaluator",
+    "EvaluatorConfig",
+    "FeatureNetwork",
+    "FeatureNetworkConfig",
+    "GeneratorConfig",
+    "Generators",
+    "Moments",
+    "PixelDecoder",
+    "PrakitError",
+    "Registrar",
+    "RolloutApproximator",
+    "RolloutConfig",
+    "RolloutModel",
+    "StateGenerator",
+    "StoreImages",
+    "atomic_file",
+    "cache_folder",
+    "exclusive",
+    "held_out_split",
+    "hookimpl",
+    "randn",
+    "sample_generators",
+    "spread",
+    "to_model_input",
+    "to_uint8",
+    "unstructure",
+]
