@@ -1,4 +1,5 @@
-"""The swappable component kinds: one config base class and one interface per kind.
+"""The interface of each swappable component kind (the kinds and their config bases are
+:mod:`prakit.kinds`).
 
 A plugin provides a component by subclassing a config base (a frozen attrs class whose
 ``name`` class variable is the registry key and the tag in config files) and an interface,
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from prakit.errors import PrakitError
+from prakit.kinds import EvaluatorConfig
 from prakit.random import Generators
 
 if TYPE_CHECKING:
@@ -28,17 +30,6 @@ if TYPE_CHECKING:
     from prakit.eval.context import EvalContext
 
 __all__ = [
-    "CONFIG_BASES",
-    "KINDS",
-    "Kind",
-    "ComponentConfig",
-    "BackboneConfig",
-    "GeneratorConfig",
-    "DecoderConfig",
-    "RolloutConfig",
-    "EvaluatorConfig",
-    "FeatureNetworkConfig",
-    "DatasetConfig",
     "Backbone",
     "StateGenerator",
     "PixelDecoder",
@@ -47,50 +38,8 @@ __all__ = [
     "Evaluator",
     "FeatureNetwork",
     "Dataset",
+    "Curve",
 ]
-
-
-@attrs.frozen
-class ComponentConfig:
-    """Base of every component config; subclasses set ``name: ClassVar[str]``."""
-
-    name: ClassVar[str]
-    kind: ClassVar[str]
-
-
-@attrs.frozen
-class BackboneConfig(ComponentConfig):
-    kind: ClassVar[str] = "backbone"
-
-
-@attrs.frozen
-class GeneratorConfig(ComponentConfig):
-    kind: ClassVar[str] = "generator"
-
-
-@attrs.frozen
-class DecoderConfig(ComponentConfig):
-    kind: ClassVar[str] = "decoder"
-
-
-@attrs.frozen
-class RolloutConfig(ComponentConfig):
-    kind: ClassVar[str] = "rollout"
-
-
-@attrs.frozen
-class EvaluatorConfig(ComponentConfig):
-    kind: ClassVar[str] = "evaluator"
-
-
-@attrs.frozen
-class FeatureNetworkConfig(ComponentConfig):
-    kind: ClassVar[str] = "features"
-
-
-@attrs.frozen
-class DatasetConfig(ComponentConfig):
-    kind: ClassVar[str] = "dataset"
 
 
 class Backbone(nn.Module, abc.ABC):
@@ -356,30 +305,3 @@ class Dataset(abc.ABC):
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
         return (self[i] for i in range(len(self)))
-
-
-@attrs.frozen
-class Kind:
-    """A component kind: its config base, its interface and the hook that registers it."""
-
-    name: str
-    config: type[ComponentConfig]
-    interface: type
-    hook: str
-
-
-KINDS: dict[str, Kind] = {
-    kind.name: kind
-    for kind in (
-        Kind("backbone", BackboneConfig, Backbone, "register_backbones"),
-        Kind("generator", GeneratorConfig, StateGenerator, "register_generators"),
-        Kind("decoder", DecoderConfig, PixelDecoder, "register_decoders"),
-        Kind("rollout", RolloutConfig, RolloutApproximator, "register_rollouts"),
-        Kind("evaluator", EvaluatorConfig, Evaluator, "register_evaluators"),
-        Kind("features", FeatureNetworkConfig, FeatureNetwork, "register_feature_networks"),
-        Kind("dataset", DatasetConfig, Dataset, "register_datasets"),
-    )
-}
-
-#: The config base class of each kind -> its kind; component fields are typed with these.
-CONFIG_BASES: dict[type[ComponentConfig], Kind] = {kind.config: kind for kind in KINDS.values()}

@@ -12,9 +12,10 @@ from torch import nn
 
 from prakit import registry
 from prakit.choices import MODEL_KINDS
-from prakit.components import Backbone, ComponentConfig, PixelDecoder, RolloutApproximator, StateGenerator
+from prakit.components import Backbone, PixelDecoder, RolloutApproximator, StateGenerator
 from prakit.config import ExperimentConfig, ModelConfig, SampleConfig
 from prakit.errors import ConfigError, PrakitError
+from prakit.kinds import ComponentConfig
 from prakit.random import Generators
 
 Check = Callable[[str, torch.Tensor], torch.Tensor]

@@ -6,19 +6,12 @@ in its tests) keeps working when prakit's other modules move."""
 from prakit import hookimpl
 from prakit.components import (
     Backbone,
-    BackboneConfig,
     Curve,
     Dataset,
-    DatasetConfig,
-    DecoderConfig,
     Evaluator,
-    EvaluatorConfig,
     FeatureNetwork,
-    FeatureNetworkConfig,
-    GeneratorConfig,
     PixelDecoder,
     RolloutApproximator,
-    RolloutConfig,
     RolloutModel,
     StateGenerator,
 )
@@ -29,6 +22,15 @@ from prakit.errors import PrakitError
 from prakit.eval.features import Moments, cache_folder, held_out_split, spread
 from prakit.eval.reference import PR_REFERENCE_IMAGES, StoreImages
 from prakit.io import atomic_file
+from prakit.kinds import (
+    BackboneConfig,
+    DatasetConfig,
+    DecoderConfig,
+    EvaluatorConfig,
+    FeatureNetworkConfig,
+    GeneratorConfig,
+    RolloutConfig,
+)
 from prakit.model import to_uint8
 from prakit.random import Generators, randn, sample_generators
 from prakit.registry import Registrar

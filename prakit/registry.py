@@ -21,8 +21,8 @@ import attrs
 import pluggy
 
 from prakit import plugins
-from prakit.components import KINDS, ComponentConfig, Kind
 from prakit.errors import DuplicateComponentError, PluginError, PrakitError, UnknownNameError
+from prakit.kinds import KINDS, ComponentConfig, Kind
 
 #: The registries and the loaded plugins (the manager, then its (name, plugin) pairs) they were built from.
 _built: tuple[tuple, dict[str, Registry]] | None = None
@@ -88,6 +88,9 @@ class Registry:
                 f"{self.kind.name} {cfg.name!r} expects a {entry.config_class.__qualname__}, "
                 f"got a {type(cfg).__qualname__}"
             )
+        if set(deps) != set(self.kind.built_with):
+            wanted = ", ".join(self.kind.built_with) or "nothing besides its config"
+            raise TypeError(f"a {self.kind.name} is built with {wanted}; got {', '.join(sorted(deps)) or 'nothing'}")
         component = entry.builder(cfg, **deps)
         if not isinstance(component, self.kind.interface):
             raise PluginError(

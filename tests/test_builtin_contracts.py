@@ -4,6 +4,7 @@ import importlib
 from pathlib import Path
 
 import attrs
+import pytest
 from prakit_baselines.exact_rollout import ExactRolloutConfig
 from prakit_baselines.identity import IdentityDecoderConfig
 from prakit_baselines.rollouts import NoiseInjectionConfig, TeacherForcingConfig
@@ -23,13 +24,14 @@ from prakit_pra.mlp_decoder import MLPDecoderConfig
 from prakit_pra.rollout import PRARolloutConfig, SelfSampleRolloutConfig
 
 from prakit import registry
-from prakit.components import KINDS
+from prakit.kinds import KINDS
 from prakit.testing import (
     BackboneContract,
     ComponentContract,
     DecoderContract,
     EvaluatorContract,
     FeatureNetworkContract,
+    FolderContract,
     GeneratorContract,
     RolloutContract,
     micro_model_config,
@@ -190,3 +192,12 @@ def test_every_built_in_component_has_a_contract_subclass():
     built_in = {(kind, name) for kind in KINDS for name in registry.get(kind).names()
                 if registry.get(kind).entry(name).plugin in BUILT_IN_PLUGINS}
     assert len(built_in) > 20 and not built_in - covered, f"no contract test for {sorted(built_in - covered)}"
+
+
+@pytest.mark.parametrize("contract", [BackboneContract, GeneratorContract, DecoderContract, RolloutContract,
+                                      FeatureNetworkContract], ids=lambda c: c.kind)
+def test_each_contract_builds_its_kind_with_what_the_kinds_table_says(contract, tmp_path):
+    case = contract()
+    if isinstance(case, FolderContract):
+        case.setup(tmp_path)
+    assert tuple(case.deps()) == KINDS[case.kind].built_with

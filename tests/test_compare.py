@@ -161,8 +161,9 @@ def test_a_curve_a_plugin_evaluator_declares_is_drawn_across_the_rows(runs, fres
     import attrs
 
     from prakit import plugins
-    from prakit.components import Curve, Evaluator, EvaluatorConfig
+    from prakit.components import Curve, Evaluator
     from prakit.eval.compare import write_comparison
+    from prakit.kinds import EvaluatorConfig
 
     @attrs.frozen
     class SlopeConfig(EvaluatorConfig):

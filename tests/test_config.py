@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prakit import registry
-from prakit.components import KINDS
 from prakit.config import ExperimentConfig, dumps, from_data, load_config, read_file, structure, unstructure
 from prakit.errors import ConfigError, PrakitError
+from prakit.kinds import KINDS
 from prakit.presets import model_presets
 from prakit.testing.strategies import configs, mutations
 

@@ -26,7 +26,7 @@ from toys import (
 )
 
 from prakit import plugins
-from prakit.components import KINDS
+from prakit.kinds import KINDS
 from prakit.testing import (
     BackboneContract,
     DatasetContract,

@@ -174,12 +174,16 @@ def test_an_adm_reference_batch_is_read_as_it_is(tmp_path, toy_store):
     picked, picked_labels = npz.read(np.array([0, 1, 2, 9, 17, 29]))
     np.testing.assert_array_equal(picked, images[[0, 1, 2, 9, 17, 29]])
     assert picked_labels.tolist() == labels[[0, 1, 2, 9, 17, 29]].tolist()
-    network = ToyFeatures(ToyFeaturesConfig(), store=None, device=None, progress=False)
+    class ReadsADMStatistics(ToyFeatures):  # as inception declares
+        reads_adm_statistics = True
+
+    network = ReadsADMStatistics(ToyFeaturesConfig(), store=None, device=None, progress=False)
     stats = ref.moments(network, "inception", count=None)  # mu and sigma exactly as stored
     np.testing.assert_array_equal(stats.mu, mu)
     np.testing.assert_array_equal(stats.sigma, sigma)
     features = ref.features(network, "inception", count=None)  # KID and P/R use the images' features
     np.testing.assert_allclose(features.features, network(torch.from_numpy(images))[0].numpy(), rtol=1e-6)
+    network = ToyFeatures(ToyFeaturesConfig(), store=None, device=None, progress=False)
     with pytest.raises(PrakitError, match="holds the ADM suite's Inception statistics; evaluating with 'toy'"):
         ref.moments(network, "toy", count=None)
 

@@ -272,9 +272,10 @@ def test_an_evaluator_in_the_default_set_is_computed_when_none_is_named(fresh_pl
     import attrs
 
     from prakit import plugins
-    from prakit.components import Evaluator, EvaluatorConfig
+    from prakit.components import Evaluator
     from prakit.config import load_config
     from prakit.eval.evaluate import evaluator_configs
+    from prakit.kinds import EvaluatorConfig
 
     @attrs.frozen
     class SharpnessConfig(EvaluatorConfig):

@@ -133,7 +133,7 @@ def test_selfsample_reads_the_models_own_token_drawn_from_the_true_prefix_at_eve
 def test_projected_states_are_renormalised_after_guidance_before_they_are_decoded():
     decoder = registry.get("decoder").config("mlp", state_dim=4, width=16, depth=1, project_state=True)
     model = small_model(decoder="mlp").eval()
-    model.decoder = registry.build(decoder, token_dim=model.token_dim)
+    model.decoder = registry.build(decoder, token_dim=model.token_dim, patch_size=4, channels=3)
     generated, decoded = [], []
     generate, decode = model.generator.sample, model.decoder.decode
     model.generator.sample = lambda *args, **kwargs: generated.append(generate(*args, **kwargs)) or generated[-1]

@@ -3,6 +3,7 @@
 import ast
 import inspect
 import os
+import re
 import subprocess
 import sys
 import typing
@@ -13,8 +14,8 @@ from conftest import write_distribution
 from toys import ToyPlugin
 
 from prakit import hookspecs, plugins, registry
-from prakit.components import KINDS
 from prakit.errors import DuplicateComponentError, PluginError
+from prakit.kinds import KINDS
 from prakit.presets import model_presets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,3 +189,22 @@ def test_plugins_import_prakit_only_through_its_plugin_api():
             elif isinstance(node, ast.Import):
                 found += [f"{path.relative_to(ROOT)}: import {a.name}" for a in node.names if a.name.split(".")[0] == "prakit"]
     assert not found
+
+
+def test_the_hooks_and_the_plugin_docs_say_what_the_kinds_table_says():
+    rows = re.findall(r"^\| `(register_\w+)` \| `(\w+)` \(`([\w.]+)`\) \| `prakit\.components\.(\w+)` \| (.+?) \|$",
+                      (ROOT / "docs" / "plugins.md").read_text(), re.M)
+    table = {hook: (kind, key, interface, with_) for hook, kind, key, interface, with_ in rows}
+    for kind in KINDS.values():
+        built_with = ", ".join(kind.built_with) or "the config alone"
+        assert table[kind.hook] == (kind.name, kind.key, kind.interface_name, f"`{built_with}`" if kind.built_with
+                                    else built_with), kind.name
+        doc = inspect.getdoc(getattr(hookspecs, kind.hook))
+        assert f"prakit.components.{kind.interface_name}" in doc and built_with in doc, kind.hook
+    assert len(table) == len(KINDS)
+
+
+def test_importing_the_config_layer_loads_no_torch():
+    code = "import prakit.config, prakit.kinds, sys; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -5,9 +5,9 @@ import pytest
 from prakit_pra.mlp_decoder import MLPDecoder, MLPDecoderConfig
 
 from prakit import plugins, registry
-from prakit.components import DecoderConfig
 from prakit.config import ModelConfig
 from prakit.errors import PluginError, UnknownNameError
+from prakit.kinds import DecoderConfig
 from prakit.model import ARModel
 
 
@@ -85,7 +85,7 @@ def test_a_builder_must_return_the_kind_interface(fresh_plugins):
 
     plugins.register_plugin(Bad(), name="bad")
     with pytest.raises(PluginError, match="built a object, which is not a PixelDecoder"):
-        registry.build(NotADecoderConfig())
+        registry.build(NotADecoderConfig(), token_dim=4, patch_size=1, channels=4)
 
 
 def test_a_hook_that_raises_is_a_plugin_error_naming_the_plugin(fresh_plugins):
@@ -97,3 +97,10 @@ def test_a_hook_that_raises_is_a_plugin_error_naming_the_plugin(fresh_plugins):
     plugins.register_plugin(Crashing(), name="crashing")
     with pytest.raises(PluginError, match="plugin 'crashing' failed in register_rollouts: RuntimeError: oops"):
         registry.registries()
+
+
+def test_a_component_is_built_with_exactly_what_its_kind_is_built_with():
+    with pytest.raises(TypeError, match="a decoder is built with token_dim, patch_size, channels; got token_dim"):
+        registry.get("decoder").build("mlp", token_dim=48)
+    with pytest.raises(TypeError, match="a rollout is built with nothing besides its config; got step"):
+        registry.get("rollout").build("pra", step=0)

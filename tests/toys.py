@@ -9,20 +9,15 @@ import torch
 from torch import nn
 
 from prakit import hookimpl
-from prakit.components import (
-    Backbone,
+from prakit.components import Backbone, Dataset, Evaluator, FeatureNetwork, RolloutApproximator, StateGenerator
+from prakit.kinds import (
     BackboneConfig,
-    Dataset,
     DatasetConfig,
     DecoderConfig,
-    Evaluator,
     EvaluatorConfig,
-    FeatureNetwork,
     FeatureNetworkConfig,
     GeneratorConfig,
-    RolloutApproximator,
     RolloutConfig,
-    StateGenerator,
 )
 from prakit.random import randn
 from prakit.testing import LinearDecoder

@@ -74,10 +74,10 @@ def source_config(name: str, values: list[str], sets: list[str] = ()):
     import attrs
 
     from prakit import registry
-    from prakit.components import DatasetConfig
     from prakit.config import structure
     from prakit.config.io import parse_override
     from prakit.errors import ConfigError
+    from prakit.kinds import DatasetConfig
 
     cls = registry.get("dataset").entry(name).config_class
     required = [f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING]

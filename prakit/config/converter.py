@@ -20,8 +20,8 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
 from prakit import registry
-from prakit.components import CONFIG_BASES, ComponentConfig
 from prakit.errors import ConfigError, UnknownNameError
+from prakit.kinds import CONFIG_BASES, ComponentConfig
 
 _converter: tuple[object, cattrs.Converter] | None = None
 

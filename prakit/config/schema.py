@@ -11,7 +11,7 @@ from attrs import field, frozen
 from attrs.validators import and_, deep_iterable, ge, gt, in_, le, lt, optional
 
 from prakit.choices import CHANNELS, CLUSTERS, EMA_CHOICES, GUIDANCE_SCHEDULES, SAMPLER_COMPILE
-from prakit.components import (
+from prakit.kinds import (
     CONFIG_BASES,
     BackboneConfig,
     DatasetConfig,

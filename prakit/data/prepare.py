@@ -24,7 +24,7 @@ import zarr
 from tqdm import tqdm
 
 from prakit import registry
-from prakit.components import Dataset, DatasetConfig
+from prakit.components import Dataset
 from prakit.config import unstructure
 from prakit.data import journal
 from prakit.data.digest import MODULUS, content_digests, fold
@@ -41,6 +41,7 @@ from prakit.data.store import (
     shard_length,
 )
 from prakit.errors import PrakitError
+from prakit.kinds import DatasetConfig
 
 TASK = 32  # items per worker task
 _RECORD = "prepare"

@@ -14,12 +14,13 @@ from typing import Any, Callable, Literal
 import torch
 
 from prakit import registry
-from prakit.components import FeatureNetwork, FeatureNetworkConfig
+from prakit.components import FeatureNetwork
 from prakit.config import EvalConfig, SampleConfig
 from prakit.data.store import Store, open_store
 from prakit.errors import PrakitError
 from prakit.eval.features import Features, Moments, cached_features, moments
 from prakit.eval.reference import Reference, StoreImages
+from prakit.kinds import FeatureNetworkConfig
 
 Which = Literal["samples", "reference"]
 

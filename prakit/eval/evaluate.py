@@ -17,7 +17,6 @@ import attrs
 import torch
 
 from prakit import __version__, registry
-from prakit.components import EvaluatorConfig
 from prakit.config import ExperimentConfig, SampleConfig, from_data, structure, unstructure
 from prakit.config.schema import what_is_drawn
 from prakit.data.store import is_finished, open_store, read_attrs
@@ -26,6 +25,7 @@ from prakit.eval.context import EvalContext
 from prakit.eval.reference import open_reference
 from prakit.eval.report import markdown_table, text_table, write_json
 from prakit.io import atomic_write_text
+from prakit.kinds import EvaluatorConfig
 from prakit.plots import line_plot
 from prakit.run import EVAL_RECORD, EVAL_TABLE, Run, read_record
 

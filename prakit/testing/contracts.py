@@ -21,9 +21,10 @@ import pytest
 import torch
 
 from prakit import registry
-from prakit.components import ComponentConfig, PixelDecoder
+from prakit.components import PixelDecoder
 from prakit.config import ModelConfig, SampleConfig, preset_model, structure, unstructure
 from prakit.data import open_store
+from prakit.kinds import ComponentConfig
 from prakit.model import ARModel
 
 

@@ -24,7 +24,7 @@ from hypothesis import reject
 from hypothesis import strategies as st
 
 from prakit import registry
-from prakit.components import CONFIG_BASES
+from prakit.kinds import CONFIG_BASES
 
 _BIG = 10**6  # the bound of a float without one
 _SIZE = 64  # an integer without an upper bound is drawn at most this far above max(its lower bound, 0)
