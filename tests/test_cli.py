@@ -295,3 +295,20 @@ def test_an_unknown_ema_is_refused_before_loading(tiny_run, tmp_path, capsys):
     code, err = sample(tiny_run / "run", tmp_path / "s.zarr", "--ema", "quick", capsys=capsys)
     assert (code, err) == (2, "prakit: error: --ema must be 'none', 'slow', 'fast' or an EMA's name like "
                               "'ema_0.9999', got 'quick'\n")
+
+
+def test_the_sampling_and_resource_flags_come_from_the_schema(capsys):
+    import attrs
+
+    from prakit.cli import main
+    from prakit.config import LaunchConfig, SampleConfig
+    from prakit.config.schema import flags
+
+    assert {f.field for f in flags(SampleConfig)} == {f.name for f in attrs.fields(SampleConfig)} - {"num"}
+    assert {f.field for f in flags(LaunchConfig)} == {f.name for f in attrs.fields(LaunchConfig)} - {
+        "cluster", "folder", "slurm_options"}  # the cluster has --cluster; folder and options stay in the file
+    for command, cls in (("sample", SampleConfig), ("submit", LaunchConfig)):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        shown = capsys.readouterr().out
+        assert all(option.name in shown for option in flags(cls)), command

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Callable
 from prakit.choices import CLUSTERS
 from prakit.cli.config import OVERRIDES_HELP
 from prakit.cli.paths import default_run_dir
+from prakit.config.schema import LaunchConfig, flags
+from prakit.run import STAGES
 
 if TYPE_CHECKING:
     import submitit
 
-    from prakit.config import LaunchConfig
 
 
 def add_parser(groups: argparse._SubParsersAction) -> None:
@@ -30,7 +31,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
     submit.add_argument("--cluster", choices=CLUSTERS,
                         help="where to run (default: the config's launch.cluster)")
     submit.add_argument("--wait", action="store_true", help="wait for the jobs and report how they ended")
-    submit.add_argument("--stage", choices=("train", "sample", "eval"), default="train",
+    submit.add_argument("--stage", choices=STAGES, default="train",
                         help="train configs (default), or sample or evaluate trained RUN_DIRs")
     submit.add_argument("--num", type=int, help="with --stage sample|eval: samples to draw (default: eval.num, "
                         "else sample.num)")
@@ -41,23 +42,19 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
 
 
 #: ``launch`` fields set by a flag of their own, e.g. ``--gpus-per-node 8``.
-LAUNCH_FLAGS = {"nodes": int, "gpus_per_node": int, "tasks_per_node": int, "cpus_per_task": int, "mem_gb": int,
-                "timeout_min": int, "partition": str, "account": str, "qos": str, "constraint": str}
-
-
 def add_launch_flags(parser: argparse.ArgumentParser) -> None:
     """Flags for the ``launch`` section's fields (they override the config's)."""
     group = parser.add_argument_group("resources (the config's launch section, overridden)")
-    for name, kind in LAUNCH_FLAGS.items():
-        group.add_argument(f"--{name.replace('_', '-')}", type=kind, metavar=name.split("_")[0].upper(),
-                           help=f"launch.{name}")
+    for option in flags(LaunchConfig):
+        group.add_argument(option.name, type=option.type, metavar=option.field.split("_")[0].upper(), help=option.help)
     group.add_argument("--slurm-option", action="append", default=[], metavar="KEY[=VALUE]",
                        help="another sbatch option, e.g. mail-type=END or hold; repeatable")
 
 
 def launch_overrides(args: argparse.Namespace) -> list[str]:
     """The launch flags given, as ``launch.KEY=VALUE`` overrides."""
-    out = [f"launch.{name}={json.dumps(getattr(args, name))}" for name in LAUNCH_FLAGS if getattr(args, name) is not None]
+    out = [f"launch.{option.field}={json.dumps(getattr(args, option.field))}" for option in flags(LaunchConfig)
+           if getattr(args, option.field) is not None]
     for option in args.slurm_option:
         key, _, value = option.partition("=")
         out.append(f"launch.slurm_options.{key.strip()}={json.dumps(value)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
+import typing
 
 import attrs
 from attrs import field, frozen
@@ -28,6 +29,12 @@ FREE = {"free_in_a_run": True}
 #: Field metadata of a sampling option: it changes how fast samples are drawn, not which (every
 #: image is seeded by its index), so stores and evaluations drawn with other values are the same.
 SPEED_ONLY = {"speed_only": True}
+
+
+def flag(help: str, name: str | None = None, choices: tuple | None = None, **metadata) -> dict:
+    """Field metadata: the command line offers the field as a flag of its own (``--field-name``,
+    or ``name``) with this ``help`` (and ``choices``)."""
+    return {"help": help, "flag": name, "choices": choices, **metadata}
 
 
 @functools.cache
@@ -138,14 +145,41 @@ class SampleConfig:
     """How images are drawn from a trained model."""
 
     num: int = field(default=50_000, validator=gt(0))
-    batch_size: int = field(default=64, validator=gt(0), metadata=SPEED_ONLY)
-    cfg_scale: float = field(default=1.0, validator=ge(0.0))
-    cfg_schedule: str = field(default="linear", validator=in_(GUIDANCE_SCHEDULES))
-    temperature: float = field(default=1.0, validator=gt(0.0))
-    steps: int | None = field(default=None, validator=optional(gt(0)))  # None: the head's own default
-    ema: str = field(default="slow", validator=EMAChoice())
-    seed: int = field(default=0, validator=ge(0))
-    compile: str = field(default="off", validator=in_(SAMPLER_COMPILE), metadata=SPEED_ONLY)
+    batch_size: int = field(default=64, validator=gt(0), metadata=flag("images per batch", **SPEED_ONLY))
+    cfg_scale: float = field(default=1.0, validator=ge(0.0), metadata=flag("classifier-free guidance scale", "--guidance"))
+    cfg_schedule: str = field(default="linear", validator=in_(GUIDANCE_SCHEDULES),
+                              metadata=flag("how guidance moves over the tokens", "--guidance-schedule", GUIDANCE_SCHEDULES))
+    temperature: float = field(default=1.0, validator=gt(0.0), metadata=flag("head sampling temperature"))
+    steps: int | None = field(default=None, validator=optional(gt(0)),  # None: the head's own default
+                              metadata=flag("head sampling steps per token"))
+    ema: str = field(default="slow", validator=EMAChoice(),
+                     metadata=flag(f"EMA weights: {', '.join(EMA_CHOICES)} or a name like ema_0.9999"))
+    seed: int = field(default=0, validator=ge(0), metadata=flag("sampling seed (images are seeded per index)"))
+    compile: str = field(default="off", validator=in_(SAMPLER_COMPILE), metadata=flag(
+        "torch.compile the decoding step and the head's network in this mode (reduce-overhead: CUDA graphs)",
+        choices=SAMPLER_COMPILE, **SPEED_ONLY))
+
+
+@attrs.frozen
+class Flag:
+    """A command-line flag for a config field: its name, type, choices and help."""
+
+    field: str
+    name: str
+    type: type
+    choices: tuple | None
+    help: str
+
+
+def flags(cls: type) -> list[Flag]:
+    """The flags of the fields of ``cls`` marked with :func:`flag`, in field order."""
+    found = []
+    for f in attrs.fields(attrs.resolve_types(cls)):
+        if "help" in f.metadata:
+            scalar = next(t for t in typing.get_args(f.type) or (f.type,) if t is not type(None))
+            found.append(Flag(f.name, f.metadata["flag"] or f"--{f.name.replace('_', '-')}", scalar,
+                              f.metadata["choices"], f.metadata["help"]))
+    return found
 
 
 def what_is_drawn(options: dict) -> dict:
@@ -181,16 +215,17 @@ class LaunchConfig:
 
     cluster: str = field(default="local", validator=in_(CLUSTERS))
     folder: str = "runs/submitit"
-    nodes: int = field(default=1, validator=gt(0))
-    gpus_per_node: int = field(default=8, validator=ge(0))
-    tasks_per_node: int | None = field(default=None, validator=optional(gt(0)))  # None: one per GPU (or 1)
-    cpus_per_task: int = field(default=8, validator=gt(0))
-    mem_gb: int = field(default=0, validator=ge(0))
-    timeout_min: int = field(default=4320, validator=gt(0))
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
+    nodes: int = field(default=1, validator=gt(0), metadata=flag("launch.nodes"))
+    gpus_per_node: int = field(default=8, validator=ge(0), metadata=flag("launch.gpus_per_node"))
+    tasks_per_node: int | None = field(default=None, validator=optional(gt(0)),  # None: one per GPU (or 1)
+                                       metadata=flag("launch.tasks_per_node"))
+    cpus_per_task: int = field(default=8, validator=gt(0), metadata=flag("launch.cpus_per_task"))
+    mem_gb: int = field(default=0, validator=ge(0), metadata=flag("launch.mem_gb"))
+    timeout_min: int = field(default=4320, validator=gt(0), metadata=flag("launch.timeout_min"))
+    partition: str | None = field(default=None, metadata=flag("launch.partition"))
+    account: str | None = field(default=None, metadata=flag("launch.account"))
+    qos: str | None = field(default=None, metadata=flag("launch.qos"))
+    constraint: str | None = field(default=None, metadata=flag("launch.constraint"))
     slurm_options: dict[str, str] = field(factory=dict, validator=sbatch_options)  # more sbatch options, e.g. {mail-type = "END"}; "": a flag
 
 
