@@ -18,7 +18,7 @@ import torch
 import zarr
 
 from prakit import registry
-from prakit.config import preset_model
+from prakit.config import ModelConfig, preset_model
 from prakit.data.store import create_store, digest_sum, finish_store
 from prakit.model import ARModel
 from prakit.testing import perturb_parameters
@@ -171,3 +171,8 @@ def evaluation_commands() -> list[tuple[str, list[str]]]:
         ):
             found.append((shown.document, argv))
     return found
+
+
+def micro_model_config(rollout: str = "teacher_forcing") -> ModelConfig:
+    """The built-in ``micro`` preset with 4x4 patches and the rollout named ``rollout``."""
+    return preset_model("micro", patch_size=4, rollout=registry.get("rollout").config(rollout))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from helpers import micro_model_config
 from prakit_baselines.exact_rollout import ExactRolloutConfig
 from prakit_baselines.identity import IdentityDecoderConfig
 from prakit_baselines.rollouts import NoiseInjectionConfig, TeacherForcingConfig
@@ -34,7 +35,6 @@ from prakit.testing import (
     FolderContract,
     GeneratorContract,
     RolloutContract,
-    micro_model_config,
 )
 
 BUILT_IN_PLUGINS = {"models", "pra", "baselines", "eval", "datasets"}
@@ -134,47 +134,53 @@ class TestFeatNet(FeatureNetworkContract):
     config = FeatNetConfig(steps=20, width=8, features=16)
 
 
-class TestFID(EvaluatorContract):
+class BuiltInEvaluatorContract(EvaluatorContract):
+    """The built-in evaluators run on a quickly fitted featnet, as they do in practice."""
+
+    features = {"name": "featnet", "steps": 30, "width": 8, "features": 16}
+
+
+class TestFID(BuiltInEvaluatorContract):
     config = FIDConfig()
 
 
-class TestKID(EvaluatorContract):
+class TestKID(BuiltInEvaluatorContract):
     config = KIDConfig(subsets=10)
 
 
-class TestInceptionScore(EvaluatorContract):
+class TestInceptionScore(BuiltInEvaluatorContract):
     config = InceptionScoreConfig()
 
 
-class TestPrecisionRecall(EvaluatorContract):
+class TestPrecisionRecall(BuiltInEvaluatorContract):
     config = PrecisionRecallConfig()
 
 
-class TestClassConsistency(EvaluatorContract):
+class TestClassConsistency(BuiltInEvaluatorContract):
     config = ClassConsistencyConfig(features=FeatNetConfig(steps=20, width=8, features=16))
 
 
-class TestLinearProbe(EvaluatorContract):
+class TestLinearProbe(BuiltInEvaluatorContract):
     config = LinearProbeConfig(num=40)
     model_config = MICRO_MODEL
 
 
-class TestRolloutGap(EvaluatorContract):
+class TestRolloutGap(BuiltInEvaluatorContract):
     config = RolloutGapConfig(num=12)
     model_config = MICRO_MODEL
 
 
-class TestReconstructionPSNR(EvaluatorContract):
+class TestReconstructionPSNR(BuiltInEvaluatorContract):
     config = ReconstructionPSNRConfig(num=12)
     model_config = MICRO_MODEL
 
 
-class TestReconstructionPSNRLossless(EvaluatorContract):
+class TestReconstructionPSNRLossless(BuiltInEvaluatorContract):
     config = ReconstructionPSNRConfig(num=12)
     model_config = attrs.evolve(MICRO_MODEL, decoder=IdentityDecoderConfig())
 
 
-class TestSamplingSpeed(EvaluatorContract):
+class TestSamplingSpeed(BuiltInEvaluatorContract):
     config = SamplingSpeedConfig(batch_size=4, batches=1)
     model_config = MICRO_MODEL
 

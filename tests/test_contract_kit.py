@@ -25,7 +25,7 @@ from toys import (
     ToyRolloutConfig,
 )
 
-from prakit import plugins
+from prakit import plugins, registry
 from prakit.kinds import KINDS
 from prakit.testing import (
     BackboneContract,
@@ -286,3 +286,31 @@ def test_drawn_integers_stay_small_without_an_upper_bound(sizes):
 def test_drawn_integers_reach_a_validators_bound_and_a_field_can_be_drawn_otherwise():
     assert find(configs(Sizes), lambda sizes: sizes.capped > 500).capped <= 1000
     assert find(configs(Sizes, positive=st.just(7)), lambda sizes: True).positive == 7
+
+
+def test_the_contracts_pass_with_only_the_users_plugin_loaded(monkeypatch, tmp_path):
+    """No built-in plugin is loaded (``PRAKIT_PLUGINS`` empty): the kit runs a rollout and an
+    evaluator with its own stand-ins."""
+    monkeypatch.setenv(plugins.ONLY_ENV, "")
+    plugins.reset()
+    try:
+        class UsersPlugin:
+            @plugins.hookimpl
+            def register_rollouts(self, registrar):
+                registrar.add(ToyRolloutConfig, ToyRollout)
+
+            @plugins.hookimpl
+            def register_evaluators(self, registrar):
+                registrar.add(ToyEvaluatorConfig, ToyEvaluator)
+
+        plugins.register_plugin(UsersPlugin(), name="users")
+        assert registry.list_components("backbone") == [] and registry.list_components("features") == []
+        rollout = type("Case", (RolloutContract,), {"config": ToyRolloutConfig()})()
+        for check in ("test_shape_and_dtype", "test_leaves_the_model_as_it_found_it", "test_registered_under_its_name"):
+            getattr(rollout, check)()
+        evaluator = type("Case", (EvaluatorContract,), {"config": ToyEvaluatorConfig()})()
+        evaluator.setup(tmp_path)
+        for check in ("test_returns_named_numbers_and_curves", "test_declares_which_way_is_better", "test_deterministic"):
+            getattr(evaluator, check)()
+    finally:
+        plugins.reset()

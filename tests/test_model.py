@@ -416,7 +416,7 @@ def test_a_component_that_cannot_compile_its_sampling_says_so(toy_plugin):
     from prakit.errors import PrakitError
 
     toy_backbone = small_model(backbone=registry.get("backbone").config("toy"))
-    with pytest.raises(PrakitError, match='ToyBackbone does not compile its decoding; set sample.compile = "off"'):
+    with pytest.raises(PrakitError, match='StandInBackbone does not compile its decoding; set sample.compile = "off"'):
         toy_backbone.compile_sampling("default")
     toy_backbone.compile_sampling("off")  # eager: nothing to compile
 

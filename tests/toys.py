@@ -5,11 +5,9 @@ from typing import Any, ClassVar
 
 import attrs
 import numpy as np
-import torch
-from torch import nn
 
 from prakit import hookimpl
-from prakit.components import Backbone, Dataset, Evaluator, FeatureNetwork, RolloutApproximator, StateGenerator
+from prakit.components import Dataset, Evaluator, RolloutApproximator
 from prakit.kinds import (
     BackboneConfig,
     DatasetConfig,
@@ -19,8 +17,10 @@ from prakit.kinds import (
     GeneratorConfig,
     RolloutConfig,
 )
-from prakit.random import randn
-from prakit.testing import LinearDecoder
+from prakit.testing.standins import LinearDecoder
+from prakit.testing.standins import StandInBackbone as ToyBackbone
+from prakit.testing.standins import StandInFeatures as ToyFeatures
+from prakit.testing.standins import StandInGenerator as ToyGenerator
 
 
 @attrs.frozen
@@ -29,52 +29,9 @@ class ToyBackboneConfig(BackboneConfig):
     width: int = 8
 
 
-class ToyBackbone(Backbone):
-    """h_i = running mean of the embedded start and input tokens up to i (causal)."""
-
-    def __init__(self, cfg, *, token_dim, seq_len, num_classes, grid):
-        super().__init__()
-        self.width = cfg.width
-        self.embed = nn.Linear(token_dim, cfg.width)
-        self.classes = nn.Embedding(num_classes + 1, cfg.width)
-        self.out = nn.Linear(cfg.width, cfg.width)
-
-    def forward(self, tokens, labels):
-        seq = torch.cat([self.classes(labels)[:, None], self.embed(tokens)], 1)
-        counts = torch.arange(1, seq.shape[1] + 1, dtype=seq.dtype)[None, :, None]
-        return self.out(seq.cumsum(1) / counts)
-
-    def start(self, labels):
-        cache = {"sum": self.classes(labels), "count": 1}
-        return self.out(cache["sum"]), cache
-
-    def step(self, token, cache):
-        cache["sum"] = cache["sum"] + self.embed(token)
-        cache["count"] += 1
-        return self.out(cache["sum"] / cache["count"])
-
-
 @attrs.frozen
 class ToyGeneratorConfig(GeneratorConfig):
     name: ClassVar[str] = "toy"
-
-
-class ToyGenerator(StateGenerator):
-    """A Gaussian with a learned mean: z ~ N(W h, temperature^2)."""
-
-    def __init__(self, cfg, *, state_dim, cond_dim, state_bound=None):
-        super().__init__()
-        self.state_dim = state_dim
-        self.mean = nn.Linear(cond_dim, state_dim)
-
-    def loss(self, h, z):
-        return (self.mean(h) - z).square().mean(-1)
-
-    def sample(self, h, *, temperature=1.0, steps=None, rng=None, cfg_scale=1.0, h_uncond=None):
-        mean = self.mean(h)
-        if h_uncond is not None:
-            mean = self.mean(h_uncond) + cfg_scale * (mean - self.mean(h_uncond))
-        return (mean + temperature * randn(mean.shape, rng, device=mean.device)).float()
 
 
 @attrs.frozen
@@ -94,21 +51,6 @@ class ToyEvaluator(Evaluator):
 @attrs.frozen
 class ToyFeaturesConfig(FeatureNetworkConfig):
     name: ClassVar[str] = "toy"
-
-
-class ToyFeatures(FeatureNetwork):
-    """Each channel's mean over the four quadrants of the image; no logits."""
-
-    def __init__(self, cfg, *, store, device, progress):
-        super().__init__()
-        self.num_features = 4 * (store.image_shape[-1] if store is not None else 3)
-
-    def forward(self, images):
-        x = images.permute(0, 3, 1, 2).float() / 255
-        return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1), None
-
-    def fingerprint(self):
-        return "70" * 8
 
 
 @attrs.frozen

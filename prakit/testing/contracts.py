@@ -21,11 +21,11 @@ import pytest
 import torch
 
 from prakit import registry
-from prakit.components import PixelDecoder
-from prakit.config import ModelConfig, SampleConfig, preset_model, structure, unstructure
+from prakit.config import ModelConfig, SampleConfig, structure, unstructure
 from prakit.data import open_store
 from prakit.kinds import ComponentConfig
 from prakit.model import ARModel
+from prakit.testing.standins import register_stand_ins, remove_stand_ins, stand_in_model_config
 
 
 class ComponentContract:
@@ -34,6 +34,12 @@ class ComponentContract:
     kind: ClassVar[str]
     config: ClassVar[ComponentConfig]
     seed: ClassVar[int] = 0
+
+    @pytest.fixture(autouse=True)
+    def _stand_ins(self):
+        """The stand-ins a check registers are gone after it, so they never show in a registry listing."""
+        yield
+        remove_stand_ins()
 
     def deps(self) -> dict[str, Any]:
         """The dependencies the component is built with."""
@@ -326,14 +332,10 @@ class GeneratorContract(ModuleContract):
         assert not torch.allclose(draw(h_uncond=h_uncond, cfg_scale=3.0), plain)
 
 
-def micro_model_config(rollout: str = "teacher_forcing") -> ModelConfig:
-    """The ``micro`` preset with 4x4 patches and the rollout named ``rollout``."""
-    return preset_model("micro", patch_size=4, rollout=registry.get("rollout").config(rollout))
-
-
 class RolloutContract(ComponentContract):
     """The approximator runs on a tiny real model of 3 x 3 tokens (``model_config``; None: the
-    built-in components of :func:`micro_model_config`), in training mode, as in a training step."""
+    kit's stand-in components around it, :func:`prakit.testing.standins.stand_in_model_config`),
+    in training mode, as in a training step."""
 
     kind = "rollout"
     stops_gradient: ClassVar[bool] = True
@@ -342,7 +344,7 @@ class RolloutContract(ComponentContract):
 
     def model(self) -> ARModel:
         torch.manual_seed(123)
-        cfg = self.model_config or micro_model_config()
+        cfg = self.model_config or stand_in_model_config()
         model = ARModel(cfg, image_size=3 * cfg.patch_size, channels=3, num_classes=2, sampling=self.sampling)
         perturb_parameters(model)  # as if trained a little: zero-initialised layers move
         return model.train()
@@ -415,15 +417,17 @@ class FolderContract(ComponentContract):
 
 class EvaluatorContract(FolderContract):
     """Runs the evaluator on a tiny evaluation: 40 samples and 60 real images (8 x 8, two classes),
-    the feature network ``features`` (a quickly fitted featnet by default) and, if
-    ``model_config`` is set, a tiny randomly initialised model with 2 x 2 tokens."""
+    the feature network ``features`` (the kit's stand-in by default:
+    :class:`prakit.testing.standins.StandInFeatures`) and, if ``model_config`` is set, a tiny
+    randomly initialised model with 2 x 2 tokens."""
 
     kind = "evaluator"
-    features: ClassVar[dict[str, Any]] = {"name": "featnet", "steps": 30, "width": 8, "features": 16}
+    features: ClassVar[dict[str, Any]] = {"name": "stand_in"}
     model_config: ClassVar[ModelConfig | None] = None
 
     def setup(self, folder: Path) -> None:
         super().setup(folder)
+        register_stand_ins()
         names = ("dark", "light")
         write_images(self.folder / "real.zarr", *labelled_images(60, seed=0), names)
         write_images(self.folder / "samples.zarr", *labelled_images(40, seed=1), names)
@@ -532,22 +536,6 @@ class DatasetContract(ComponentContract):
         for index in (0, len(a) - 1):
             np.testing.assert_array_equal(a[index][0], b[index][0])
             assert a[index][1] == b[index][1]
-
-
-class LinearDecoder(PixelDecoder):
-    """A random linear encoder/decoder pair: the stand-in model for rollout contracts."""
-
-    def __init__(self, token_dim: int, state_dim: int):
-        super().__init__()
-        self.token_dim, self.state_dim = token_dim, state_dim
-        self.encoder = torch.nn.Linear(token_dim, state_dim)
-        self.decoder = torch.nn.Linear(state_dim, token_dim)
-
-    def encode(self, x):
-        return self.encoder(x)
-
-    def decode(self, z):
-        return self.decoder(z)
 
 
 def perturb_parameters(module: torch.nn.Module) -> None:
