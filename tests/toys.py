@@ -17,10 +17,10 @@ from prakit.kinds import (
     GeneratorConfig,
     RolloutConfig,
 )
-from prakit.testing.standins import LinearDecoder
 from prakit.testing.standins import StandInBackbone as ToyBackbone
 from prakit.testing.standins import StandInFeatures as ToyFeatures
 from prakit.testing.standins import StandInGenerator as ToyGenerator
+from prakit.testing.standins import stand_in_decoder
 
 
 @attrs.frozen
@@ -78,14 +78,10 @@ class ToyDataset(Dataset):
 
 @attrs.frozen
 class ToyDecoderConfig(DecoderConfig):
-    name: ClassVar[str] = "toy"
-
-
-def toy_decoder(cfg, *, token_dim, patch_size, channels):
     """A random linear map to a 3-dim state and back that keeps the patch layout it was built with."""
-    decoder = LinearDecoder(token_dim, 3)
-    decoder.patch_size, decoder.channels = patch_size, channels
-    return decoder
+
+    name: ClassVar[str] = "toy"
+    state_dim: int = 3
 
 
 @attrs.frozen
@@ -147,7 +143,7 @@ class ToyPlugin:
 
     @hookimpl
     def register_decoders(self, registrar):
-        registrar.add(ToyDecoderConfig, toy_decoder)
+        registrar.add(ToyDecoderConfig, stand_in_decoder)
 
     @hookimpl
     def register_rollouts(self, registrar):
