@@ -33,3 +33,14 @@ def test_the_map_names_every_module(module):
         lines = section(lines, folder)
         assert lines, f"docs/architecture.md has no entry for {folder}/ (on the way to {module})"
     assert re.search(rf"(?<![\w.]){re.escape(module.name)}\b", "\n".join(lines)), f"docs/architecture.md does not name {module}"
+
+
+def test_the_kinds_table_of_the_map_is_prakit_kinds():
+    from prakit.kinds import KINDS
+
+    rows = re.findall(r"^\| (\w+) \| `([\w.]+)` \| `(\w+)` \| (.+?) \|", (ROOT / "docs" / "architecture.md").read_text(), re.M)
+    shown = {kind: (key, interface, built_with) for kind, key, interface, built_with in rows}
+    for kind in KINDS.values():
+        if kind.name != "dataset":  # named in the sentence under the table
+            built_with = f"`{', '.join(kind.built_with)}`" if kind.built_with else "the config"
+            assert shown[kind.name] == (kind.key, kind.interface_name, built_with), kind.name
