@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from common import device_tag, image_size, report, run_cases, sync, training_step
 
+from prakit import registry
 from prakit.config import load_config, unstructure
 from prakit.sample import inference_device
 
@@ -37,19 +38,23 @@ def inline_table(component) -> str:
     return "{" + ",".join(f"{key}={json.dumps(value)}" for key, value in unstructure(component).items()) + "}"
 
 
-#: The rollouts compared, by label: their ``model.rollout`` override. ``exact_rollout`` is the
-#: comparison's (rows roll from their own random prefix to the end of the sequence, each token
-#: drawn from the rolled prefix); ``exact_rollout (aligned, window 1)`` rolls one token after one
-#: prefix length for the whole batch, its cheapest setting.
-ROLLOUTS = {
-    "teacher_forcing": '{name="teacher_forcing"}',
-    "noise_injection": '{name="noise_injection"}',
-    "pra": '{name="pra"}',
+#: Settings timed beside every installed rollout at its defaults, by label: their ``model.rollout``
+#: override. ``exact_rollout`` is the comparison's (rows roll from their own random prefix to the
+#: end of the sequence, each token drawn from the rolled prefix) in place of its defaults;
+#: ``exact_rollout (aligned, window 1)`` rolls one token after one prefix length for the whole
+#: batch, its cheapest setting.
+SETTINGS = {
     "pra (calibrated)": '{name="pra",sigma="calibrated"}',
-    "pra_selfsample": '{name="pra_selfsample"}',
     "exact_rollout": inline_table(load_config(COMPARED_EXACT_ROLLOUT).model.rollout),
     "exact_rollout (aligned, window 1)": '{name="exact_rollout",window=1,starts="aligned"}',
 }
+
+
+def rollouts() -> dict[str, str]:
+    """The rollouts timed, by label: every installed one at its defaults (teacher forcing, the
+    ratios' baseline, first; a new rollout shows without an edit here), then :data:`SETTINGS`."""
+    names = sorted(registry.list_components("rollout"), key=lambda name: name != "teacher_forcing")
+    return {name: f'{{name="{name}"}}' for name in names} | SETTINGS
 #: Rollouts too slow for a block of several steps: one step per turn.
 ONE_STEP = {"exact_rollout"}
 FIRST_STEP = 10_000
@@ -62,11 +67,12 @@ def measure(config: str, overrides: list[str], length: int, batch: int, rounds: 
     patch = load_config(config, overrides).model.patch_size
     shape = [f"data.image_size={image_size(length, patch)}", "data.num_workers=0"]
     steps = {}
-    for label, rollout in ROLLOUTS.items():
+    compared = rollouts()
+    for label, rollout in compared.items():
         cfg = load_config(config, [*overrides, *shape, f"model.rollout={rollout}"])
         steps[label] = training_step(cfg, batch, device)[1]
         steps[label](FIRST_STEP - 1)  # warm-up: first-call allocations and one-time work
-    times: dict[str, list[float]] = {label: [] for label in ROLLOUTS}
+    times: dict[str, list[float]] = {label: [] for label in compared}
     peaks: dict[str, float] = {}
     for r in range(rounds):
         for label, step in steps.items():

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import benchmark
+from helpers import ROOT, benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
+from prakit import registry
 
 
 @pytest.fixture
@@ -55,6 +55,7 @@ def test_train_step_compares_every_rollout_with_teacher_forcing_and_records_how(
     record = json.loads((tmp_path / "train_step_cpu.json").read_text())
     rollouts = [row["rollout"] for row in record["rows"]]
     assert rollouts[0] == "teacher_forcing" and {"pra", "pra (calibrated)", "exact_rollout"} <= set(rollouts)
+    assert set(registry.list_components("rollout")) <= set(rollouts)  # every installed rollout, with no list to edit
     assert record["rows"][0]["ratio"] == 1.0 and all(row["step_ms"] > 0 for row in record["rows"])
     assert record["command"].endswith("--batch-size 4 model.preset=micro") and record["machine"]["torch"]
     assert record["machine"]["cpu"] and record["machine"]["cpu_capability"] and record["machine"]["cores"]

@@ -208,3 +208,27 @@ def test_importing_the_config_layer_loads_no_torch():
     code = "import prakit.config, prakit.kinds, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_rollout_shown_in_one_file_passes_its_contract_with_only_its_plugin(monkeypatch):
+    """docs/plugins.md's one-file rollout and its contract test, run as shown, with no other plugin loaded."""
+    import types
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "plugins.md").read_text(), re.S)
+    source = next(block for block in blocks if "class Smeared(" in block)
+    test = next(block for block in blocks if "class TestSmeared(" in block)
+    module = types.ModuleType("smeared")
+    exec(compile(source, "docs/plugins.md", "exec"), module.__dict__)
+    exec(compile(test, "docs/plugins.md", "exec"), module.__dict__)
+    monkeypatch.setenv(plugins.ONLY_ENV, "")
+    plugins.reset()
+    try:
+        plugins.register_plugin(module, name="smeared")
+        assert registry.list_components("rollout") == ["smeared"]
+        case = module.TestSmeared()
+        checks = [name for name in dir(case) if name.startswith("test_")]
+        assert len(checks) >= 6
+        for check in checks:
+            getattr(case, check)()
+    finally:
+        plugins.reset()

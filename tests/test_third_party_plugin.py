@@ -87,3 +87,4 @@ def test_the_docs_show_the_example_package_verbatim():
     docs = (ROOT / "docs" / "plugins.md").read_text()
     for name in ("pyproject.toml", "prakit_linear_decoder.py", "test_linear_decoder.py"):
         assert (EXAMPLE / name).read_text().strip() in docs, f"docs/plugins.md is out of date with {name}"
+
