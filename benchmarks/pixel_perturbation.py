@@ -25,7 +25,7 @@ from common import report
 from prakit import registry
 from prakit.data import open_store, to_model_input
 from prakit.eval.features import spread
-from prakit.sample import load_model, resolve_checkpoint
+from prakit.run import load_model, resolve_checkpoint
 
 
 def rms(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -39,7 +39,7 @@ from prakit.config import load_config
 from prakit.model import ARModel
 from prakit.plots import line_plot
 from prakit.random import sample_generators
-from prakit.sample import inference_device
+from prakit.run import inference_device
 from prakit.threads import sampling_threads
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ from common import device_tag, image_size, report, run_cases, sync, training_ste
 
 from prakit import registry
 from prakit.config import load_config, unstructure
-from prakit.sample import inference_device
+from prakit.run import inference_device
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The exact rollout the digits comparison trains (experiments/digits/exact-rollout.toml).

@@ -30,7 +30,7 @@ from prakit.config.converter import unstructure
 from prakit.config.io import from_data, save_config
 from prakit.eval.evaluate import evaluate, resolve
 from prakit.model import ARModel
-from prakit.sample import resolve_checkpoint
+from prakit.run import resolve_checkpoint
 from prakit.train.checkpoint import load_checkpoint
 
 #: name -> (flow-head fields, sampling overrides, tokens fed back unclamped)
@@ -76,7 +76,7 @@ def calibration(run_dir: Path, num: int, draws: int, cfg_scale: float, fields: d
     variety), below 1 too wide."""
     from prakit.data.store import open_store
     from prakit.random import sample_generators
-    from prakit.sample import load_model
+    from prakit.run import load_model
 
     model, cfg, _ = load_model(resolve_checkpoint(run_dir), None, torch.device("cpu"))
     model.generator.cfg = attrs.evolve(model.generator.cfg, **fields)

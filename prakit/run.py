@@ -137,9 +137,7 @@ class Run:
         return found
 
     def model(self, ema: str | None = None, device: torch.device | None = None) -> tuple[ARModel, ExperimentConfig, str | None]:
-        """The model of the latest checkpoint for inference (see :func:`prakit.sample.load_model`)."""
-        from prakit.sample import inference_device, load_model
-
+        """The model of the latest checkpoint for inference (see :func:`load_model`)."""
         return load_model(self.checkpoint(), ema, device or inference_device())
 
     # what the stages wrote
@@ -182,6 +180,70 @@ class Run:
 
         target = resolve(self.path, num=num)
         return is_finished(target.samples) if stage == "sample" else evaluated(target) is not None
+
+
+#: The suffixes of experiment configs, which a command taking a run is sometimes given by mistake.
+CONFIG_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
+
+
+def resolve_checkpoint(source: str | Path) -> Path:
+    """A checkpoint file, or the latest good checkpoint of a run directory."""
+    source = Path(source)
+    if source.is_dir():
+        return Run(source).checkpoint()
+    if not source.exists():
+        raise PrakitError(f"{source} is neither a run directory nor a checkpoint file")
+    if source.suffix in CONFIG_SUFFIXES:
+        raise PrakitError(f"{source} is an experiment config; prakit sample takes a run directory (runs/NAME) or a "
+                          f"checkpoint file: train it first with `prakit train {source}`")
+    return source
+
+
+def choose_ema(cfg: ExperimentConfig, which: str) -> str | None:
+    """``slow``/``fast``: the EMA with the largest/smallest decay; ``none``: live weights; else a name."""
+    from prakit.train.ema import ema_name
+
+    decays = cfg.optim.ema_decays
+    if which == "none" or (which in ("slow", "fast") and not decays):
+        return None
+    if which == "slow":
+        return ema_name(max(decays))
+    if which == "fast":
+        return ema_name(min(decays))
+    return which
+
+
+def checkpoint_config(checkpoint: Path) -> ExperimentConfig:
+    """The config a checkpoint was written by (its tensors mapped, not read)."""
+    from prakit.config import from_data
+    from prakit.train.checkpoint import load_checkpoint
+
+    return from_data(json.loads(load_checkpoint(checkpoint, mmap=True)["config"]))
+
+
+def load_model(checkpoint: Path, ema: str | None, device: torch.device) -> tuple[ARModel, ExperimentConfig, str | None]:
+    """The model of a checkpoint for inference, with the chosen EMA's weights (see :func:`choose_ema`;
+    ``None``: the run's ``sample.ema``), its config, and the name of the EMA loaded (``None``: live
+    weights)."""
+    from prakit.config import from_data
+    from prakit.model import ARModel
+    from prakit.train.checkpoint import load_checkpoint, load_weights
+
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    cfg = from_data(json.loads(state["config"]))
+    ema = choose_ema(cfg, ema or cfg.sample.ema)
+    model = ARModel.from_config(cfg)
+    if ema is not None and ema not in state["ema"]:
+        raise PrakitError(f"{checkpoint} has no EMA {ema!r}; it has: {', '.join(state['ema']) or 'none'}")
+    load_weights(model, state["model"] if ema is None else state["ema"][ema], checkpoint)
+    return model.to(device).eval(), cfg, ema
+
+
+def inference_device() -> torch.device:
+    """Where sampling and evaluation run: the GPU when there is one, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:

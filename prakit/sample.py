@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -12,31 +11,12 @@ import attrs
 import torch
 from tqdm import tqdm
 
-from prakit.config import ExperimentConfig, SampleConfig, from_data, unstructure
+from prakit.config import SampleConfig, unstructure
 from prakit.config.schema import what_is_drawn
 from prakit.errors import PrakitError, UnknownNameError
-from prakit.model import ARModel
 from prakit.random import sample_generators
-from prakit.run import Run
+from prakit.run import checkpoint_config, inference_device, load_model, resolve_checkpoint
 from prakit.threads import sampling_threads
-from prakit.train.checkpoint import load_checkpoint, load_weights
-from prakit.train.ema import ema_name
-
-#: The suffixes of experiment configs, which ``prakit sample`` is sometimes given by mistake.
-CONFIG_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
-
-
-def resolve_checkpoint(source: str | Path) -> Path:
-    """A checkpoint file, or the latest good checkpoint of a run directory."""
-    source = Path(source)
-    if source.is_dir():
-        return Run(source).checkpoint()
-    if not source.exists():
-        raise PrakitError(f"{source} is neither a run directory nor a checkpoint file")
-    if source.suffix in CONFIG_SUFFIXES:
-        raise PrakitError(f"{source} is an experiment config; prakit sample takes a run directory (runs/NAME) or a "
-                          f"checkpoint file: train it first with `prakit train {source}`")
-    return source
 
 
 def with_options(options: SampleConfig, changes: dict[str, Any],
@@ -63,45 +43,10 @@ def check_classes(classes: Sequence[int], num_classes: int) -> None:
                               f"{num_classes}), got {c}")
 
 
-def choose_ema(cfg: ExperimentConfig, which: str) -> str | None:
-    """``slow``/``fast``: the EMA with the largest/smallest decay; ``none``: live weights; else a name."""
-    decays = cfg.optim.ema_decays
-    if which == "none" or (which in ("slow", "fast") and not decays):
-        return None
-    if which == "slow":
-        return ema_name(max(decays))
-    if which == "fast":
-        return ema_name(min(decays))
-    return which
-
-
-def checkpoint_config(checkpoint: Path) -> ExperimentConfig:
-    """The config a checkpoint was written by (its tensors mapped, not read)."""
-    return from_data(json.loads(load_checkpoint(checkpoint, mmap=True)["config"]))
-
-
 def sampling_options(source: str | Path, changes: dict[str, Any]) -> SampleConfig:
     """The ``sample`` section of the run that wrote ``source`` (a run directory or a checkpoint),
     with ``changes``."""
     return with_options(checkpoint_config(resolve_checkpoint(source)).sample, changes)
-
-
-def load_model(checkpoint: Path, ema: str | None, device: torch.device) -> tuple[ARModel, ExperimentConfig, str | None]:
-    """The model of a checkpoint with the chosen EMA's weights (see :func:`choose_ema`; ``None``:
-    the run's ``sample.ema``), its config, and the name of the EMA loaded (``None``: live weights)."""
-    state = load_checkpoint(checkpoint, map_location="cpu")
-    cfg = from_data(json.loads(state["config"]))
-    ema = choose_ema(cfg, ema or cfg.sample.ema)
-    model = ARModel.from_config(cfg)
-    if ema is not None and ema not in state["ema"]:
-        raise PrakitError(f"{checkpoint} has no EMA {ema!r}; it has: {', '.join(state['ema']) or 'none'}")
-    load_weights(model, state["model"] if ema is None else state["ema"][ema], checkpoint)
-    return model.to(device).eval(), cfg, ema
-
-
-def inference_device() -> torch.device:
-    """Where sampling and evaluation run: the GPU when there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def balanced_labels(indices: Sequence[int], num: int, classes: Sequence[int]) -> torch.Tensor:

@@ -176,7 +176,7 @@ def test_a_mismatched_checkpoint_is_a_clear_error_and_is_kept(store, tmp_path):
     import torch
 
     from prakit.config import unstructure
-    from prakit.sample import load_model
+    from prakit.run import load_model
     from prakit.train.checkpoint import CheckpointError, load_checkpoint
 
     cfg = load_config(QUICKSTART, small_run(store, "train.steps=1"))

@@ -27,7 +27,7 @@ def run_reference(args: argparse.Namespace) -> int:
     from prakit.data import open_store
     from prakit.eval.context import default_features
     from prakit.eval.reference import StoreReference, write_reference
-    from prakit.sample import inference_device
+    from prakit.run import inference_device
 
     store = open_store(args.store)
     cfg = registry.get("features").config(args.features) if args.features else default_features(EvalConfig())

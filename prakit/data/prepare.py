@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from prakit import registry
 from prakit.components import Dataset
-from prakit.config import unstructure
+from prakit.config import DataConfig, unstructure
 from prakit.data import journal
 from prakit.data.digest import MODULUS, content_digests, fold
 from prakit.data.preprocess import METHOD, center_crop
@@ -35,6 +35,7 @@ from prakit.data.store import (
     StoreError,
     create_store,
     finish_store,
+    is_finished,
     json_data,
     open_store,
     read_attrs,
@@ -352,3 +353,27 @@ class _ShardWriter:
             "total": f"{self.total:x}",
             "skipped": [list(s) for s in self.skipped if s[0] < self.consumed],
         })
+
+
+def ensure_store(data: DataConfig) -> None:
+    """Prepare ``data.store`` from ``data.source`` unless it is finished (concurrent jobs take
+    turns: the first prepares it); check that it fits."""
+    if data.source is not None and not is_finished(data.store):
+        prepare(data.source, data.store, size=data.image_size, channels=data.channels, shuffle_seed=0)
+    elif not Path(data.store).exists():
+        raise PrakitError(
+            f"data.store {data.store} does not exist and data.source is not set: "
+            f"prepare it with `prakit data prepare`, or set data.source"
+        )
+    store = open_store(data.store)
+    shape = tuple(store.images.shape[1:])
+    if shape != (data.image_size, data.image_size, data.channels):
+        raise PrakitError(
+            f"data.store {data.store} holds images of shape {shape}, the config asks for "
+            f"{(data.image_size, data.image_size, data.channels)} (data.image_size, data.channels)"
+        )
+    if len(store.attrs["class_names"]) > data.num_classes:
+        raise PrakitError(
+            f"data.store {data.store} has {len(store.attrs['class_names'])} classes, more than "
+            f"data.num_classes = {data.num_classes}"
+        )

@@ -115,7 +115,8 @@ def evaluate(target: Target, *, evaluators: Sequence[str] | None = None, referen
              progress: bool = True) -> dict[str, Any]:
     """Run the evaluators on ``target``; write ``eval.json``, ``eval.md`` and the plots into
     ``target.out``; return what ``eval.json`` holds."""
-    from prakit.sample import inference_device, load_model, sample_run
+    from prakit.run import inference_device, load_model
+    from prakit.sample import sample_run
 
     cfg = target.config
     configs = evaluator_configs(cfg, evaluators)

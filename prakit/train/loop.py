@@ -21,9 +21,10 @@ import attrs
 import torch
 from tqdm import tqdm
 
-from prakit.config import DataConfig, ExperimentConfig, unstructure
+from prakit.config import ExperimentConfig, unstructure
 from prakit.config.io import changes
 from prakit.config.schema import free_fields
+from prakit.data.prepare import ensure_store
 from prakit.errors import PrakitError
 from prakit.model import ARModel
 from prakit.run import Run
@@ -175,33 +176,6 @@ def set_aside(run: Run) -> Path | None:
 def announce(message: str) -> None:
     """Say what a run is doing, before its progress bar."""
     print(f"prakit: {message}", file=sys.stderr, flush=True)
-
-
-def ensure_store(data: DataConfig) -> None:
-    """Prepare ``data.store`` from ``data.source`` unless it is finished (concurrent jobs take
-    turns: the first prepares it); check that it fits."""
-    from prakit.data import open_store, prepare
-    from prakit.data.store import is_finished
-
-    if data.source is not None and not is_finished(data.store):
-        prepare(data.source, data.store, size=data.image_size, channels=data.channels, shuffle_seed=0)
-    elif not Path(data.store).exists():
-        raise PrakitError(
-            f"data.store {data.store} does not exist and data.source is not set: "
-            f"prepare it with `prakit data prepare`, or set data.source"
-        )
-    store = open_store(data.store)
-    shape = tuple(store.images.shape[1:])
-    if shape != (data.image_size, data.image_size, data.channels):
-        raise PrakitError(
-            f"data.store {data.store} holds images of shape {shape}, the config asks for "
-            f"{(data.image_size, data.image_size, data.channels)} (data.image_size, data.channels)"
-        )
-    if len(store.attrs["class_names"]) > data.num_classes:
-        raise PrakitError(
-            f"data.store {data.store} has {len(store.attrs['class_names'])} classes, more than "
-            f"data.num_classes = {data.num_classes}"
-        )
 
 
 def check_run_dir(cfg: ExperimentConfig, run: Run) -> None:
