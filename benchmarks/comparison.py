@@ -43,12 +43,12 @@ from prakit.eval.compare import compare
 from prakit.eval.stats import rank_correlation
 from prakit.plots import bar_chart
 from prakit.progress import format_duration
+from prakit.run import EVAL_RECORD, Run, read_record
 from prakit.sweep import Sweep
-from prakit.train.checkpoint import list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("pixel-ar", "x-pred", "noise-inj", "lowdim-only", "lowdim-pixel-noise", "decoded-tf", "pra",
-            "pra-calibrated", "pra-selfsample", "exact-rollout")
+#: The variants: every config file of experiments/digits/.
+VARIANTS = tuple(sorted(path.stem for path in (ROOT / "experiments" / "digits").glob("*.toml")))
 #: The arms the claims rest on; they get every seed of a setting.
 DECIDING = ("pra", "lowdim-only", "decoded-tf", "lowdim-pixel-noise", "noise-inj", "x-pred", "exact-rollout")
 #: Each tuned baseline's knob and the values its selection run tries.
@@ -151,7 +151,7 @@ def select(out: Path, variants: list[str], overrides: list[str], num: int) -> tu
                                         for v, knob in knobs.items()], selection, num)
     chosen = {}
     for variant in variants:
-        scores = {name: fid(run / "eval.json") for name, [run] in runs.items() if name.split("--")[0] == variant}
+        scores = {name: fid(Run(run).eval_record) for name, [run] in runs.items() if name.split("--")[0] == variant}
         chosen[variant] = runs[min(scores, key=scores.get)][0]
         if variant in TUNED:
             key, values = TUNED[variant]
@@ -209,7 +209,7 @@ def search_guidance(selected: dict[str, Path], scales: str, num: int, workers: i
     in_parallel(lambda run: prakit("eval", str(run), EVALUATORS, "--search", f"sample.cfg_scale={scales}", "--num",
                                    str(num), "--no-progress", threads=1),
                 list(selected.values()), workers, "guidance search")
-    found = {v: json.loads((run / "search" / "search.json").read_text()) for v, run in selected.items()}
+    found = {v: json.loads(Run(run).search_record.read_text()) for v, run in selected.items()}
     return ({v: {"best": str(search["best"]["sample.cfg_scale"]), "rows": search["rows"]} for v, search in found.items()},
             [v for v, search in found.items() if search["edges"]])
 
@@ -248,10 +248,10 @@ def earlier_ranking(runs: dict[str, list[Path]], num: int, workers: int) -> dict
     last, and Spearman's rho of those with the final FIDs: whether shorter runs rank alike."""
     def evaluate(run: Path) -> None:
         out = run / "earlier"
-        checkpoints = list_checkpoints(run / "checkpoints")
+        checkpoints = Run(run).checkpoints()
         if len(checkpoints) < 2:
             raise SystemExit(f"{run} keeps one checkpoint: set train.ckpt_every below train.steps")
-        if not (out / "eval.json").is_file():
+        if not (out / EVAL_RECORD).is_file():
             prakit("sample", str(checkpoints[-2]), "--num", str(num), "--out",
                    str(out / "samples.zarr"), threads=1)
             prakit("eval", str(out / "samples.zarr"), "--evaluators", "fid", "--out", str(out), "--no-progress",
@@ -259,9 +259,9 @@ def earlier_ranking(runs: dict[str, list[Path]], num: int, workers: int) -> dict
 
     firsts = {v: dirs[0] for v, dirs in runs.items()}
     in_parallel(evaluate, list(firsts.values()), workers, "the first seeds at their checkpoint before the last")
-    earlier = {v: json.loads((run / "earlier" / "eval.json").read_text()) for v, run in firsts.items()}
+    earlier = {v: read_record(run / "earlier") for v, run in firsts.items()}
     table = {v: {"checkpoint": earlier[v]["checkpoint"], "fid": earlier[v]["numbers"]["fid"],
-                 "final_fid": fid(run / "eval.json")} for v, run in firsts.items()}
+                 "final_fid": fid(Run(run).eval_record)} for v, run in firsts.items()}
     return {"variants": table, "rank": rank_correlation([t["fid"] for t in table.values()],
                                                         [t["final_fid"] for t in table.values()])}
 
@@ -325,7 +325,7 @@ def run_setting(name: str, setting: Setting, args: argparse.Namespace) -> None:
     variant_of = {str(run): v for v, dirs in runs.items() for run in dirs}
     common = compare(every, versus=str(runs["pra"][0]))
     best = compare(every, versus=str(runs["pra"][0]), records={
-        str(run): run / "search" / f"cfg_scale={searches[v]['best']}" / "eval.json" for v in variants
+        str(run): Run(run).search_dir / f"cfg_scale={searches[v]['best']}" / EVAL_RECORD for v in variants
         for run in runs.get(v, [])})
     rows = (rows_of(common, variant_of, {v: "common" for v in variants})
             + rows_of(best, variant_of, {v: f"best {searches[v]['best']}" for v in variants}))

@@ -14,7 +14,6 @@ python benchmarks/eval_features.py [--sizes 10000,50000] [--size 256] [--skip-me
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from prakit.config import SampleConfig, load_config, unstructure
 from prakit.data import SampleStore, open_store, prepare
 from prakit.eval.features import extract
 from prakit.eval.reference import StoreImages
+from prakit.run import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,7 +123,7 @@ def memory_rows(folder: Path, sizes: list[int], size: int) -> list[dict]:
                    str(reference), "--evaluators", "fid,kid,inception_score,precision_recall", "--out",
                    str(folder / f"eval-{count}"), "--no-progress"]
         mib, seconds = peak_memory(command)
-        numbers = json.loads((folder / f"eval-{count}" / "eval.json").read_text())["numbers"]
+        numbers = read_record(folder / f"eval-{count}")["numbers"]
         raw = count * size * size * 3 / 2**20
         rows.append({"samples": count, "size": size, "raw_pixels_MiB": round(raw), "peak_rss_MiB": round(mib),
                      "seconds": round(seconds, 1), "images_per_s": round(count / seconds), "fid": numbers["fid"]})

@@ -28,9 +28,9 @@ from prakit.config import load_config
 from prakit.errors import PrakitError
 from prakit.model import ARModel
 from prakit.random import sample_generators
+from prakit.run import Run
 from prakit.summary import meta_model, training_flops
 from prakit.train.loop import train
-from prakit.train.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM
@@ -138,7 +138,7 @@ def training_job_images_per_s(config: str, overrides: list[str], steps: int) -> 
                                f"train.ckpt_every={steps}", "train.sample_every=0"])
     with tempfile.TemporaryDirectory() as run_dir:
         train(cfg, run_dir, resume=False, progress=False)
-        rows = read_metrics(Path(run_dir) / "metrics.jsonl")
+        rows = Run(run_dir).metrics()
     return statistics.median(row["images_per_s"] for row in rows[1:] or rows)
 
 

@@ -27,10 +27,10 @@ import torch
 from common import report
 
 from prakit.config.converter import unstructure
-from prakit.config.io import from_data, save_config
+from prakit.config.io import from_data
 from prakit.eval.evaluate import evaluate, resolve
 from prakit.model import ARModel
-from prakit.run import resolve_checkpoint
+from prakit.run import Run, resolve_checkpoint
 from prakit.train.checkpoint import load_checkpoint
 
 #: name -> (flow-head fields, sampling overrides, tokens fed back unclamped)
@@ -55,7 +55,7 @@ def unclamped_feedback(self: ARModel, z: torch.Tensor) -> torch.Tensor:
 def variant_run(run_dir: Path, out: Path, fields: dict) -> Path:
     """A run directory at ``out`` holding the run's latest checkpoint with ``fields`` in its flow head."""
     checkpoint = resolve_checkpoint(run_dir)
-    target = out / "checkpoints" / checkpoint.name
+    target = Run(out).checkpoint_dir / checkpoint.name
     if not target.is_file():
         state = load_checkpoint(checkpoint)
         cfg = from_data(json.loads(state["config"]))
@@ -63,7 +63,7 @@ def variant_run(run_dir: Path, out: Path, fields: dict) -> Path:
         state["config"] = json.dumps(unstructure(cfg))
         target.parent.mkdir(parents=True, exist_ok=True)
         torch.save(state, target)
-        save_config(cfg, out / "config.toml")
+        Run(out).save_config(cfg)
     return out
 
 

@@ -84,6 +84,11 @@ class Run:
         return self.path / "search"
 
     @property
+    def search_record(self) -> Path:
+        """The latest guidance search's table, as JSON."""
+        return (self.search_dir / SEARCH_TABLE).with_suffix(".json")
+
+    @property
     def previous_dir(self) -> Path:
         return self.path / "previous"
 

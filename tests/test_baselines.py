@@ -13,24 +13,35 @@ from prakit.config import load_config
 from prakit.model import ARModel
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ["pixel-ar", "x-pred", "noise-inj", "exact-rollout", "lowdim-only", "pra"]
 SWAPPED = ("decoder", "generator", "rollout")
-TABLE = {  # docs/method.md, "Baselines as configurations"
-    "pixel-ar": ("identity", "diffusion", "teacher_forcing"),
-    "x-pred": ("identity", "flow", "teacher_forcing"),
-    "noise-inj": ("identity", "flow", "noise_injection"),
-    "exact-rollout": ("mlp", "diffusion", "exact_rollout"),
-    "lowdim-only": ("mlp", "diffusion", "teacher_forcing"),
-    "pra": ("mlp", "diffusion", "pra"),
-    "pra-calibrated": ("mlp", "diffusion", "pra"),
-    "pra-selfsample": ("mlp", "diffusion", "pra_selfsample"),
-    "lowdim-pixel-noise": ("mlp", "diffusion", "noise_injection"),
-    "decoded-tf": ("mlp", "diffusion", "pra"),
-}
-#: The comparison's folders and their files: the digits add PRA's variants and the two arms that
-#: isolate its mechanism (pixel noise on the low-dimensional model, decoded teacher forcing).
-FOLDERS = {"imagenet256/comparison": NAMES,
-           "digits": [*NAMES, "pra-calibrated", "pra-selfsample", "lowdim-pixel-noise", "decoded-tf"]}
+#: The comparison's folders, the paper's scale and the CPU's.
+FOLDERS = ("imagenet256/comparison", "digits")
+
+
+def files(folder: str) -> list[str]:
+    return sorted(path.stem for path in (ROOT / "experiments" / folder).glob("*.toml"))
+
+
+def documented_rows() -> list[tuple[str, bool, tuple[str, str, str]]]:
+    """docs/method.md's "Baselines as configurations": each name, whether it is on the digits
+    only, and its decoder, head and rollout."""
+    section = (ROOT / "docs" / "method.md").read_text().split("## Baselines as configurations")[1].split("\n## ")[0]
+    rows = [line.split("|")[1:5] for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    return [(name.split(" (")[0].strip(), "(digits)" in name, tuple(cell.split("`")[1] for cell in cells))
+            for name, *cells in rows]
+
+
+def documented_components() -> dict[str, tuple[str, str, str]]:
+    return {name: components for name, _, components in documented_rows()}
+
+
+def test_every_comparison_file_is_documented_and_every_documented_name_has_its_files():
+    """The paper's six at both scales; the digits add PRA's variants and the arms that isolate its
+    mechanism, marked "(digits)" in the table."""
+    rows = documented_rows()
+    assert files("digits") == sorted(name for name, _, _ in rows)
+    assert files("imagenet256/comparison") == sorted(name for name, digits_only, _ in rows if not digits_only)
+    assert len(files("imagenet256/comparison")) == 6
 
 
 def without_swapped(cfg):
@@ -40,10 +51,10 @@ def without_swapped(cfg):
 @pytest.mark.parametrize("folder, base", [("imagenet256/comparison", "imagenet256/pra-S.toml"), ("digits", "quickstart.toml")])
 def test_comparison_files_differ_only_in_the_swapped_components(folder, base):
     reference = without_swapped(load_config(ROOT / "experiments" / base))
-    assert sorted(p.stem for p in (ROOT / "experiments" / folder).glob("*.toml")) == sorted(FOLDERS[folder])
-    for name in FOLDERS[folder]:
+    documented = documented_components()
+    for name in files(folder):
         cfg = load_config(ROOT / "experiments" / folder / f"{name}.toml")
-        assert tuple(getattr(cfg.model, k).name for k in SWAPPED) == TABLE[name]
+        assert tuple(getattr(cfg.model, k).name for k in SWAPPED) == documented[name]
         assert without_swapped(cfg) == reference, name
     x_pred = load_config(ROOT / "experiments" / folder / "x-pred.toml")
     assert x_pred.model.generator.prediction == "x"
@@ -62,7 +73,7 @@ def test_pixel_noise_on_the_lowdim_model_matches_the_measured_pixel_perturbation
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("folder", ["imagenet256/comparison", "digits"])
+@pytest.mark.parametrize("folder", FOLDERS)
 def test_comparison_files_match_pra_in_size_and_sampling_cost_or_say_how_they_differ(folder):
     """Within 3% of pra's parameters, and at its head evaluations per token or the header says otherwise."""
     from prakit.summary import si, summarize
@@ -73,7 +84,7 @@ def test_comparison_files_match_pra_in_size_and_sampling_cost_or_say_how_they_di
         return summary["parameters"]["total"], flops["head_evaluations_per_token"], flops["sample_per_image"]
 
     params, evaluations, sampling = facts("pra")
-    for name in FOLDERS[folder]:
+    for name in files(folder):
         header = (ROOT / "experiments" / folder / f"{name}.toml").read_text().split("\nextends")[0]
         own_params, own_evaluations, own_sampling = facts(name)
         assert abs(own_params / params - 1) <= 0.03, f"{name}: {si(own_params)} parameters against pra's {si(params)}"
@@ -91,11 +102,11 @@ STEPS, FACTOR = 300, 0.3
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", files("imagenet256/comparison"))
 def test_every_baseline_overfits_a_tiny_fixed_batch(name):
     """Mean loss over the last 20 of 300 steps is below 0.3x that of the first 20."""
     path = ROOT / "experiments" / "digits" / f"{name}.toml"
-    overrides = SMALL + (["model.decoder.width=64"] if TABLE[name][0] == "mlp" else [])
+    overrides = SMALL + (["model.decoder.width=64"] if documented_components()[name][0] == "mlp" else [])
     overrides += ["model.rollout.head_steps=5"] if name == "exact-rollout" else []
     cfg = load_config(path, overrides)
     torch.manual_seed(0)

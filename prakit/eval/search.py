@@ -66,7 +66,7 @@ def search(run_dir: str | Path, grid: dict[str, list], *, overrides: Sequence[st
     edges = on_the_edge(grid, best["setting"])
     result = {"grid": grid, "num": target.num, "select": best_by, "best": best["setting"], "edges": edges, "rows": rows}
     header, table = search_table(rows, grid)
-    write_json(result, (folder / SEARCH_TABLE).with_suffix(".json"))
+    write_json(result, Run(run_dir).search_record)
     write_tables(header, table, folder / SEARCH_TABLE)
     result["text"] = text_table(header, table) + f"\nbest by {best_by}: {label(best['setting'])}" + "".join(
         f"\n{edge}" for edge in edges)
