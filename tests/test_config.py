@@ -17,7 +17,7 @@ from prakit.config import ExperimentConfig, dumps, from_data, load_config, read_
 from prakit.errors import ConfigError, PrakitError
 from prakit.kinds import KINDS
 from prakit.presets import model_presets
-from prakit.testing.strategies import configs, mutations
+from prakit.testing.strategies import configs, field_values, mutations
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((ROOT / "experiments").rglob("*.toml"))
@@ -158,6 +158,26 @@ def test_every_registered_config_round_trips(kind):
             assert structure(tomllib.loads(_toml(data)), base) == cfg
 
         round_trip()
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_registered_config_s_fields_are_drawn_valid_at_least_a_quarter_of_the_time(kind):
+    """configs() redraws what a validator refuses, and gives an example up after some tries: a
+    field whose bounds a validator hides from the strategy would make hypothesis reject most examples."""
+    for entry in registry.get(kind).entries():
+        outcomes = []
+
+        @settings(max_examples=100, deadline=None, derandomize=True, database=None)
+        @given(field_values(entry.config_class))
+        def construct(values):
+            try:
+                entry.config_class(**values)
+                outcomes.append(True)
+            except (ValueError, TypeError):
+                outcomes.append(False)
+
+        construct()
+        assert sum(outcomes) >= len(outcomes) / 4, f"{entry.name}: {sum(outcomes)} of {len(outcomes)} drawn valid"
 
 
 def _toml(data) -> str:

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import attrs
 import torch
-from attrs.validators import ge, gt, in_, le
+from attrs.validators import deep_iterable, ge, gt, in_, le
 
 from prakit.plugin_api import GeneratorConfig
 from prakit_models.adaln_mlp import AdaLNHead, Draw, Guided
@@ -42,7 +42,8 @@ class FlowHeadConfig(GeneratorConfig):
     batch_mul: int = attrs.field(default=4, validator=gt(0))
     t_eps: float = attrs.field(default=0.05, validator=[gt(0.0), le(1.0)])
     noise_scale: float = attrs.field(default=1.0, validator=gt(0.0))
-    guidance_interval: tuple[float, float] = attrs.field(default=(0.0, 1.0), validator=time_interval)
+    guidance_interval: tuple[float, float] = attrs.field(  # the members' bounds, declared for config strategies
+        default=(0.0, 1.0), validator=[time_interval, deep_iterable(member_validator=[ge(0.0), le(1.0)])])
     last_step: str = attrs.field(default="euler", validator=in_(("euler", "clean")))
 
 

@@ -35,14 +35,7 @@ def configs(cls: type, **fields: st.SearchStrategy) -> st.SearchStrategy:
     """Valid instances of the attrs class ``cls``; ``fields`` override per-field strategies."""
     if cls in CONFIG_BASES:
         return registered_configs(cls.kind)
-    attrs.resolve_types(cls)
-    strategies = {
-        f.name: fields[f.name] if f.name in fields else _field_strategy(f)
-        for f in attrs.fields(cls)
-        if f.init
-    }
-
-    fields_strategy = st.fixed_dictionaries(strategies)
+    fields_strategy = field_values(cls, **fields)
 
     @st.composite
     def build(draw: st.DrawFn) -> Any:
@@ -56,6 +49,14 @@ def configs(cls: type, **fields: st.SearchStrategy) -> st.SearchStrategy:
         reject()
 
     return build()
+
+
+def field_values(cls: type, **fields: st.SearchStrategy) -> st.SearchStrategy:
+    """The init arguments of the attrs class ``cls``, each drawn within its own field's validators
+    (a validator relating several fields may still refuse them)."""
+    attrs.resolve_types(cls)
+    return st.fixed_dictionaries({f.name: fields[f.name] if f.name in fields else _field_strategy(f)
+                                  for f in attrs.fields(cls) if f.init})
 
 
 def registered_configs(kind: str) -> st.SearchStrategy:
