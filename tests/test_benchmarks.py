@@ -151,6 +151,24 @@ def test_pixel_perturbation_finds_the_pixel_noise_that_matches_pras_state_noise(
 
 
 @pytest.mark.slow
+def test_decoder_ceiling_scores_real_images_and_their_reconstructions_with_the_run_s_fid(store, tmp_path):
+    from helpers import QUICKSTART, prakit, small_run
+
+    features = 'eval.features={name="featnet",steps=30,width=8,features=16}'
+    for decoder in ("mlp", "identity"):
+        trained = prakit("train", str(QUICKSTART), *small_run(store, "train.steps=2", features,
+                                                              f'model.decoder={{name="{decoder}"}}'),
+                         "--run-dir", str(tmp_path / decoder))
+        assert trained.returncode == 0, trained.stderr
+    benchmark("decoder_ceiling.py", str(tmp_path / "mlp"), str(tmp_path / "identity"), "--num", "40",
+              "--out", str(tmp_path / "stores"), results=tmp_path)
+    mlp, identity = json.loads((tmp_path / "decoder_ceiling.json").read_text())["rows"]
+    assert mlp["fid_real"] == identity["fid_real"] == identity["fid_reconstructed"]  # the same 40 images
+    assert mlp["fid_reconstructed"] > 10 * mlp["fid_real"]  # a decoder two steps into training
+    assert mlp["fid_sampled"] == "n/a"  # the runs were never evaluated
+
+
+@pytest.mark.slow
 def test_comparison_selects_on_its_own_seed_tests_on_others_and_reports_paired_statistics(tmp_path):
     quick = ["model.preset=micro", "train.steps=4", "train.ckpt_every=2", "sample.steps=2", "sample.batch_size=20",
              'eval.features={name="featnet",steps=30,width=8,features=16}']
