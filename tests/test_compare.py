@@ -48,6 +48,15 @@ def every(runs) -> list[Path]:
     return [run for seeds in runs.values() for run in seeds.values()]
 
 
+def test_variants_of_one_name_from_two_folders_are_told_apart_by_their_folder(tmp_path):
+    made = [evaluated_run(tmp_path / folder / f"pra,seed={seed}", 10.0 + seed, [f"train.seed={seed}", *overrides])
+            for folder, overrides in (("diffusion", []), ("flow", ['model.generator.name="flow"']))
+            for seed in (0, 1)]
+    comparison = compare(made, versus=str(made[2]))
+    assert [row["name"] for row in comparison["rows"]] == ["diffusion/pra (2 seeds)", "flow/pra (2 seeds)"]
+    assert comparison["versus"]["name"] == "flow/pra (2 seeds)"
+
+
 def test_a_row_pools_its_seeds_keeping_every_value_by_seed_with_the_means_interval(runs):
     comparison = compare(every(runs))
     pra, teacher = comparison["rows"]

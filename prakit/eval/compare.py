@@ -95,7 +95,7 @@ def compare(run_dirs: Sequence[str | os.PathLike], versus: str | None = None,
         key = json.dumps([run["config"].get(k) for k in differing])
         groups.setdefault(key, []).append(run)
     numbers = list(dict.fromkeys(n for run in runs for n in run["record"]["numbers"]))
-    rows = [summarize_group(members, differing, numbers) for members in groups.values()]
+    rows = distinct_names([summarize_group(members, differing, numbers) for members in groups.values()])
     directions = {k: v for run in runs for k, v in run["record"]["higher_is_better"].items()}
     curves = {name: {"title": curve.title, "xlabel": curve.xlabel, "ylabel": curve.ylabel}
               for run in runs for name, (curve, _) in curve_declarations(run["record"]).items()}
@@ -152,6 +152,15 @@ def variant_name(names: list[str]) -> str:
 def group_name(names: list[str]) -> str:
     """A group's name: its one run's, else its variant's with the number of seeds (``rollout=pra (2 seeds)``)."""
     return names[0] if len(names) == 1 else f"{variant_name(names)} ({len(names)} seeds)"
+
+
+def distinct_names(rows: list[dict]) -> list[dict]:
+    """``rows``, each name that several rows share prefixed with its row's folder (``flow-head/pra (3 seeds)``)."""
+    shared = {name for name in (row["name"] for row in rows) if [r["name"] for r in rows].count(name) > 1}
+    for row in rows:
+        if row["name"] in shared:
+            row["name"] = f"{Path(row['runs'][0]).parent.name}/{row['name']}"
+    return rows
 
 
 def find_row(rows: list[dict], name: str) -> dict:
