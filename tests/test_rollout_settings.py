@@ -105,6 +105,17 @@ def test_selfsample_reads_the_ground_truth_until_its_warm_up_ends_then_mixes_in_
     assert model.rollout.measurements() == {"replaced": pytest.approx(share)}
 
 
+def test_exact_rollout_reads_the_ground_truth_until_its_warm_up_ends_then_its_own_tokens():
+    rollout = registry.get("rollout").config("exact_rollout", warmup=10, min_prefix=0, head_steps=2)
+    model, (images, labels) = small_model(rollout=rollout), batch(n=8)
+    x = model.patchify(images)
+    torch.testing.assert_close(rollout_inputs(model, images, labels, step=9), x)
+    assert model.rollout.measurements()["rolled_share"] == 0.0
+    rolled = rollout_inputs(model, images, labels, step=10)
+    assert (rolled != x).any(-1).float().mean() > 0.25
+    assert model.rollout.measurements()["rolled_share"] > 0.25
+
+
 def test_selfsample_at_mix_1_replaces_every_input():
     model, images, labels = selfsample()
     inputs = rollout_inputs(model, images, labels)

@@ -22,7 +22,8 @@ class ExactRolloutConfig(RolloutConfig):
     errors accumulate as at inference; ``"rest"`` rolls to the end of the sequence, a number rolls
     that many tokens and reads the ground truth after them. ``starts``: ``per_row`` draws each
     row's prefix length, ``aligned`` one for the whole batch. Tokens are drawn as inference draws
-    them: the run's ``sample`` settings, with ``head_steps`` (if set) in place of its head steps."""
+    them: the run's ``sample`` settings, with ``head_steps`` (if set) in place of its head steps.
+    Before step ``warmup`` every input is the ground truth: an untrained model's own tokens are noise."""
 
     name: ClassVar[str] = "exact_rollout"
     probability: float = attrs.field(default=1.0, validator=[ge(0.0), le(1.0)])
@@ -31,9 +32,10 @@ class ExactRolloutConfig(RolloutConfig):
     starts: str = attrs.field(default="per_row", validator=in_(("per_row", "aligned")))
     min_prefix: int = attrs.field(default=1, validator=ge(0))
     head_steps: int | None = attrs.field(default=None, validator=optional(gt(0)))
+    warmup: int = attrs.field(default=0, validator=ge(0))
 
     def rolled_share(self, seq_len: int) -> float:
-        """The expected share of the ``seq_len - 1`` token inputs that are the model's own."""
+        """The expected share of the ``seq_len - 1`` token inputs that are the model's own, after the warm-up."""
         inputs = seq_len - 1  # the last token is never an input
         if self.min_prefix >= inputs:
             return 0.0
@@ -58,7 +60,7 @@ class ExactRollout(RolloutApproximator):
         cfg = self.cfg
         rows = round(cfg.fraction * x.shape[0])
         inputs = x.shape[1] - 1  # the last token is never an input, so it is never drawn
-        if rows == 0 or cfg.min_prefix >= inputs or torch.rand(()) >= cfg.probability:
+        if step < cfg.warmup or rows == 0 or cfg.min_prefix >= inputs or torch.rand(()) >= cfg.probability:
             self.share = 0.0
             return x
         shape = (rows,) if cfg.starts == "per_row" else ()
