@@ -13,8 +13,6 @@ Usage: python benchmarks/decoder_ceiling.py RUN_DIR [RUN_DIR ...] [--num 500]
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -23,6 +21,7 @@ from common import report
 from prakit.config import unstructure
 from prakit.data import SampleStore, open_store
 from prakit.data.loader import to_model_input
+from prakit.eval.evaluate import evaluate, resolve
 from prakit.eval.features import spread
 from prakit.model import to_uint8
 from prakit.run import Run, inference_device, read_record
@@ -52,11 +51,8 @@ def write_images(run: Run, out: Path, num: int) -> dict[str, Path]:
 
 
 def fid(store: Path, out: Path) -> float:
-    done = subprocess.run([sys.executable, "-m", "prakit", "eval", str(store), "--evaluators", "fid", "--out",
-                           str(out), "--no-progress"], capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"prakit eval {store} failed:\n{done.stderr[-2000:]}")
-    return read_record(out)["numbers"]["fid"]
+    """The FID of a store of images against the reference of the run it names, as ``prakit eval`` scores it."""
+    return evaluate(resolve(store, out=out), evaluators=["fid"], progress=False)["numbers"]["fid"]
 
 
 def main() -> None:
