@@ -10,6 +10,7 @@ say) is averaged over a row's seeds and drawn for every row in one plot.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import statistics
@@ -75,6 +76,7 @@ def load_run(run_dir: Path, record: Path | None = None) -> dict[str, Any]:
     facts = {"reference": record["reference"]["path"], "features": ",".join(record.get("features", {})),
              "samples": record.get("samples", {}).get("count")}
     return {"run": run_dir, "config": flatten(data), "record": record, "facts": facts,
+            "declared": curve_declarations(record),
             "parameters": parameter_counts(meta_model(cfg))["total"],
             "train_seconds": train_seconds(run, cfg.train.batch_size)}
 
@@ -98,7 +100,7 @@ def compare(run_dirs: Sequence[str | os.PathLike], versus: str | None = None,
     rows = distinct_names([summarize_group(members, differing, numbers) for members in groups.values()])
     directions = {k: v for run in runs for k, v in run["record"]["higher_is_better"].items()}
     curves = {name: {"title": curve.title, "xlabel": curve.xlabel, "ylabel": curve.ylabel}
-              for run in runs for name, (curve, _) in curve_declarations(run["record"]).items()}
+              for run in runs for name, (curve, _) in run["declared"].items()}
     comparison = {"fields": differing, "numbers": numbers, "higher_is_better": directions, "rows": rows,
                   "interval": INTERVAL, "curves": curves,
                   "mismatched": {f: [run["facts"][f] for run in runs] for f in mismatched}}
@@ -138,7 +140,7 @@ def summarize_group(members: list[dict], fields: list[str], numbers: list[str]) 
         "name": group_name(names), "variant": variant_name(names), "n": len(members),
         "runs": [str(m["run"]) for m in members], "seeds": [seed_of(m) for m in members],
         "fields": {f: members[0]["config"].get(f) for f in fields}, "measures": measured,
-        "curves": mean_curves([declared_curves(m["record"]) for m in members]),
+        "curves": mean_curves([declared_curves(m["declared"]) for m in members]),
     }
 
 
@@ -156,9 +158,9 @@ def group_name(names: list[str]) -> str:
 
 def distinct_names(rows: list[dict]) -> list[dict]:
     """``rows``, each name that several rows share prefixed with its row's folder (``flow-head/pra (3 seeds)``)."""
-    shared = {name for name in (row["name"] for row in rows) if [r["name"] for r in rows].count(name) > 1}
+    counts = collections.Counter(row["name"] for row in rows)
     for row in rows:
-        if row["name"] in shared:
+        if counts[row["name"]] > 1:
             row["name"] = f"{Path(row['runs'][0]).parent.name}/{row['name']}"
     return rows
 
@@ -197,9 +199,9 @@ def curve_declarations(record: dict) -> dict[str, tuple[Curve, dict[str, list[fl
     return found
 
 
-def declared_curves(record: dict) -> dict[str, list[float]]:
-    """Each declared curve of an evaluation, made from what its evaluator returned."""
-    return {name: list(curve.of(returned)) for name, (curve, returned) in curve_declarations(record).items()}
+def declared_curves(declared: dict[str, tuple[Curve, dict[str, list[float]]]]) -> dict[str, list[float]]:
+    """Each declared curve (:func:`curve_declarations`), made from what its evaluator returned."""
+    return {name: list(curve.of(returned)) for name, (curve, returned) in declared.items()}
 
 
 def mean_curves(runs: list[dict[str, list[float]]]) -> dict[str, list[float]]:
