@@ -45,7 +45,8 @@ def search(run_dir: str | Path, grid: dict[str, list], *, overrides: Sequence[st
            progress: bool = True) -> dict[str, Any]:
     """Evaluate every setting of ``grid``; return (and write) the table and the best setting by ``select``."""
     run_dir = Path(run_dir)
-    folder = Run(run_dir).search_dir
+    run = Run(run_dir)
+    folder = run.search_dir
     built = [registry.build(c) for c in evaluator_configs(resolve(run_dir, overrides).config, evaluators)]
     if select is not None:  # checked before anything is drawn
         ranked = {k for evaluator in built for k in evaluator.higher_is_better}
@@ -66,7 +67,7 @@ def search(run_dir: str | Path, grid: dict[str, list], *, overrides: Sequence[st
     edges = on_the_edge(grid, best["setting"])
     result = {"grid": grid, "num": target.num, "select": best_by, "best": best["setting"], "edges": edges, "rows": rows}
     header, table = search_table(rows, grid)
-    write_json(result, Run(run_dir).search_record)
+    write_json(result, run.search_record)
     write_tables(header, table, folder / SEARCH_TABLE)
     result["text"] = text_table(header, table) + f"\nbest by {best_by}: {label(best['setting'])}" + "".join(
         f"\n{edge}" for edge in edges)
