@@ -120,15 +120,15 @@ def sync(device) -> None:
 
 def training_step(cfg, batch: int, device):
     """The model of ``cfg`` (seeded weights) and the training step ``prakit train`` runs
-    (:class:`prakit.train.step.TrainingStep`), on one process, on a fixed batch of random images.
+    (:class:`prakit.training.step.TrainingStep`), on one process, on a fixed batch of random images.
     ``step(i)`` runs training step ``i`` (the schedules read it)."""
     import itertools
 
     import attrs
     import torch
 
-    from prakit.train.distributed import Distributed
-    from prakit.train.step import TrainingStep
+    from prakit.training.distributed import Distributed
+    from prakit.training.step import TrainingStep
 
     cfg = attrs.evolve(cfg, train=attrs.evolve(cfg.train, batch_size=batch, grad_accum=1))
     training = TrainingStep.create(cfg, Distributed(rank=0, world_size=1, local_rank=0, device=device)).distribute()

@@ -30,7 +30,7 @@ from prakit.model import ARModel
 from prakit.random import sample_generators
 from prakit.run import Run
 from prakit.summary import meta_model, training_flops
-from prakit.train.loop import train
+from prakit.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM

@@ -31,7 +31,7 @@ from prakit.config.io import from_data
 from prakit.eval.evaluate import evaluate, resolve
 from prakit.model import ARModel
 from prakit.run import Run, resolve_checkpoint
-from prakit.train.checkpoint import load_checkpoint
+from prakit.training.checkpoint import load_checkpoint
 
 #: name -> (flow-head fields, sampling overrides, tokens fed back unclamped)
 VARIANTS: dict[str, tuple[dict, list[str], bool]] = {

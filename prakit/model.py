@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
+from PIL import Image
 from torch import nn
 
 from prakit import registry
 from prakit.choices import MODEL_KINDS
 from prakit.components import Backbone, PixelDecoder, RolloutApproximator, StateGenerator
-from prakit.config import ExperimentConfig, ModelConfig, SampleConfig
+from prakit.config import ExperimentConfig, ModelConfig, SampleConfig, with_options
 from prakit.errors import ConfigError, PrakitError
 from prakit.kinds import ComponentConfig
-from prakit.random import Generators
+from prakit.random import Generators, sample_generators
 
 Check = Callable[[str, torch.Tensor], torch.Tensor]
 
@@ -33,8 +34,9 @@ class Losses(NamedTuple):
 class ARModel(nn.Module):
     """Pixel-space AR model: patches -> decoder states -> rollout inputs -> backbone -> head.
 
-    ``sampling`` is how inference draws from it (the run's ``sample`` section): rollouts that
-    roll the model out during training draw the same way.
+    ``sampling`` is how inference draws from it (the run's ``sample`` section): :meth:`sample`
+    draws so unless told otherwise, and rollouts that roll the model out during training draw the
+    same way. ``config`` is the whole experiment config of a model built from one.
     """
 
     backbone: Backbone
@@ -56,6 +58,7 @@ class ARModel(nn.Module):
             raise ConfigError([("model.patch_size", f"{cfg.patch_size} does not divide data.image_size {image_size}; "
                                                     "choose a patch size that does")])
         self.cfg, self.sampling = cfg, sampling
+        self.config: ExperimentConfig | None = None
         self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
         side = image_size // cfg.patch_size
         self.grid = (side, side)
@@ -73,8 +76,15 @@ class ARModel(nn.Module):
     def from_config(cls, cfg: ExperimentConfig) -> ARModel:
         """The model an experiment config describes, sampling with its ``sample`` section."""
         data = cfg.data
-        return cls(cfg.model, image_size=data.image_size, channels=data.channels, num_classes=data.num_classes,
-                   sampling=cfg.sample)
+        model = cls(cfg.model, image_size=data.image_size, channels=data.channels, num_classes=data.num_classes,
+                    sampling=cfg.sample)
+        model.config = cfg
+        return model
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are."""
+        return next(self.parameters()).device
 
     @property
     def null_class(self) -> int:
@@ -140,7 +150,7 @@ class ARModel(nn.Module):
     def sample_tokens(
         self,
         labels: torch.Tensor,
-        options: SampleConfig = SampleConfig(),
+        options: SampleConfig | None = None,
         *,
         rng: Generators = None,
         prefix: torch.Tensor | None = None,
@@ -156,7 +166,9 @@ class ARModel(nn.Module):
         share is read in one parallel pass. With guidance, conditional and null rows run as one
         batch. ``cached=False`` reads the whole sequence again for every token instead of using
         the cache: the same samples, for checking the cache and measuring what it saves.
+        ``options`` default to the model's :attr:`sampling`.
         """
+        options = options or self.sampling
         guided = options.cfg_scale != 1.0
         rows = torch.cat([labels, torch.full_like(labels, self.null_class)]) if guided else labels
 
@@ -234,11 +246,33 @@ class ARModel(nn.Module):
         return 1.0 + (options.cfg_scale - 1.0) * position / self.seq_len
 
     def sample(
-        self, labels: torch.Tensor, options: SampleConfig = SampleConfig(), *, rng: Generators = None
-    ) -> torch.Tensor:
-        """Images (B, H, W, C) uint8 for ``labels``; pass one torch generator per row (``rng``) for sharding-proof seeds."""
-        images = self.unpatchify(self.sample_tokens(labels, options, rng=rng))
-        return to_uint8(images)
+        self, classes: Sequence[int] | torch.Tensor, options: SampleConfig | None = None, *, rng: Generators = None,
+        pil: bool = False, **changes: Any,
+    ) -> torch.Tensor | list[Image.Image]:
+        """Images of ``classes`` (class ids, a list or a tensor on any device): (B, H, W, C) uint8
+        on the model's device, or with ``pil`` a list of PIL images.
+
+        They are drawn with ``options``, by default the model's :attr:`sampling` (a run's ``sample``
+        section), with ``changes`` to its fields (``cfg_scale=4.0, temperature=0.9``). Image i is
+        seeded by (``seed``, i), as ``prakit sample`` seeds the i-th image of a store, unless ``rng``
+        gives one torch generator per image.
+        """
+        options = with_options(options or self.sampling, changes, name=str)
+        labels = torch.as_tensor(classes, dtype=torch.long).reshape(-1)
+        self.check_classes(labels.tolist())
+        if rng is None:
+            rng = sample_generators(options.seed, range(len(labels)))
+        images = to_uint8(self.unpatchify(self.sample_tokens(labels.to(self.device), options, rng=rng)))
+        if not pil:
+            return images
+        return [Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image) for image in images.cpu().numpy()]
+
+    def check_classes(self, classes: Sequence[int]) -> None:
+        """Refuse a class id the model has no embedding for."""
+        for c in classes:
+            if not 0 <= c < self.num_classes:
+                raise PrakitError(f"class ids must be in 0..{self.num_classes - 1} (the model's data.num_classes "
+                                  f"is {self.num_classes}), got {c}")
 
 
 def build(cfg: ComponentConfig, **deps) -> nn.Module:

@@ -124,13 +124,13 @@ class Run:
 
     def checkpoints(self) -> list[Path]:
         """Oldest first."""
-        from prakit.train.checkpoint import list_checkpoints
+        from prakit.training.checkpoint import list_checkpoints
 
         return list_checkpoints(self.checkpoint_dir)
 
     def latest_checkpoint(self) -> Path | None:
         """The newest checkpoint that loads, or None."""
-        from prakit.train.checkpoint import latest_checkpoint
+        from prakit.training.checkpoint import latest_checkpoint
 
         return latest_checkpoint(self.checkpoint_dir)
 
@@ -148,7 +148,7 @@ class Run:
     # what the stages wrote
 
     def metrics(self) -> list[dict]:
-        from prakit.train.metrics import read_metrics
+        from prakit.training.metrics import read_metrics
 
         return read_metrics(self.metrics_file)
 
@@ -165,7 +165,7 @@ class Run:
 
     def is_trained(self) -> bool:
         """Whether training wrote its last step's checkpoint."""
-        from prakit.train.checkpoint import checkpoint_name
+        from prakit.training.checkpoint import checkpoint_name
 
         if not self.exists():
             return False
@@ -206,7 +206,7 @@ def resolve_checkpoint(source: str | Path) -> Path:
 
 def choose_ema(cfg: ExperimentConfig, which: str) -> str | None:
     """``slow``/``fast``: the EMA with the largest/smallest decay; ``none``: live weights; else a name."""
-    from prakit.train.ema import ema_name
+    from prakit.training.ema import ema_name
 
     decays = cfg.optim.ema_decays
     if which == "none" or (which in ("slow", "fast") and not decays):
@@ -221,7 +221,7 @@ def choose_ema(cfg: ExperimentConfig, which: str) -> str | None:
 def checkpoint_config(checkpoint: Path) -> ExperimentConfig:
     """The config a checkpoint was written by (its tensors mapped, not read)."""
     from prakit.config import from_data
-    from prakit.train.checkpoint import load_checkpoint
+    from prakit.training.checkpoint import load_checkpoint
 
     return from_data(json.loads(load_checkpoint(checkpoint, mmap=True)["config"]))
 
@@ -232,7 +232,7 @@ def load_model(checkpoint: Path, ema: str | None, device: torch.device) -> tuple
     weights)."""
     from prakit.config import from_data
     from prakit.model import ARModel
-    from prakit.train.checkpoint import load_checkpoint, load_weights
+    from prakit.training.checkpoint import load_checkpoint, load_weights
 
     state = load_checkpoint(checkpoint, map_location="cpu")
     cfg = from_data(json.loads(state["config"]))

@@ -24,7 +24,7 @@ class TrainingJob(submitit.helpers.Checkpointable):
 
     def __call__(self):
         from prakit.config import from_data
-        from prakit.train.loop import train
+        from prakit.training.loop import train
 
         if submitit.JobEnvironment().num_tasks > 1:
             # the trainer reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT
@@ -42,7 +42,7 @@ class SamplingJob(submitit.helpers.Checkpointable):
 
     def __call__(self) -> str:
         from prakit.eval.evaluate import resolve
-        from prakit.sample import sample_run
+        from prakit.sampling import sample_run
 
         target = resolve(self.run_dir, self.overrides, num=self.num)
         sample_run(target.checkpoint, target.samples, num=target.num, options=target.options,

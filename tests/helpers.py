@@ -22,7 +22,7 @@ from prakit.config import ModelConfig, preset_model
 from prakit.data.store import create_store, digest_sum, finish_store
 from prakit.model import ARModel
 from prakit.testing import perturb_parameters
-from prakit.train.metrics import read_metrics
+from prakit.training.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "experiments" / "quickstart.toml"

@@ -158,7 +158,7 @@ def run_dir(tmp_path_factory):
     from prakit import registry
     from prakit.config import load_config
     from prakit.data import prepare
-    from prakit.train.loop import train
+    from prakit.training.loop import train
 
     root = tmp_path_factory.mktemp("sample-run")
     prepare(registry.get("dataset").config("digits"), root / "digits.zarr", size=8, progress=False)
@@ -188,8 +188,8 @@ def sample(run, out, *options, capsys):
     (["--guidance", "-1"], "--guidance must be >= 0.0, got -1.0"),
     (["--guidance", "nan"], "--guidance must be a finite number, got nan"),
     (["--seed", "-1"], "--seed must be >= 0, got -1"),
-    (["--classes", "99"], "--classes must be in 0..9 (the run's data.num_classes is 10), got 99"),
-    (["--classes", "3", "-1"], "--classes must be in 0..9 (the run's data.num_classes is 10), got -1"),
+    (["--classes", "99"], "class ids must be in 0..9 (the model's data.num_classes is 10), got 99"),
+    (["--classes", "3", "-1"], "class ids must be in 0..9 (the model's data.num_classes is 10), got -1"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
 def test_sample_refuses_bad_options_before_making_a_store(run_dir, tmp_path, capsys, options, problem):
     code, err = sample(run_dir, tmp_path / "s.zarr", *options, capsys=capsys)
@@ -250,7 +250,7 @@ def test_an_impossible_run_directory_is_a_one_line_error(where, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     from prakit.config import load_config
-    from prakit.train.loop import train
+    from prakit.training.loop import train
 
     root = tmp_path_factory.mktemp("tiny")
     cfg = load_config(QUICKSTART, [

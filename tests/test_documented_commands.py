@@ -28,7 +28,9 @@ RUN_ELSEWHERE = {"plugins.md": "test_third_party_plugin.py"}
 RUN_BY_TESTS = {"python benchmarks/comparison.py": ("tests/test_benchmarks.py", '"comparison.py"'),
                 "python benchmarks/decoder_ceiling.py runs/comparison/digits32/test/deciding/pra,seed=0 "
                 "runs/comparison/digits32/test/deciding/x-pred,seed=0": ("tests/test_benchmarks.py", '"decoder_ceiling.py"'),
-                "bash benchmarks/gpu_checks.sh": ("tests/test_benchmarks.py", '"gpu_checks.sh"')}
+                "bash benchmarks/gpu_checks.sh": ("tests/test_benchmarks.py", '"gpu_checks.sh"'),
+                "python docs/examples/sample_grid.py runs/quickstart grid.png":
+                    ("tests/test_api.py", '"python docs/examples/sample_grid.py runs/quickstart grid.png"')}
 #: Commands that the project's own set-up runs: (file, the line in it that runs the command).
 RUN_BY_SETUP = {"make test": (".ci/run", "make test"), "pip install -e '.[data]'": ("Makefile", "-e '.[test,data]'")}
 #: The order the documents run in: each leaves what the next one names (runs, sample stores).

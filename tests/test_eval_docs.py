@@ -15,7 +15,7 @@ from prakit_eval.inception import WEIGHTS_ENV as INCEPTION_WEIGHTS_ENV
 from prakit.cli import main
 from prakit.config import load_config
 from prakit.eval.features import moments
-from prakit.train.loop import train
+from prakit.training.loop import train
 
 pytestmark = pytest.mark.slow  # end to end, several processes or SLURM
 

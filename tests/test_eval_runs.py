@@ -14,7 +14,7 @@ from PIL import Image
 from prakit.config import load_config
 from prakit.data import SampleStore
 from prakit.eval import evaluate, resolve
-from prakit.train.loop import train
+from prakit.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "experiments" / "quickstart.toml"

@@ -42,7 +42,7 @@ def test_a_failed_job_is_reported_with_its_error(store, tmp_path, toy_distributi
     failed = prakit("submit", str(QUICKSTART), *nan, "--run-dir", str(tmp_path / "run"), "--cluster", "local",
                     "--wait", env={"PYTHONPATH": toy_distribution})
     assert failed.returncode == 1
-    assert "failed: prakit.train.step.NonFiniteLossError: non-finite loss at step 2" in failed.stdout
+    assert "failed: prakit.training.step.NonFiniteLossError: non-finite loss at step 2" in failed.stdout
     assert "_log.err" in failed.stdout  # where the whole traceback is
 
 
@@ -94,7 +94,7 @@ def test_a_debug_submission_runs_in_this_process_without_wait(store, tmp_path):
 
 def test_a_stage_job_samples_with_the_overrides_given_and_refuses_others(store, tmp_path):
     from prakit.data.store import read_attrs
-    from prakit.train.loop import train
+    from prakit.training.loop import train
 
     run_dir = train(load_config(QUICKSTART, job_args(store, tmp_path)), tmp_path / "run", progress=False).run_dir
     bad = prakit("submit", "--stage", "sample", str(run_dir), "train.steps=3", "--cluster", "debug")

@@ -181,7 +181,7 @@ def test_a_preset_named_by_two_plugins_is_refused_naming_both(toy_plugin):
 def test_plugins_import_prakit_only_through_its_plugin_api():
     """The built-in plugins and the example one import from prakit.plugin_api alone, as docs/plugins.md asks."""
     found = []
-    for path in [*(ROOT / "plugins").rglob("*.py"), *(ROOT / "docs" / "examples").rglob("*.py")]:
+    for path in [*(ROOT / "plugins").rglob("*.py"), *(ROOT / "docs" / "examples" / "linear-decoder").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "prakit":
                 if node.module not in ("prakit.plugin_api", "prakit.testing"):

@@ -18,7 +18,7 @@ def test_durations_read_like_a_progress_bar(seconds, text):
 def test_training_and_sampling_progress_come_from_the_runs_files(store, tmp_path):
     from prakit.data import SampleStore
     from prakit.eval.evaluate import resolve
-    from prakit.train.loop import train
+    from prakit.training.loop import train
 
     run = tmp_path / "run"
     assert training_progress(run) is None and sampling_progress(run) is None  # nothing there yet

@@ -9,7 +9,7 @@ import torch
 from helpers import QUICKSTART, batch, prakit, rollout_inputs, small_model, small_run
 
 from prakit import registry
-from prakit.train.metrics import read_metrics
+from prakit.training.metrics import read_metrics
 
 
 def noise(**fields):

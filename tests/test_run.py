@@ -22,7 +22,7 @@ def test_no_module_but_prakit_run_spells_a_run_files_name():
 
 def test_a_run_says_which_stages_are_done_from_its_files(store, tmp_path):
     from prakit.eval.evaluate import evaluate, resolve
-    from prakit.train.loop import train
+    from prakit.training.loop import train
 
     run = Run(tmp_path / "run")
     assert not run.exists() and not run.is_done("train")

@@ -15,9 +15,9 @@ from prakit.config import load_config
 from prakit.data.store import open_store
 from prakit.eval import resolve
 from prakit.launch import submit
-from prakit.sample import sample_run
+from prakit.sampling import sample_run
 from prakit.sweep.jobs import NEVER_STARTED, queued_state
-from prakit.train.loop import train
+from prakit.training.loop import train
 
 pytestmark = pytest.mark.slow
 

@@ -44,8 +44,8 @@ def test_omp_num_threads_chooses_and_idle_cores_are_counted(monkeypatch):
 def test_prakit_sample_draws_with_as_many_threads_as_cores_are_idle(store, tmp_path, monkeypatch):
     from prakit.config import load_config
     from prakit.model import ARModel
-    from prakit.sample import sample_run
-    from prakit.train.loop import train
+    from prakit.sampling import sample_run
+    from prakit.training.loop import train
 
     run = train(load_config(QUICKSTART, small_run(store, "train.steps=1")), tmp_path / "run", progress=False).run_dir
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

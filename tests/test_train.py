@@ -15,8 +15,8 @@ from helpers import QUICKSTART, await_checkpoint, losses, prakit, small_run
 
 from prakit.config import load_config
 from prakit.errors import ConfigError, PrakitError
-from prakit.train.loop import RunDirectoryError, train
-from prakit.train.step import NonFiniteLossError
+from prakit.training.loop import RunDirectoryError, train
+from prakit.training.step import NonFiniteLossError
 
 
 def free_port() -> int:
@@ -81,7 +81,7 @@ def test_a_killed_run_resumes_with_identical_losses(store, tmp_path):
 def test_each_rank_draws_its_own_noise_and_a_killed_two_rank_run_resumes_with_identical_losses(store, tmp_path):
     import torch
 
-    from prakit.train.checkpoint import load_checkpoint
+    from prakit.training.checkpoint import load_checkpoint
 
     args = ["train", str(QUICKSTART), *small_run(store, "train.steps=12")]
     whole = torchrun(*args, "--run-dir", str(tmp_path / "whole"), env={})
@@ -101,7 +101,7 @@ def test_each_rank_draws_its_own_noise_and_a_killed_two_rank_run_resumes_with_id
 
 @pytest.mark.slow
 def test_resuming_on_another_number_of_ranks_begins_fresh_streams_and_says_so(store, tmp_path):
-    from prakit.train.checkpoint import load_checkpoint
+    from prakit.training.checkpoint import load_checkpoint
 
     two = torchrun("train", str(QUICKSTART), *small_run(store, "train.steps=4"), "--run-dir", str(tmp_path / "a"), env={})
     assert two.returncode == 0, two.stderr
@@ -177,7 +177,7 @@ def test_a_mismatched_checkpoint_is_a_clear_error_and_is_kept(store, tmp_path):
 
     from prakit.config import unstructure
     from prakit.run import load_model
-    from prakit.train.checkpoint import CheckpointError, load_checkpoint
+    from prakit.training.checkpoint import CheckpointError, load_checkpoint
 
     cfg = load_config(QUICKSTART, small_run(store, "train.steps=1"))
     first = train(cfg, tmp_path / "run", progress=False)
@@ -196,7 +196,7 @@ def test_a_mismatched_checkpoint_is_a_clear_error_and_is_kept(store, tmp_path):
 
 
 def test_no_resume_sets_the_earlier_run_aside_and_a_later_resume_continues_the_new_run(store, tmp_path, capsys):
-    from prakit.train.checkpoint import list_checkpoints
+    from prakit.training.checkpoint import list_checkpoints
 
     run = tmp_path / "run"
     first = train(load_config(QUICKSTART, small_run(store, "train.steps=8", "train.keep_last=1")), run, progress=False)
@@ -216,7 +216,7 @@ def test_no_resume_sets_the_earlier_run_aside_and_a_later_resume_continues_the_n
 
 @pytest.mark.slow
 def test_a_run_whose_checkpoints_all_fail_to_load_is_an_error_naming_them(store, tmp_path):
-    from prakit.train.checkpoint import CheckpointError
+    from prakit.training.checkpoint import CheckpointError
 
     cfg = load_config(QUICKSTART, small_run(store, "train.steps=8", "train.keep_last=2"))
     train(cfg, tmp_path / "run", progress=False)
@@ -263,7 +263,7 @@ def test_a_new_run_says_it_starts(store, tmp_path):
 @pytest.mark.slow
 def test_sampling_is_identical_across_batch_sizes_and_resumed_runs(store, tmp_path):
     from prakit.data import SampleStore, open_store
-    from prakit.sample import sample_run, sampling_options
+    from prakit.sampling import sample_run, sampling_options
 
     cfg = load_config(QUICKSTART, small_run(store, "train.steps=4"))
     run = train(cfg, tmp_path / "run", progress=False).run_dir
@@ -304,7 +304,7 @@ import gc, sys
 gc.disable()
 from prakit.config import load_config
 from prakit.errors import PrakitError
-from prakit.train.loop import train
+from prakit.training.loop import train
 try:
     train(load_config(sys.argv[1], sys.argv[3:]), sys.argv[2], progress=False)
 except PrakitError:

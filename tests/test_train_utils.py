@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from prakit.config import OptimConfig
-from prakit.train import (
+from prakit.training import (
     EMA,
     CheckpointError,
     latest_checkpoint,
@@ -186,8 +186,8 @@ def test_restore_rank_restores_its_own_state_or_reseeds_on_another_world_size():
 
 
 def test_a_checkpoint_from_before_per_rank_states_holds_one_ranks_state(tmp_path):
-    from prakit.train.distributed import Distributed
-    from prakit.train.loop import restore_rng
+    from prakit.training.distributed import Distributed
+    from prakit.training.loop import restore_rng
 
     path, cpu = tmp_path / "ckpt-00000004.pt", torch.device("cpu")
     state = rng.capture()  # what "rng" held before: a single state
@@ -325,7 +325,7 @@ def test_save_refuses_state_that_weights_only_loading_would_refuse(tmp_path):
 
 SAVE_FOREVER = """
 import sys, torch
-from prakit.train import save_checkpoint
+from prakit.training import save_checkpoint
 for step in range(1, 1_000_000):
     state = {"step": step, "model": {"w": torch.full((8_000_000,), float(step))}, "config": "{}"}
     print("start", flush=True)

@@ -30,8 +30,8 @@ SAMPLE_FLAGS = {"num": "--num", **{option.field: option.name for option in flags
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from prakit.config import SampleConfig
-    from prakit.sample import sample_run, sampling_options, with_options
+    from prakit.config import SampleConfig, with_options
+    from prakit.sampling import sample_run, sampling_options
 
     given = {field: getattr(args, field) for field in SAMPLE_FLAGS}
     given = {k: v for k, v in given.items() if v is not None}

@@ -25,7 +25,7 @@ def run_train(args: argparse.Namespace) -> int:
     from prakit.cli.paths import default_run_dir
     from prakit.config import load_config
     from prakit.run import Run
-    from prakit.train.loop import train
+    from prakit.training.loop import train
 
     cfg = load_config(args.file, args.overrides)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.file)

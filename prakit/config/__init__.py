@@ -11,6 +11,7 @@ from prakit.config.schema import (
     OptimConfig,
     SampleConfig,
     TrainConfig,
+    with_options,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "save_config",
     "structure",
     "unstructure",
+    "with_options",
 ]

@@ -8,7 +8,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import attrs
 import tomli_w
@@ -19,14 +19,18 @@ from prakit.errors import ConfigError, PrakitError, UnknownNameError
 from prakit.io import atomic_write_text
 from prakit.presets import model_presets
 
+#: Overrides: ``key=value`` strings as on the command line (``"train.steps=100"``), or a mapping of
+#: dotted keys to values (``{"train.steps": 100}``).
+Overrides = Iterable[str] | Mapping[str, Any]
 
-def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentConfig:
+
+def load_config(path: str | os.PathLike, overrides: Overrides = ()) -> ExperimentConfig:
     """Read an experiment config file and apply dotted ``key=value`` overrides."""
     return from_data(read_file(path), overrides, source=str(path))
 
 
 def from_data(
-    data: dict[str, Any], overrides: Iterable[str] = (), source: str | None = None
+    data: dict[str, Any], overrides: Overrides = (), source: str | None = None
 ) -> ExperimentConfig:
     """Plain data (as read from a file) plus overrides -> a validated :class:`ExperimentConfig`."""
     try:
@@ -161,14 +165,22 @@ def _load_yaml(text: str) -> Any:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b.c=value`` -> (['a', 'b', 'c'], value); the value is read as TOML, else as a string."""
     key, sep, raw = text.partition("=")
-    parts = key.strip().split(".")
-    if not sep or not all(parts):
+    if not sep:
         raise ConfigError([(key.strip(), f"override {text!r} must look like section.key=value")])
+    parts = checked_key(key.strip(), text)
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
     return parts, value
+
+
+def checked_key(key: str, override: str | None = None) -> list[str]:
+    """A dotted key's parts; an empty part is an error naming the ``override`` it came from."""
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError([(key, f"override {override or key!r} must look like section.key=value")])
+    return parts
 
 
 def parse_axis(text: str, flag: str, shape: str) -> tuple[str, tuple[str, ...]]:
@@ -205,7 +217,7 @@ def split_top_level(text: str) -> list[str]:
     return [*parts, text[start:]]
 
 
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str], source: str | None = None) -> dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: Overrides, source: str | None = None) -> dict[str, Any]:
     """Return a copy of ``data`` with the overrides applied and ``model.preset`` expanded.
 
     The model's preset is where it starts, so ``model.preset=...`` is applied and expanded first.
@@ -213,7 +225,10 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str], source: str 
     one's defaults; those name changes are applied next, the other overrides after them.
     """
     data = copy.deepcopy(data)
-    parsed = [parse_override(o) for o in overrides]
+    if isinstance(overrides, Mapping):
+        parsed = [(checked_key(key), value) for key, value in overrides.items()]
+    else:
+        parsed = [parse_override(o) for o in overrides]
     for parts, value in parsed:
         if parts == ["model", "preset"]:
             _set(data, parts, value)

@@ -4,6 +4,7 @@ evaluation and launch sections. Every section is a frozen attrs class with valid
 from __future__ import annotations
 
 import functools
+import math
 import re
 import typing
 
@@ -12,6 +13,7 @@ from attrs import field, frozen
 from attrs.validators import and_, deep_iterable, ge, gt, in_, le, lt, optional
 
 from prakit.choices import CHANNELS, CLUSTERS, EMA_CHOICES, GUIDANCE_SCHEDULES, SAMPLER_COMPILE
+from prakit.errors import PrakitError, UnknownNameError
 from prakit.kinds import (
     CONFIG_BASES,
     BackboneConfig,
@@ -158,6 +160,22 @@ class SampleConfig:
     compile: str = field(default="off", validator=in_(SAMPLER_COMPILE), metadata=flag(
         "torch.compile the decoding step and the head's network in this mode (reduce-overhead: CUDA graphs)",
         choices=SAMPLER_COMPILE, **SPEED_ONLY))
+
+
+def with_options(options: SampleConfig, changes: dict[str, typing.Any],
+                 name: typing.Callable[[str], str] = lambda key: f"sample.{key}") -> SampleConfig:
+    """``options`` with ``changes``, each checked by SampleConfig's validators; ``name`` names a field in errors."""
+    for key, value in changes.items():
+        if key not in attrs.fields_dict(SampleConfig):
+            raise UnknownNameError("sampling option", key, attrs.fields_dict(SampleConfig))
+        try:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{key!r} must be a finite number: {value}")
+            options = attrs.evolve(options, **{key: value})
+        except (ValueError, TypeError) as exc:
+            rule = str(exc).rsplit(": ", 1)[0].replace(repr(key), name(key))
+            raise PrakitError(f"{rule}, got {value!r}") from None
+    return options
 
 
 @attrs.frozen

@@ -18,6 +18,7 @@ import torch
 
 from prakit import __version__, registry
 from prakit.config import ExperimentConfig, SampleConfig, from_data, structure, unstructure
+from prakit.config.io import Overrides
 from prakit.config.schema import what_is_drawn
 from prakit.data.store import is_finished, open_store, read_attrs
 from prakit.errors import PrakitError
@@ -46,7 +47,7 @@ class Target:
     run_dir: Path | None = None
 
 
-def resolve(path: str | Path, overrides: Sequence[str] = (), *, num: int | None = None,
+def resolve(path: str | Path, overrides: Overrides = (), *, num: int | None = None,
             out: str | Path | None = None) -> Target:
     """A run directory (its latest checkpoint) or a sample store, with ``sample.*``/``eval.*`` overrides."""
     path = Path(path)
@@ -116,7 +117,7 @@ def evaluate(target: Target, *, evaluators: Sequence[str] | None = None, referen
     """Run the evaluators on ``target``; write ``eval.json``, ``eval.md`` and the plots into
     ``target.out``; return what ``eval.json`` holds."""
     from prakit.run import inference_device, load_model
-    from prakit.sample import sample_run
+    from prakit.sampling import sample_run
 
     cfg = target.config
     configs = evaluator_configs(cfg, evaluators)

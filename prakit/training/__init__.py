@@ -1,7 +1,7 @@
 """Training utilities: learning-rate schedule, weight EMA, RNG state and checkpoints."""
 
-from prakit.train import rng
-from prakit.train.checkpoint import (
+from prakit.training import rng
+from prakit.training.checkpoint import (
     CheckpointError,
     is_milestone,
     latest_checkpoint,
@@ -9,8 +9,8 @@ from prakit.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from prakit.train.ema import EMA
-from prakit.train.schedule import learning_rate
+from prakit.training.ema import EMA
+from prakit.training.schedule import learning_rate
 
 __all__ = [
     "EMA",

@@ -4,7 +4,7 @@ A run directory (:mod:`prakit.run`) gets the resolved config, checkpoints, metri
 the end, the loss curve. Every checkpoint carries the model, the EMAs, the
 optimizer, every rank's RNGs and the step; the data order is a function of the step, so a run
 resumed on as many ranks continues exactly where the checkpoint left it. Each rank draws its own
-noise (:mod:`prakit.train.rng`).
+noise (:mod:`prakit.training.rng`).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from prakit.errors import PrakitError
 from prakit.model import ARModel
 from prakit.run import Run
 from prakit.summary import check_fits
-from prakit.train import distributed, rng
-from prakit.train.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
-from prakit.train.metrics import MetricsLog, plot_loss
-from prakit.train.step import TrainingStep
+from prakit.training import distributed, rng
+from prakit.training.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from prakit.training.metrics import MetricsLog, plot_loss
+from prakit.training.step import TrainingStep
 
 
 class RunDirectoryError(PrakitError):

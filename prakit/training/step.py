@@ -15,9 +15,9 @@ from prakit.config import ExperimentConfig
 from prakit.data.loader import to_model_input
 from prakit.errors import PrakitError
 from prakit.model import ARModel
-from prakit.train.distributed import Distributed
-from prakit.train.ema import EMA, ema_name
-from prakit.train.schedule import learning_rate
+from prakit.training.distributed import Distributed
+from prakit.training.ema import EMA, ema_name
+from prakit.training.schedule import learning_rate
 
 
 class NonFiniteLossError(PrakitError):

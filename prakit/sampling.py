@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import attrs
 import torch
 from tqdm import tqdm
 
-from prakit.config import SampleConfig, unstructure
+from prakit.config import SampleConfig, unstructure, with_options
 from prakit.config.schema import what_is_drawn
-from prakit.errors import PrakitError, UnknownNameError
+from prakit.errors import PrakitError
 from prakit.random import sample_generators
 from prakit.run import checkpoint_config, inference_device, load_model, resolve_checkpoint
 from prakit.threads import sampling_threads
-
-
-def with_options(options: SampleConfig, changes: dict[str, Any],
-                 name: Callable[[str], str] = lambda field: f"sample.{field}") -> SampleConfig:
-    """``options`` with ``changes``, each checked by SampleConfig's validators; ``name`` names a field in errors."""
-    for field, value in changes.items():
-        if field not in attrs.fields_dict(SampleConfig):
-            raise UnknownNameError("sampling option", field, attrs.fields_dict(SampleConfig))
-        try:
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{field!r} must be a finite number: {value}")
-            options = attrs.evolve(options, **{field: value})
-        except (ValueError, TypeError) as exc:
-            rule = str(exc).rsplit(": ", 1)[0].replace(repr(field), name(field))
-            raise PrakitError(f"{rule}, got {value!r}") from None
-    return options
-
-
-def check_classes(classes: Sequence[int], num_classes: int) -> None:
-    """Refuse a class the run's model has no embedding for."""
-    for c in classes:
-        if not 0 <= c < num_classes:
-            raise PrakitError(f"--classes must be in 0..{num_classes - 1} (the run's data.num_classes is "
-                              f"{num_classes}), got {c}")
 
 
 def sampling_options(source: str | Path, changes: dict[str, Any]) -> SampleConfig:
@@ -92,7 +67,7 @@ def sample_run(
     model.compile_sampling(options.compile)
     batch_size = options.batch_size
     classes = list(classes) if classes else list(range(cfg.data.num_classes))
-    check_classes(classes, cfg.data.num_classes)
+    model.check_classes(classes)
     size, channels = cfg.data.image_size, cfg.data.channels
     facts = {
         "config": unstructure(cfg),
