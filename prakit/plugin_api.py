@@ -32,6 +32,7 @@ from prakit.kinds import (
     RolloutConfig,
 )
 from prakit.model import to_uint8
+from prakit.progress import Progress
 from prakit.random import Generators, randn, sample_generators
 from prakit.registry import Registrar
 
@@ -52,6 +53,7 @@ __all__ = [
     "Moments",
     "PixelDecoder",
     "PrakitError",
+    "Progress",
     "Registrar",
     "RolloutApproximator",
     "RolloutConfig",

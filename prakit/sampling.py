@@ -8,11 +8,11 @@ from typing import Any, Sequence
 
 import attrs
 import torch
-from tqdm import tqdm
 
 from prakit.config import SampleConfig, unstructure, with_options
 from prakit.config.schema import what_is_drawn
 from prakit.errors import PrakitError
+from prakit.progress import Progress
 from prakit.random import sample_generators
 from prakit.run import checkpoint_config, inference_device, load_model, resolve_checkpoint
 from prakit.threads import sampling_threads
@@ -82,14 +82,13 @@ def sample_run(
         raise SampleMismatchError(exc.problem, "rerun with --restart to delete them and start over, "
                                                "or choose another --out") from None
     todo = store.missing(batch_size, rank=shard, world_size=shards)
-    bar = tqdm(total=num, initial=num - sum(map(len, todo)), disable=not progress, unit="img", desc="sample")
+    bar = Progress("sample", num, initial=num - sum(map(len, todo)), unit="images", enabled=progress)
     with sampling_threads(device):
         for indices in todo:
             start = time.perf_counter()
             labels = balanced_labels(indices, num, classes).to(device)
             images = model.sample(labels, options, rng=sample_generators(options.seed, indices))
             store.write(indices, images.cpu().numpy(), labels.cpu().numpy())
-            bar.update(len(indices))
-            bar.set_postfix(img_s=f"{len(indices) / (time.perf_counter() - start):.1f}")
+            bar.update(len(indices), **{"images/s": round(len(indices) / (time.perf_counter() - start), 1)})
     bar.close()
     return Path(out)

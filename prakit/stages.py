@@ -29,7 +29,7 @@ class TrainingJob(submitit.helpers.Checkpointable):
         if submitit.JobEnvironment().num_tasks > 1:
             # the trainer reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        return train(from_data(self.config), self.run_dir, progress=False)
+        return train(from_data(self.config), self.run_dir, progress=True)
 
 
 class SamplingJob(submitit.helpers.Checkpointable):
@@ -46,7 +46,7 @@ class SamplingJob(submitit.helpers.Checkpointable):
 
         target = resolve(self.run_dir, self.overrides, num=self.num)
         sample_run(target.checkpoint, target.samples, num=target.num, options=target.options,
-                   shard=self.shard, shards=self.shards, progress=False)
+                   shard=self.shard, shards=self.shards, progress=True)
         return str(target.samples)
 
 
@@ -60,7 +60,7 @@ class EvaluationJob(submitit.helpers.Checkpointable):
     def __call__(self) -> dict[str, Any]:
         from prakit.eval.evaluate import evaluate, resolve
 
-        return evaluate(resolve(self.run_dir, self.overrides, num=self.num), progress=False)["numbers"]
+        return evaluate(resolve(self.run_dir, self.overrides, num=self.num), progress=True)["numbers"]
 
 
 class StagesJob(submitit.helpers.Checkpointable):

@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from attrs.validators import gt, lt
 from torch import nn
-from tqdm import tqdm
 
 from prakit.plugin_api import (
     FeatureNetwork,
     FeatureNetworkConfig,
     PrakitError,
+    Progress,
     StoreImages,
     atomic_file,
     cache_folder,
@@ -156,7 +156,8 @@ def fit(net: FeatNet, store, device: torch.device, progress: bool) -> float:
     net.model.to(device).train()
     optimizer = torch.optim.AdamW(net.model.parameters(), lr=cfg.lr, weight_decay=0.05)
     rng = np.random.default_rng([cfg.seed, 1])
-    for step in tqdm(range(cfg.steps), disable=not progress, desc="featnet", unit="step", leave=False):
+    bar = Progress("featnet", cfg.steps, unit="steps", enabled=progress)
+    for step in range(cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         batch = torch.from_numpy(rng.choice(train, min(cfg.batch_size, len(train)), replace=False)).to(device)
@@ -164,6 +165,8 @@ def fit(net: FeatNet, store, device: torch.device, progress: bool) -> float:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        bar.update(1)
+    bar.close()
     net.model.eval()
     with torch.no_grad():
         hits = sum(int((net.model(x[rows])[1].argmax(1) == y[rows]).sum())

@@ -21,7 +21,6 @@ from typing import Any, Iterable, Iterator
 import attrs
 import numpy as np
 import zarr
-from tqdm import tqdm
 
 from prakit import registry
 from prakit.components import Dataset
@@ -43,6 +42,7 @@ from prakit.data.store import (
 )
 from prakit.errors import PrakitError
 from prakit.kinds import DatasetConfig
+from prakit.progress import Progress
 
 TASK = 32  # items per worker task
 _RECORD = "prepare"
@@ -167,7 +167,7 @@ def _prepare(dataset_cfg, out: Path, *, size, channels, workers, shuffle_seed, s
     tasks = [(p, order[p:p + TASK]) for p in range(state["consumed"], len(dataset), TASK)]
     writer = _ShardWriter(out, state)
     loader = _Loader(dataset, size, channels)
-    with tqdm(total=len(dataset), initial=resumed_from, unit="img", desc="prepare", disable=not progress) as bar:
+    with Progress("prepare", len(dataset), initial=resumed_from, unit="images", enabled=progress) as bar:
         for loaded in _ordered_map(loader, tasks, default_workers() if workers is None else workers):
             writer.add(loaded)
             bar.update(loaded.done)

@@ -22,10 +22,10 @@ from typing import Iterator, Protocol
 import attrs
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from prakit.components import FeatureNetwork
 from prakit.data.prepare import exclusive
+from prakit.progress import Progress
 
 CACHE_ENV = "PRAKIT_FEATURE_CACHE"
 
@@ -136,7 +136,7 @@ def extract(
     device = device or torch.device("cpu")
     network = network.to(device).eval()
     batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
-    bar = tqdm(total=len(indices), disable=not progress, unit="img", desc=desc, leave=False)
+    bar = Progress(desc, len(indices), unit="images", enabled=progress)
     with ThreadPoolExecutor(1, thread_name_prefix="prakit-features") as reader:
         pending = reader.submit(images.read, batches[0]) if batches else None
         start = 0

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import attrs
 import torch
-from tqdm import tqdm
 
 from prakit.config import ExperimentConfig, unstructure
 from prakit.config.io import changes
@@ -27,6 +26,7 @@ from prakit.config.schema import free_fields
 from prakit.data.prepare import ensure_store
 from prakit.errors import PrakitError
 from prakit.model import ARModel
+from prakit.progress import Progress
 from prakit.run import Run
 from prakit.summary import check_fits
 from prakit.training import distributed, rng
@@ -120,10 +120,10 @@ def run_steps(training: TrainingStep, run: Run, batches, start: int, progress: b
     """The steps from ``start`` to ``train.steps``, with their logs, checkpoints and grids."""
     cfg, env, tcfg = training.cfg, training.env, training.cfg.train
     metrics = MetricsLog(run.metrics_file, start, run.tensorboard_dir if tcfg.tensorboard else None) if env.is_main else None
-    bar = tqdm(total=tcfg.steps, initial=start, disable=not progress, dynamic_ncols=True, desc="train")
+    bar = Progress("train", tcfg.steps, initial=start, unit="steps", enabled=progress, every=tcfg.log_every)
     tick, images_seen = time.perf_counter(), 0
     for step in range(start, tcfg.steps):
-        result = training(step, batches)
+        result, logged = training(step, batches), {}
         images_seen += tcfg.batch_size
         done = step + 1
         if done % tcfg.log_every == 0 or done == tcfg.steps:
@@ -135,7 +135,7 @@ def run_steps(training: TrainingStep, run: Run, batches, start: int, progress: b
             tick, images_seen = time.perf_counter(), 0
             if metrics:
                 metrics.write(row)
-            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{row['images_per_s']:.0f}")
+            logged = {"loss": loss, "lr": result.lr, "images/s": round(row["images_per_s"])}
         if done % tcfg.ckpt_every == 0 or done == tcfg.steps:
             rng_states = env.all_gather(rng.capture())  # every rank resumes its own
             if env.is_main:
@@ -146,7 +146,7 @@ def run_steps(training: TrainingStep, run: Run, batches, start: int, progress: b
             env.barrier()
         if env.is_main and tcfg.sample_every and done % tcfg.sample_every == 0:
             write_grid(training.model, training.emas, cfg, run.grids_dir / f"step-{done:08d}.png")
-        bar.update(1)
+        bar.update(1, **logged)
     bar.close()
     if metrics:
         metrics.close()
