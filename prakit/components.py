@@ -14,6 +14,7 @@ the null class used for classifier-free guidance).
 from __future__ import annotations
 
 import abc
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping, Protocol, Sequence
 
 import attrs
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from prakit.errors import PrakitError
-from prakit.kinds import EvaluatorConfig
+from prakit.kinds import EvaluatorConfig, TrackerConfig
 from prakit.random import Generators
 
 if TYPE_CHECKING:
@@ -305,3 +306,31 @@ class Dataset(abc.ABC):
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
         return (self[i] for i in range(len(self)))
+
+
+class Tracker(abc.ABC):
+    """Sends a run to an experiment tracker (TensorBoard, Weights & Biases, MLflow) beside
+    ``metrics.jsonl``, which stays the record of truth. Built as ``build(cfg, run_dir=...)``.
+
+    ``start`` comes first: with the resolved config (plain data) and the step training starts
+    or resumes at (``None`` when only evaluation numbers follow, appended to the run's record).
+    A tracker that resumes keeps to the same run of its service across restarts (see
+    :func:`prakit.tracking.remembered_id`).
+    """
+
+    def __init__(self, cfg: TrackerConfig, run_dir: Path):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+
+    @abc.abstractmethod
+    def start(self, config: Mapping[str, Any], resume_step: int | None) -> None: ...
+
+    @abc.abstractmethod
+    def log_scalars(self, values: Mapping[str, float], step: int) -> None:
+        """Numbers by name at ``step``: training's (``loss``, ``lr``, ...) and evaluations' (``eval/fid``)."""
+
+    @abc.abstractmethod
+    def log_image(self, name: str, image: np.ndarray, step: int) -> None:
+        """An (H, W, C) uint8 picture at ``step``: the sample grids drawn during training."""
+
+    def finish(self) -> None:
+        """Flush and close; nothing is logged after it."""

@@ -55,3 +55,8 @@ def model_presets() -> dict[str, dict]:
 @hookspec
 def register_datasets(registrar: Registrar) -> None:
     """Add dataset sources for ``prakit data prepare`` (:class:`prakit.components.Dataset`); built from the config alone."""
+
+
+@hookspec
+def register_trackers(registrar: Registrar) -> None:
+    """Add experiment trackers (:class:`prakit.components.Tracker`); built with ``run_dir``."""

@@ -58,6 +58,11 @@ class DatasetConfig(ComponentConfig):
 
 
 @attrs.frozen
+class TrackerConfig(ComponentConfig):
+    kind: ClassVar[str] = "tracker"
+
+
+@attrs.frozen
 class Kind:
     """A component kind: its config base, where a config selects one, its interface (a class of
     :mod:`prakit.components`, by name), its hook, and the keywords it is built with besides its config."""
@@ -89,6 +94,7 @@ KINDS: dict[str, Kind] = {
         Kind("features", FeatureNetworkConfig, "eval.features", "FeatureNetwork", "register_feature_networks",
              ("store", "device", "progress")),
         Kind("dataset", DatasetConfig, "data.source", "Dataset", "register_datasets", ()),
+        Kind("tracker", TrackerConfig, "train.trackers", "Tracker", "register_trackers", ("run_dir",)),
     )
 }
 

@@ -1,5 +1,5 @@
 """Everything a plugin imports from prakit, in one place: the hook marker, each kind's config base
-and interface, errors, seeded noise, and the helpers the built-in plugins share (atomic files,
+and interface, errors, seeded noise, the run directory, and the helpers the built-in plugins share (atomic files,
 feature caches, image conversions). A plugin that imports only from here (and ``prakit.testing``
 in its tests) keeps working when prakit's other modules move."""
 
@@ -14,8 +14,10 @@ from prakit.components import (
     RolloutApproximator,
     RolloutModel,
     StateGenerator,
+    Tracker,
 )
 from prakit.config import unstructure
+from prakit.config.io import flatten
 from prakit.data import to_model_input
 from prakit.data.prepare import exclusive
 from prakit.errors import PrakitError
@@ -30,11 +32,14 @@ from prakit.kinds import (
     FeatureNetworkConfig,
     GeneratorConfig,
     RolloutConfig,
+    TrackerConfig,
 )
 from prakit.model import to_uint8
 from prakit.progress import Progress
 from prakit.random import Generators, randn, sample_generators
 from prakit.registry import Registrar
+from prakit.run import Run
+from prakit.tracking import remembered_id
 
 __all__ = [
     "PR_REFERENCE_IMAGES",
@@ -58,14 +63,19 @@ __all__ = [
     "RolloutApproximator",
     "RolloutConfig",
     "RolloutModel",
+    "Run",
     "StateGenerator",
     "StoreImages",
+    "Tracker",
+    "TrackerConfig",
     "atomic_file",
     "cache_folder",
     "exclusive",
+    "flatten",
     "held_out_split",
     "hookimpl",
     "randn",
+    "remembered_id",
     "sample_generators",
     "spread",
     "to_model_input",

@@ -8,7 +8,8 @@
       metrics.jsonl      one row per logged training step
       grids/             sample grids drawn during training
       loss.png           the loss curve, at the end of training
-      tensorboard/       with train.tensorboard
+      tensorboard/       with the tensorboard tracker (train.trackers)
+      trackers.json      the run's ids at the trackers' services (W&B, MLflow)
       samples/           the sample stores evaluations read: one per checkpoint, count and options
       eval.json, eval.md the latest evaluation (and its plots)
       search/            a guidance search: one evaluation folder per setting, search.{json,md,csv}
@@ -74,6 +75,10 @@ class Run:
     @property
     def tensorboard_dir(self) -> Path:
         return self.path / "tensorboard"
+
+    @property
+    def trackers_record(self) -> Path:
+        return self.path / "trackers.json"
 
     @property
     def eval_record(self) -> Path:

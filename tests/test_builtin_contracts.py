@@ -37,7 +37,7 @@ from prakit.testing import (
     RolloutContract,
 )
 
-BUILT_IN_PLUGINS = {"models", "pra", "baselines", "eval", "datasets"}
+BUILT_IN_PLUGINS = {"models", "pra", "baselines", "eval", "datasets", "trackers"}
 MICRO_MODEL = micro_model_config()
 
 

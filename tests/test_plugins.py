@@ -140,7 +140,7 @@ def test_a_duplicate_name_is_an_error_naming_both_plugins(fresh_plugins):
 
 def test_every_hook_is_documented_and_implemented_by_the_toy_plugin(toy_plugin):
     docs = (ROOT / "docs" / "plugins.md").read_text()
-    assert len(COMPONENT_HOOKS) == len(KINDS) == 7 and set(SPECS) - set(COMPONENT_HOOKS) == {"model_presets"}
+    assert len(COMPONENT_HOOKS) == len(KINDS) == 8 and set(SPECS) - set(COMPONENT_HOOKS) == {"model_presets"}
     for name in SPECS:
         assert inspect.getdoc(getattr(hookspecs, name)), f"{name} has no docstring"
         assert f"`{name}`" in docs, f"{name} is not documented in docs/plugins.md"

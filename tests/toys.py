@@ -1,5 +1,6 @@
 """Small components of every kind, registered by tests through a real plugin object."""
 
+import json
 import os
 from typing import Any, ClassVar
 
@@ -7,7 +8,7 @@ import attrs
 import numpy as np
 
 from prakit import hookimpl
-from prakit.components import Dataset, Evaluator, RolloutApproximator
+from prakit.components import Dataset, Evaluator, RolloutApproximator, Tracker
 from prakit.kinds import (
     BackboneConfig,
     DatasetConfig,
@@ -16,6 +17,7 @@ from prakit.kinds import (
     FeatureNetworkConfig,
     GeneratorConfig,
     RolloutConfig,
+    TrackerConfig,
 )
 from prakit.testing.standins import StandInBackbone as ToyBackbone
 from prakit.testing.standins import StandInFeatures as ToyFeatures
@@ -51,6 +53,28 @@ class ToyEvaluator(Evaluator):
 @attrs.frozen
 class ToyFeaturesConfig(FeatureNetworkConfig):
     name: ClassVar[str] = "toy"
+
+
+@attrs.frozen
+class ToyTrackerConfig(TrackerConfig):
+    name: ClassVar[str] = "toy"
+
+
+class ToyTracker(Tracker):
+    """Appends each call to ``toy-tracker.jsonl`` in the run directory."""
+
+    def start(self, config, resume_step):
+        self.write({"start": resume_step})
+
+    def log_scalars(self, values, step):
+        self.write({"step": step, **values})
+
+    def log_image(self, name, image, step):
+        self.write({"step": step, name: list(image.shape)})
+
+    def write(self, row):
+        with (self.run_dir / "toy-tracker.jsonl").open("a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 @attrs.frozen
@@ -140,6 +164,10 @@ class ToyPlugin:
     @hookimpl
     def register_datasets(self, registrar):
         registrar.add(ToyDatasetConfig, ToyDataset)
+
+    @hookimpl
+    def register_trackers(self, registrar):
+        registrar.add(ToyTrackerConfig, ToyTracker)
 
     @hookimpl
     def register_decoders(self, registrar):

@@ -34,7 +34,7 @@ def from_data(
 ) -> ExperimentConfig:
     """Plain data (as read from a file) plus overrides -> a validated :class:`ExperimentConfig`."""
     try:
-        data = apply_overrides(data, overrides, source)
+        data = apply_overrides(upgraded(data), overrides, source)
     except RecursionError:
         raise _too_deep(source) from None
     return structure(data, ExperimentConfig, source)
@@ -61,6 +61,18 @@ def preset_model(name: str, **fields: Any) -> ModelConfig:
     return attrs.evolve(structure(data, ModelConfig, "model"), **fields)
 
 
+def upgraded(data: dict[str, Any]) -> dict[str, Any]:
+    """Config data as earlier versions wrote it (run directories, checkpoints), in today's keys:
+    the flag ``train.tensorboard`` is the ``tensorboard`` tracker of ``train.trackers``."""
+    train = data.get("train")
+    if not isinstance(train, dict) or "tensorboard" not in train:
+        return data
+    train = dict(train)
+    if train.pop("tensorboard") is True:
+        train["trackers"] = [*train.get("trackers", []), {"name": "tensorboard"}]
+    return {**data, "train": train}
+
+
 def read_file(path: str | os.PathLike) -> dict[str, Any]:
     """Parse a ``.toml``, ``.json`` or ``.yaml`` file into plain data.
 
@@ -69,7 +81,7 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
     """
     chain = _extends_chain(Path(path).resolve())
     try:
-        return functools.reduce(merge, reversed(chain.values()))
+        return upgraded(functools.reduce(merge, reversed(chain.values())))
     except RecursionError:
         raise _too_deep(str(path)) from None
 

@@ -23,6 +23,7 @@ from prakit.kinds import (
     FeatureNetworkConfig,
     GeneratorConfig,
     RolloutConfig,
+    TrackerConfig,
 )
 
 #: Field metadata: changing the field does not change what a run computes (a longer run, other
@@ -139,7 +140,7 @@ class TrainConfig:
     keep_last: int = field(default=2, validator=gt(0), metadata=FREE)
     milestone_every: int = field(default=0, validator=ge(0), metadata=FREE)  # checkpoints kept for good; 0: none
     sample_every: int = field(default=0, validator=ge(0), metadata=FREE)
-    tensorboard: bool = field(default=False, metadata=FREE)
+    trackers: tuple[TrackerConfig, ...] = field(default=(), metadata=FREE)  # `prakit plugins list --kind tracker`
 
 
 @frozen

@@ -164,7 +164,21 @@ def evaluate(target: Target, *, evaluators: Sequence[str] | None = None, referen
                              "fingerprint": samples.attrs["fingerprint"]}
     record["features"] = ctx.networks()
     write_outputs(record, target.out, samples)
+    if target.run_dir is not None and target.out == target.run_dir and checkpoint is not None:
+        track(cfg, target.run_dir, record["numbers"], checkpoint)
     return record
+
+
+def track(cfg: ExperimentConfig, run_dir: Path, numbers: dict[str, float], checkpoint: Path) -> None:
+    """A run's evaluation numbers to its trackers (``train.trackers``), as ``eval/NAME`` at the
+    checkpoint's step."""
+    from prakit.tracking import Trackers
+    from prakit.training.checkpoint import checkpoint_step
+
+    if cfg.train.trackers:
+        trackers = Trackers(cfg, run_dir, resume_step=None)
+        trackers.log_scalars({f"eval/{name}": value for name, value in numbers.items()}, checkpoint_step(checkpoint))
+        trackers.finish()
 
 
 def split_result(name: str, result) -> tuple[dict[str, float], dict[str, list[float]]]:

@@ -16,6 +16,7 @@ from prakit.testing.contracts import (
     FolderContract,
     GeneratorContract,
     RolloutContract,
+    TrackerContract,
     perturb_parameters,
 )
 from prakit.testing.standins import LinearDecoder, register_stand_ins, stand_in_model_config
@@ -31,6 +32,7 @@ __all__ = [
     "GeneratorContract",
     "LinearDecoder",
     "RolloutContract",
+    "TrackerContract",
     "perturb_parameters",
     "register_stand_ins",
     "stand_in_model_config",

@@ -538,6 +538,52 @@ class DatasetContract(ComponentContract):
             assert a[index][1] == b[index][1]
 
 
+class TrackerContract(ComponentContract):
+    """A tracker takes a short run, its restart from a checkpoint and an evaluation, and its service
+    ends up with every number at its step, a restart's value replacing the one it replays.
+
+    A subclass says how to read its service back: :meth:`read_back`, the scalars by name and step.
+    """
+
+    kind = "tracker"
+
+    @pytest.fixture(autouse=True)
+    def _run_dir(self, tmp_path):
+        self.run_dir = tmp_path / "run"
+        self.run_dir.mkdir()
+
+    def deps(self) -> dict[str, Any]:
+        return {"run_dir": self.run_dir}
+
+    def assert_same_build(self, a, b):
+        assert (a.cfg, a.run_dir) == (b.cfg, b.run_dir)
+
+    def read_back(self) -> dict[str, dict[int, float]]:
+        """What the service holds: for each scalar, its last value at each step."""
+        raise NotImplementedError(f"{type(self).__name__} must say how to read its tracker's service back")
+
+    def test_a_run_its_restart_and_its_evaluation_arrive_whole(self):
+        config = {"train": {"steps": 4, "trackers": [unstructure(self.config)]}}
+        tracker = self.build()
+        tracker.start(config, 0)
+        for step in range(3):
+            tracker.log_scalars({"loss": 1.0 / (step + 1), "lr": 0.001}, step)
+        tracker.log_image("samples", np.full((8, 16, 3), 200, np.uint8), 2)
+        tracker.finish()
+        restarted = self.build()  # from the checkpoint at step 2, replaying step 2
+        restarted.start(config, 2)
+        restarted.log_scalars({"loss": 0.25, "lr": 0.001}, 2)
+        restarted.log_scalars({"loss": 0.2, "lr": 0.001}, 3)
+        restarted.finish()
+        evaluation = self.build()
+        evaluation.start(config, None)
+        evaluation.log_scalars({"eval/fid": 3.5}, 4)
+        evaluation.finish()
+        got = self.read_back()
+        assert got["loss"] == pytest.approx({0: 1.0, 1: 0.5, 2: 0.25, 3: 0.2})
+        assert got["eval/fid"] == pytest.approx({4: 3.5}) and set(got["lr"]) == {0, 1, 2, 3}
+
+
 def perturb_parameters(module: torch.nn.Module) -> None:
     """Move every parameter off its initial value (zero-initialised layers included)."""
     g = torch.Generator().manual_seed(99)

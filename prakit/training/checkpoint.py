@@ -107,8 +107,13 @@ def is_milestone(path: Path) -> bool:
     return path.name.endswith(".milestone.pt")
 
 
+def checkpoint_step(path: Path) -> int:
+    """The step a checkpoint's file name says it holds."""
+    return int(NAME.fullmatch(path.name)[1])
+
+
 def _order(path: Path) -> tuple[int, bool]:
-    return int(NAME.fullmatch(path.name)[1]), is_milestone(path)
+    return checkpoint_step(path), is_milestone(path)
 
 
 def _load(path: Path, map_location: Any, *, mmap: bool) -> dict[str, Any]:

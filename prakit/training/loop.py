@@ -18,10 +18,12 @@ import warnings
 from pathlib import Path
 
 import attrs
+import numpy as np
 import torch
+from PIL import Image
 
 from prakit.config import ExperimentConfig, unstructure
-from prakit.config.io import changes
+from prakit.config.io import changes, upgraded
 from prakit.config.schema import free_fields
 from prakit.data.prepare import ensure_store
 from prakit.errors import PrakitError
@@ -29,6 +31,7 @@ from prakit.model import ARModel
 from prakit.progress import Progress
 from prakit.run import Run
 from prakit.summary import check_fits
+from prakit.tracking import Trackers
 from prakit.training import distributed, rng
 from prakit.training.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from prakit.training.metrics import MetricsLog, plot_loss
@@ -119,7 +122,8 @@ def open_run(cfg: ExperimentConfig, run: Run, env: distributed.Distributed, resu
 def run_steps(training: TrainingStep, run: Run, batches, start: int, progress: bool) -> RunResult:
     """The steps from ``start`` to ``train.steps``, with their logs, checkpoints and grids."""
     cfg, env, tcfg = training.cfg, training.env, training.cfg.train
-    metrics = MetricsLog(run.metrics_file, start, run.tensorboard_dir if tcfg.tensorboard else None) if env.is_main else None
+    metrics = MetricsLog(run.metrics_file, start) if env.is_main else None
+    trackers = Trackers(cfg, run.path, start) if env.is_main else None
     bar = Progress("train", tcfg.steps, initial=start, unit="steps", enabled=progress, every=tcfg.log_every)
     tick, images_seen = time.perf_counter(), 0
     for step in range(start, tcfg.steps):
@@ -135,6 +139,7 @@ def run_steps(training: TrainingStep, run: Run, batches, start: int, progress: b
             tick, images_seen = time.perf_counter(), 0
             if metrics:
                 metrics.write(row)
+                trackers.log_scalars({key: value for key, value in row.items() if key != "step"}, step)
             logged = {"loss": loss, "lr": result.lr, "images/s": round(row["images_per_s"])}
         if done % tcfg.ckpt_every == 0 or done == tcfg.steps:
             rng_states = env.all_gather(rng.capture())  # every rank resumes its own
@@ -145,11 +150,12 @@ def run_steps(training: TrainingStep, run: Run, batches, start: int, progress: b
                                                            milestone=milestone)
             env.barrier()
         if env.is_main and tcfg.sample_every and done % tcfg.sample_every == 0:
-            write_grid(training.model, training.emas, cfg, run.grids_dir / f"step-{done:08d}.png")
+            grid = write_grid(training.model, training.emas, cfg, run.grids_dir / f"step-{done:08d}.png")
+            trackers.log_image("samples", np.asarray(Image.open(grid)), done)
         bar.update(1, **logged)
     bar.close()
     if metrics:
-        metrics.close()
+        trackers.finish()
         plot_loss(run.metrics(), run.loss_plot)
     return RunResult(run.path, tcfg.steps, training.last_checkpoint, env.is_main)
 
@@ -192,7 +198,7 @@ def check_run_dir(cfg: ExperimentConfig, run: Run) -> None:
 
 def check_resumable(state: dict, cfg: ExperimentConfig, path: Path) -> None:
     """Refuse to resume ``cfg`` from a checkpoint written by a config that computes otherwise."""
-    mismatched = computation_changes(json.loads(state["config"]), unstructure(cfg))
+    mismatched = computation_changes(upgraded(json.loads(state["config"])), unstructure(cfg))
     if mismatched:
         raise CheckpointError(
             f"{path} was written by a different config (differs in: {', '.join(mismatched)}); "
@@ -239,10 +245,9 @@ def restore_rng(states: list | dict, env: distributed.Distributed, seed: int, st
 
 
 @torch.no_grad()
-def write_grid(model: ARModel, emas: dict, cfg: ExperimentConfig, path: Path, per_class: int = 8) -> None:
+def write_grid(model: ARModel, emas: dict, cfg: ExperimentConfig, path: Path, per_class: int = 8) -> Path:
     """A sample grid from the fastest EMA: one row per class (at most 10 classes)."""
     from prakit.data import save_grid
-    from prakit.random import sample_generators
 
     classes = min(cfg.data.num_classes, 10)
     labels = torch.arange(classes).repeat_interleave(per_class).to(next(model.parameters()).device)
@@ -250,6 +255,6 @@ def write_grid(model: ARModel, emas: dict, cfg: ExperimentConfig, path: Path, pe
     was_training = model.training
     model.eval()
     with fastest.applied(model) if fastest else contextlib.nullcontext():
-        images = model.sample(labels, cfg.sample, rng=sample_generators(cfg.sample.seed, range(len(labels))))
+        images = model.sample(labels, cfg.sample)
     model.train(was_training)
-    save_grid(images.cpu().numpy(), path, rows=classes)
+    return save_grid(images.cpu().numpy(), path, rows=classes)

@@ -5,40 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prakit.errors import PrakitError
 from prakit.io import atomic_write_text
 from prakit.plots import line_plot
 
 
 class MetricsLog:
-    """Appends rows to ``path`` (and to TensorBoard in ``tensorboard``, a folder); on resume, rows
-    at or after the resumed step are dropped first."""
+    """Appends rows to ``path``; on resume, rows at or after the resumed step are dropped first."""
 
-    def __init__(self, path: Path, resume_step: int, tensorboard: Path | None = None):
+    def __init__(self, path: Path, resume_step: int):
         self.path = path
         kept = [row for row in read_metrics(self.path) if row["step"] < resume_step]
         atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in kept))
-        self.writer = _tensorboard(tensorboard, resume_step) if tensorboard else None
 
     def write(self, row: dict) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
-        if self.writer:
-            for key, value in row.items():
-                if key != "step":
-                    self.writer.add_scalar(key, value, row["step"])
-
-    def close(self) -> None:
-        if self.writer:
-            self.writer.close()
-
-
-def _tensorboard(log_dir: Path, resume_step: int):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise PrakitError("train.tensorboard needs the tensorboard package: pip install tensorboard") from None
-    return SummaryWriter(log_dir, purge_step=resume_step)
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -1,0 +1,50 @@
+"""A run's experiment trackers (``train.trackers``) as one: training sends them its logged rows and
+sample grids, ``prakit eval`` its numbers; ``metrics.jsonl`` and ``eval.json`` stay the record."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from prakit import registry
+from prakit.config import ExperimentConfig, unstructure
+from prakit.io import atomic_write_text
+from prakit.run import Run
+
+
+class Trackers:
+    """Every tracker a run's config names, each sent every call, in order."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, resume_step: int | None):
+        self.trackers = [registry.build(c, run_dir=Path(run_dir)) for c in cfg.train.trackers]
+        for tracker in self.trackers:
+            tracker.start(unstructure(cfg), resume_step)
+
+    def log_scalars(self, values: Mapping[str, float], step: int) -> None:
+        for tracker in self.trackers:
+            tracker.log_scalars(values, step)
+
+    def log_image(self, name: str, image: np.ndarray, step: int) -> None:
+        for tracker in self.trackers:
+            tracker.log_image(name, image, step)
+
+    def finish(self) -> None:
+        for tracker in self.trackers:
+            tracker.finish()
+
+
+def remembered_id(run_dir: Path, tracker: str, make: Callable[[], str] = lambda: uuid.uuid4().hex[:16]) -> str:
+    """The id of the run directory's run at a tracker's service (a W&B run id, an MLflow run id):
+    made once by ``make`` and kept in the run directory, so a resumed run and its evaluations
+    log to the same tracked run."""
+    path = Run(run_dir).trackers_record
+    ids: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    if tracker not in ids:
+        ids[tracker] = make()
+        atomic_write_text(path, json.dumps(ids, indent=2) + "\n")
+    return ids[tracker]
+
