@@ -102,7 +102,8 @@ def main() -> None:
     import torch
     from common import report
 
-    plain, checkpointed = (measure(args.config, args.overrides, args.batch_size, args.steps, on) for on in (False, True))
+    plain, checkpointed = (measure(args.config, args.overrides, args.batch_size, args.steps, checkpointing)
+                           for checkpointing in (False, True))
     compare(plain, checkpointed)
     difference = max(abs(a[key] - b[key]) for a, b in zip(plain, checkpointed) for key in ("loss", "grad_norm"))
     settings = {"config": Path(args.config).name, "batch": args.batch_size, "steps": args.steps,

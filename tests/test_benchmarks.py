@@ -77,7 +77,8 @@ def test_activation_checkpointing_measures_both_settings_in_fresh_processes_and_
         assert checkpointed["time_ratio"] == pytest.approx(checkpointed["step_s"] / plain["step_s"])
         assert checkpointed["loss"] == pytest.approx(plain["loss"]) and checkpointed["grad_norm"] > 0
     assert record["max_loss_difference"] < 1e-5 and record["machine"]["cpu"] and record["batch"] == 2
-    assert "| checkpointing | step | built_gb | peak_gb | step_gb |" in (tmp_path / "activation_checkpointing.md").read_text()
+    table = (tmp_path / "activation_checkpointing.md").read_text()
+    assert "| checkpointing | step | built_gb | peak_gb | step_gb |" in table
 
 
 @pytest.mark.slow

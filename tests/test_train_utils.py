@@ -429,8 +429,8 @@ def train_steps(rollout: str, checkpointing: bool, steps: int = 3):
 
 @pytest.mark.parametrize("rollout", ROLLOUTS.values(), ids=ROLLOUTS.keys())
 def test_activation_checkpointing_trains_the_same_steps_and_draws_the_same_rollouts(rollout):
-    plain, checkpointed = train_steps(rollout, False), train_steps(rollout, True)
-    (results, weights, emas, rng_state, calls), (results_c, weights_c, emas_c, rng_state_c, calls_c) = plain, checkpointed
+    results, weights, emas, rng_state, calls = train_steps(rollout, checkpointing=False)
+    results_c, weights_c, emas_c, rng_state_c, calls_c = train_steps(rollout, checkpointing=True)
     assert calls_c == calls + len(results)  # each step's backward recomputes the block, the rollout's calls are alike
     for result, result_c in zip(results, results_c):
         torch.testing.assert_close(result_c.losses, result.losses)
