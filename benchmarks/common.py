@@ -121,14 +121,15 @@ def sync(device) -> None:
 def training_step(cfg, batch: int, device):
     """The model of ``cfg`` (seeded weights) and the training step ``prakit train`` runs
     (:class:`prakit.training.step.TrainingStep`), on one process, on a fixed batch of random images.
-    ``step(i)`` runs training step ``i`` (the schedules read it)."""
+    ``step(i)`` runs training step ``i`` (the schedules read it) and returns its
+    :class:`~prakit.training.step.StepResult`."""
     import itertools
 
     import attrs
     import torch
 
     from prakit.training.distributed import Distributed
-    from prakit.training.step import TrainingStep
+    from prakit.training.step import StepResult, TrainingStep
 
     cfg = attrs.evolve(cfg, train=attrs.evolve(cfg.train, batch_size=batch, grad_accum=1))
     training = TrainingStep.create(cfg, Distributed(rank=0, world_size=1, local_rank=0, device=device)).distribute()
@@ -138,8 +139,8 @@ def training_step(cfg, batch: int, device):
     labels = torch.randint(0, cfg.data.num_classes, (batch,), generator=generator)
     batches = itertools.repeat((images.to(device), labels.to(device)))
 
-    def step(i: int) -> None:
-        training(i, batches)
+    def step(i: int) -> StepResult:
+        return training(i, batches)
 
     return training.model, step
 

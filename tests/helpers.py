@@ -150,9 +150,10 @@ QUICK_EVAL = ['eval.features={name="featnet",steps=30,width=8,features=16}', 'ev
 def benchmark(script, *args, results):
     """Run benchmarks/<script> on one thread, its results written to ``results``."""
     command = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    python_path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}  # as the tests import
     done = subprocess.run(command, capture_output=True, text=True, timeout=600,
                           env={"PRAKIT_BENCHMARK_RESULTS": str(results), "OMP_NUM_THREADS": "1",
-                               "PATH": "/usr/bin:/bin"})  # a C++ compiler, for torch.compile on the CPU
+                               "PATH": "/usr/bin:/bin", **python_path})  # a C++ compiler, for torch.compile on the CPU
     assert done.returncode == 0, done.stderr
     return done
 

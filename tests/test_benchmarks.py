@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, benchmark
+from helpers import QUICKSTART, ROOT, benchmark
 
 from prakit import registry
 
@@ -61,6 +61,24 @@ def test_train_step_compares_every_rollout_with_teacher_forcing_and_records_how(
     assert record["machine"]["cpu"] and record["machine"]["cpu_capability"] and record["machine"]["cores"]
     table = (tmp_path / "train_step_cpu.md").read_text().splitlines()
     assert table[2].startswith("| tokens | rollout |") and len(table) == 4 + len(rollouts)
+
+
+@pytest.mark.slow
+def test_activation_checkpointing_measures_both_settings_in_fresh_processes_and_their_ratios(tmp_path):
+    benchmark("activation_checkpointing.py", "--config", str(QUICKSTART), "--batch-size", "2", "--steps", "2",
+              "model.preset=micro", "data.image_size=8", results=tmp_path)
+    record = json.loads((tmp_path / "activation_checkpointing.json").read_text())
+    rows = record["rows"]
+    assert [(row["checkpointing"], row["step"]) for row in rows] == [(False, 1), (False, 2), (True, 1), (True, 2)]
+    assert all(row["built_gb"] > 0 and row["step_gb"] >= 0 and row["step_s"] > 0 for row in rows)
+    assert all(row["peak_ratio"] == row["time_ratio"] == 1.0 for row in rows[:2])
+    for plain, checkpointed in zip(rows[:2], rows[2:]):
+        assert checkpointed["peak_ratio"] == pytest.approx(checkpointed["peak_gb"] / plain["peak_gb"])
+        assert checkpointed["time_ratio"] == pytest.approx(checkpointed["step_s"] / plain["step_s"])
+        assert checkpointed["loss"] == pytest.approx(plain["loss"]) and checkpointed["grad_norm"] > 0
+    assert record["max_loss_difference"] < 1e-5 and record["machine"]["cpu"] and record["batch"] == 2
+    table = (tmp_path / "activation_checkpointing.md").read_text()
+    assert "| checkpointing | step | built_gb | peak_gb | step_gb |" in table
 
 
 @pytest.mark.slow

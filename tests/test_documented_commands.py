@@ -29,6 +29,8 @@ RUN_BY_TESTS = {"python benchmarks/comparison.py": ("tests/test_benchmarks.py", 
                 "python benchmarks/decoder_ceiling.py runs/comparison/digits32/test/deciding/pra,seed=0 "
                 "runs/comparison/digits32/test/deciding/x-pred,seed=0": ("tests/test_benchmarks.py", '"decoder_ceiling.py"'),
                 "bash benchmarks/gpu_checks.sh": ("tests/test_benchmarks.py", '"gpu_checks.sh"'),
+                "python benchmarks/activation_checkpointing.py":
+                    ("tests/test_benchmarks.py", '"activation_checkpointing.py"'),
                 "python docs/examples/sample_grid.py runs/quickstart grid.png":
                     ("tests/test_api.py", '"python docs/examples/sample_grid.py runs/quickstart grid.png"')}
 #: Commands that the project's own set-up runs: (file, the line in it that runs the command).

@@ -1,6 +1,8 @@
-"""Training utilities: the learning-rate schedule, EMA, RNG state and checkpoints."""
+"""Training utilities: the learning-rate schedule, EMA, RNG state, checkpoints, and the training
+step with activation checkpointing."""
 
 import io
+import itertools
 import json
 import math
 import os
@@ -14,9 +16,10 @@ import attrs
 import numpy as np
 import pytest
 import torch
+from helpers import QUICKSTART, SMALL_RUN
 from torch import nn
 
-from prakit.config import OptimConfig
+from prakit.config import OptimConfig, load_config
 from prakit.training import (
     EMA,
     CheckpointError,
@@ -27,6 +30,8 @@ from prakit.training import (
     rng,
     save_checkpoint,
 )
+from prakit.training.distributed import Distributed
+from prakit.training.step import TrainingStep
 
 
 def assert_identical(a, b, where="state"):
@@ -395,3 +400,41 @@ def test_ema_decay_warms_up_with_the_step():
     assert ema.state_dict()["weight"].item() == pytest.approx(0.9)
     ema.update(module)  # the full decay
     assert ema.state_dict()["weight"].item() == pytest.approx(0.9 + 0.1 * 0.001)
+
+
+# -- the training step with activation checkpointing ----------------------------------------
+
+#: Rollouts trained: PRA at its defaults (the decoder makes the inputs), calibrated PRA (it samples
+#: the head every step here) and exact rollout (the backbone and head draw tokens with the KV cache).
+ROLLOUTS = {
+    "pra": '{name="pra"}',
+    "pra calibrated": '{name="pra",sigma="calibrated",calib_warmup=0,calib_every=1}',
+    "exact_rollout": '{name="exact_rollout",fraction=0.75,window="rest",starts="per_row",min_prefix=0,head_steps=2}',
+}
+
+
+def train_steps(rollout: str, checkpointing: bool, steps: int = 3):
+    """``steps`` training steps of the micro model on one batch of random 8x8 images: their results,
+    the trained weights and EMAs, the global RNG state after them, and how often block 0 ran."""
+    overrides = [*SMALL_RUN, f"model.rollout={rollout}", f"train.activation_checkpointing={str(checkpointing).lower()}"]
+    training = TrainingStep.create(load_config(QUICKSTART, overrides), Distributed(0, 1, 0, torch.device("cpu")))
+    calls = []
+    training.model.backbone.blocks[0].register_forward_pre_hook(lambda *_: calls.append(1))  # recomputing starts it too
+    images = torch.randint(0, 256, (4, 8, 8, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    batches = itertools.repeat((images, torch.arange(4)))
+    results = [training(step, batches) for step in range(steps)]
+    emas = {name: ema.state_dict() for name, ema in training.emas.items()}
+    return results, training.model.state_dict(), emas, torch.get_rng_state(), len(calls)
+
+
+@pytest.mark.parametrize("rollout", ROLLOUTS.values(), ids=ROLLOUTS.keys())
+def test_activation_checkpointing_trains_the_same_steps_and_draws_the_same_rollouts(rollout):
+    results, weights, emas, rng_state, calls = train_steps(rollout, checkpointing=False)
+    results_c, weights_c, emas_c, rng_state_c, calls_c = train_steps(rollout, checkpointing=True)
+    assert calls_c == calls + len(results)  # each step's backward recomputes the block, the rollout's calls are alike
+    for result, result_c in zip(results, results_c):
+        torch.testing.assert_close(result_c.losses, result.losses)
+        torch.testing.assert_close(result_c.grad_norm, result.grad_norm)
+    torch.testing.assert_close(weights_c, weights, equal_nan=True)  # an uncalibrated sigma's measurement is NaN
+    torch.testing.assert_close(emas_c, emas, equal_nan=True)
+    assert torch.equal(rng_state_c, rng_state)  # the recomputation draws nothing from the global generator
