@@ -7,7 +7,7 @@
       checkpoints/       ckpt-<step>.pt: the latest few, and the milestones
       metrics.jsonl      one row per logged training step
       grids/             sample grids drawn during training
-      loss.png           the loss curve, at the end of training
+      loss.png, .svg     the loss curve, at the end of training
       tensorboard/       with train.tensorboard
       samples/           the sample stores evaluations read: one per checkpoint, count and options
       eval.json, eval.md the latest evaluation (and its plots)

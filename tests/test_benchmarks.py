@@ -75,7 +75,8 @@ def test_sampling_compares_cached_with_recomputing_and_plots_the_backbone_cost_p
         calls = row["backbone_ms_by_position"]
         assert len(calls) == row["tokens"] - (row["mode"] == "cached") and min(calls) > 0
         assert row["s_per_image"] == pytest.approx(1 / row["images_per_s"])
-    assert record["plots"] == ["sampling_cpu_backbone.png", "sampling_cpu_per_image.png"]
+    charts = ("backbone", "per_image")
+    assert record["plots"] == [f"sampling_cpu_{chart}.{kind}" for chart in charts for kind in ("png", "svg")]
     assert all((tmp_path / name).stat().st_size > 1000 for name in record["plots"])
     assert "backbone_ms_by_position" not in (tmp_path / "sampling_cpu.md").read_text()
     assert not list(tmp_path.glob("*.partial.json"))

@@ -101,7 +101,7 @@ def test_eval_of_a_run_samples_once_and_writes_its_table(runs, store):
     assert "held_out_accuracy" in record["features"]["featnet"] and record["device"].startswith("cpu")
     assert f"fid  {record['numbers']['fid']:.4g}".replace(" ", "") in out.stdout.replace(" ", "")
     assert (run / "eval.md").read_text().count("|") > 10
-    assert Image.open(run / "rollout_gap.png").size == (720, 420)
+    assert Image.open(run / "rollout_gap.png").size == (1200, 675) and str(run / "rollout_gap.svg") in record["written"]
     assert Image.open(run / "samples.png").size == (8 * 66 + 2, 10 * 66 + 2)  # 8-pixel digits enlarged to 64
     # a second evaluation reuses the samples and the features, and gives the same numbers
     samples = Path(record["samples"]["path"])
@@ -183,7 +183,7 @@ def test_compare_shows_exactly_the_differing_fields_and_groups_seeds(runs, tmp_p
     assert f"[{grouped['ci_low']:.4g}, {grouped['ci_high']:.4g}]" in out.stdout and "teacher_forcing" in out.stdout
     csv_header = (tmp_path / "cmp" / "comparison.csv").read_text().splitlines()[0]
     assert csv_header.startswith("run,model.rollout.name,n,fid,fid_std,fid_ci_low,fid_ci_high,")
-    assert (tmp_path / "cmp" / "comparison.md").exists() and (tmp_path / "cmp" / "rollout_gap.png").exists()
+    assert (tmp_path / "cmp" / "comparison.md").exists() and (tmp_path / "cmp" / "rollout_gap.svg").exists()
 
 
 @pytest.mark.slow
