@@ -49,6 +49,24 @@ def test_an_interrupted_benchmark_measures_only_the_missing_cases_when_rerun(com
 
 
 @pytest.mark.slow
+def test_redraw_charts_draws_every_committed_chart_from_its_json(tmp_path):
+    done = benchmark("redraw_charts.py", results=tmp_path)
+    committed = sorted(path.stem for path in (ROOT / "benchmarks" / "results").glob("*.png"))
+    assert committed and sorted(path.stem for path in tmp_path.glob("*.png")) == committed
+    assert sorted(path.stem for path in tmp_path.glob("*.svg")) == committed
+    assert f"redrew {2 * len(committed)} files into {tmp_path}" in done.stdout
+
+
+def test_redraw_charts_names_the_json_it_cannot_find(common, tmp_path, monkeypatch):
+    import redraw_charts
+
+    monkeypatch.setattr(redraw_charts, "COMMITTED", tmp_path)
+    missing = f"cannot redraw the charts of sampling_cpu: {tmp_path}/sampling_cpu.json is missing"
+    with pytest.raises(SystemExit, match=missing):
+        redraw_charts.redraw()
+
+
+@pytest.mark.slow
 def test_train_step_compares_every_rollout_with_teacher_forcing_and_records_how(tmp_path):
     benchmark("train_step.py", "--lengths", "16", "--rounds", "1", "--block", "1", "--batch-size", "4",
               "model.preset=micro", results=tmp_path)
