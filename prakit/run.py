@@ -11,7 +11,7 @@
       tensorboard/       with train.tensorboard
       samples/           the sample stores evaluations read: one per checkpoint, count and options
       eval.json, eval.md the latest evaluation (and its plots)
-      search/            a guidance search: one evaluation folder per setting, search.{json,md,csv}
+      search/            a guidance search: one evaluation folder per setting, search.{json,md,csv,png,svg}
       previous/          earlier runs set aside by ``prakit train --no-resume``
 
 This module is the only one that spells these names. It imports neither torch nor a model:
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 EVAL_RECORD = "eval.json"
 #: An evaluation's table, beside its record.
 EVAL_TABLE = "eval.md"
-#: Where a guidance search tabulates its settings, in its folder (``.json``, ``.md``, ``.csv``).
+#: Where a guidance search tabulates and draws its settings, in its folder (``.json``, ``.md``,
+#: ``.csv``, and the chart's ``.png`` and ``.svg``).
 SEARCH_TABLE = "search"
 #: The stages of a run, in order; a run's later stages start when its earlier ones succeed.
 STAGES = ("train", "sample", "eval")
