@@ -40,7 +40,7 @@ import tomli_w
 from common import RESULTS, report
 
 from prakit.eval.compare import compare
-from prakit.eval.stats import rank_correlation
+from prakit.eval.stats import describe, rank_correlation
 from prakit.plots import bar_chart
 from prakit.progress import format_duration
 from prakit.run import EVAL_RECORD, Run, read_record
@@ -329,13 +329,6 @@ def run_setting(name: str, setting: Setting, args: argparse.Namespace) -> None:
         for run in runs.get(v, [])})
     rows = (rows_of(common, variant_of, {v: "common" for v in variants})
             + rows_of(best, variant_of, {v: f"best {searches[v]['best']}" for v in variants}))
-    plots = []
-    for guidance, comparison in (("common", common), ("best", best)):
-        path = RESULTS / f"comparison_{name}_fid_{guidance}.png"
-        bar_chart({variant_of[row["runs"][0]]: (row["measures"]["fid"]["mean"], half_width(row["measures"]["fid"]))
-                   for row in comparison["rows"]}, path, ylabel="FID",
-                  title=f"{name}: featnet FID ({guidance} guidance), mean and 95% interval over seeds")
-        plots.append(path.name)
     elapsed = time.perf_counter() - started
     if edges:
         print(f"best guidance at the edge of --search {args.search} for {', '.join(edges)}: widen it and rerun")
@@ -346,7 +339,19 @@ def run_setting(name: str, setting: Setting, args: argparse.Namespace) -> None:
                       "from": setting.selection_from},
            best_at_the_edge=edges, comparison={"common": common, "best": best},
            correlations={"common": correlations(common), "best": correlations(best)}, earlier_ranking=stability,
-           seconds=round(elapsed), plots=plots)
+           seconds=round(elapsed), plots=charts(rows, name))
+
+
+def charts(rows: list[dict], setting: str) -> list[str]:
+    """For each guidance choice of ``rows``, a bar chart of each variant's FID, mean and 95% interval
+    over its seeds; the files written."""
+    written = []
+    for guidance in dict.fromkeys(row["guidance"].split(" ")[0] for row in rows):
+        bars = {row["variant"]: (row["fid"], half_width(describe(dict(row["fid_by_seed"]))))
+                for row in rows if row["guidance"].split(" ")[0] == guidance}
+        written += bar_chart(bars, RESULTS / f"comparison_{setting}_fid_{guidance}.png", value_label="FID",
+                             title=f"{setting}: featnet FID ({guidance} guidance), mean and 95% interval over seeds")
+    return [path.name for path in written]
 
 
 def half_width(summary: dict) -> float:

@@ -12,7 +12,7 @@ counts the graphs torch declined to run as CUDA graphs in that case (``TORCH_LOG
 prints why; with ``reduce-overhead`` on a GPU it should be 0).
 A case is drawn until 3 s have passed (at most 3 times); its median is reported.
 The backbone's cost per token is measured apart, with a 1-step head: cached it stays flat as the
-sequence grows, recomputing it grows with the position (``sampling_<device>_backbone.png``).
+sequence grows, recomputing it grows with the position (``sampling_<device>_backbone.{png,svg}``).
 With ``--contention`` it instead draws 100 quickstart images beside a 2-thread job using every
 core, with all threads, one thread, and the threads ``prakit sample`` chooses (prakit/threads.py).
 An interrupted run, rerun with the same arguments, measures only what is missing.
@@ -146,8 +146,9 @@ def cost(tokens: int, batch: int, guided: bool, head_steps: int, mode: str) -> f
     return head + 2 * backbone
 
 
-def plots(rows: list[dict], name: str) -> list[str]:
-    """Backbone ms per call by position (cached vs recompute), and s/image against sequence length."""
+def charts(rows: list[dict], name: str) -> list[str]:
+    """Backbone ms per call by position (cached vs recompute), and s/image against sequence length;
+    the files written."""
     grid = [r for r in rows if r["head_steps"] == rows[0]["head_steps"] and r["guidance"]]
     batch = max(r["batch"] for r in grid if r["batch"] <= STEPS_SERIES_BATCH)
     picked = [r for r in grid if r["batch"] == batch]
@@ -159,8 +160,8 @@ def plots(rows: list[dict], name: str) -> list[str]:
     per_image = {mode: ([r["tokens"] for r in picked if r["mode"] == mode],
                         [r["s_per_image"] for r in picked if r["mode"] == mode]) for mode in modes}
     second = line_plot(per_image, RESULTS / f"{name}_per_image.png", xlabel="tokens", ylabel="s/image",
-                       title=f"seconds per image, batch {batch}, guided")
-    return [first.name, second.name]
+                       title=f"seconds per image, batch {batch}, guided", log_x=True)
+    return [path.name for path in first + second]
 
 
 def contention(config: str, overrides: list[str]) -> None:
@@ -223,7 +224,7 @@ def main() -> None:
     todo = cases([int(n) for n in args.lengths.split(",")], [int(n) for n in batches.split(",")],
                  [int(n) for n in args.head_steps.split(",")], sampler.cfg.sample.steps, compiles)
     rows = run_cases(name, todo, lambda **case: measure(sampler, **case), settings=settings, cost=cost)
-    report(name, rows, settings=settings, plots=plots(rows, name))
+    report(name, rows, settings=settings, plots=charts(rows, name))
 
 
 if __name__ == "__main__":

@@ -240,7 +240,7 @@ class Evaluator(abc.ABC):
     higher_is_better: ClassVar[Mapping[str, bool]] = {}
     #: False for numbers that change from run to run (timings): the contract then checks only their names.
     deterministic: ClassVar[bool] = True
-    #: The curves ``prakit compare`` draws across runs, by the name of their plot (``NAME.png``).
+    #: The curves ``prakit compare`` draws across runs, by the name of their chart (``NAME.png``, ``.svg``).
     compared_curves: ClassVar[Mapping[str, Curve]] = {}
     #: Whether ``prakit eval`` computes it when neither the command nor the config names evaluators.
     in_default_set: ClassVar[bool] = False

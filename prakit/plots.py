@@ -1,20 +1,35 @@
-"""Line plots and bar charts as PNG files, drawn with Pillow (no plotting library needed)."""
+"""Line plots and bar charts drawn with matplotlib, each written as ``NAME.png`` and ``NAME.svg``.
+
+matplotlib is imported when a chart is drawn, not with this module, and only its Agg and SVG
+canvases are used: drawing never opens a window or changes pyplot's backend.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
-from PIL import Image, ImageDraw
-
+from prakit.errors import PrakitError
 from prakit.io import atomic_file
 
-COLOURS = ("#1f4e9c", "#c8402f", "#2f8f46", "#8a4fb0", "#d08a1c", "#2b9bb0", "#7a7a7a", "#b03a78")
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-
-MARGINS = (70, 20, 30, 50)  # left, right, top, bottom
+#: Width of every chart and height of a line plot, in inches; the PNG's dots per inch.
+WIDTH, HEIGHT, DPI = 8.0, 4.5, 150
+#: Lines past the ten colours of the palette change their dash.
+LINE_STYLES = ("-", "--", ":", "-.")
+#: The steps between ticks, times a power of ten: no 2.5, whose ticks take an extra digit.
+ROUND_STEPS = (1, 2, 5, 10)
+#: A series of at most this many points marks each of them.
+MARKED_POINTS = 32
+#: Plain tick labels (no offset such as "+1e3" added to them) and files that differ only when the chart does.
+STYLE = {"axes.formatter.useoffset": False, "svg.hashsalt": "prakit", "svg.fonttype": "path"}
+METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
 
 
 def line_plot(
@@ -24,36 +39,10 @@ def line_plot(
     title: str = "",
     xlabel: str = "",
     ylabel: str = "",
-    size: tuple[int, int] = (720, 420),
-) -> Path:
-    """Draw each named ``(xs, ys)`` series as a line, with axes, ticks and a legend; non-finite points are skipped."""
-    image, draw = _frame(size, title, xlabel, ylabel)
-    width, height = size
-    left, right, top, bottom = MARGINS
-    points = {name: [(x, y) for x, y in zip(*xy) if math.isfinite(x) and math.isfinite(y)] for name, xy in series.items()}
-    everything = [p for line in points.values() for p in line]
-    if everything:
-        (x0, x1), (y0, y1) = _span(p[0] for p in everything), _span(p[1] for p in everything)
-
-        def to_pixel(x: float, y: float) -> tuple[float, float]:
-            return (left + (x - x0) / (x1 - x0) * (width - left - right), _y_pixel(y, y0, y1, size))
-
-        _y_ticks(draw, y0, y1, size)
-        for i in range(5):
-            x = x0 + (x1 - x0) * i / 4
-            px, _ = to_pixel(x, y0)
-            draw.line([px, height - bottom, px, height - bottom + 4], fill="black")
-            draw.text((px - 12, height - bottom + 6), f"{x:.4g}", fill="black")
-        for i, (name, line) in enumerate(points.items()):
-            colour = COLOURS[i % len(COLOURS)]
-            if len(line) > 1:
-                draw.line([to_pixel(*p) for p in line], fill=colour, width=2)
-            elif line:
-                px, py = to_pixel(*line[0])
-                draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
-            draw.line([width - right - 190, top + 12 + 14 * i, width - right - 170, top + 12 + 14 * i], fill=colour, width=3)
-            draw.text((width - right - 165, top + 6 + 14 * i), name[:28], fill="black")
-    return _save(image, path)
+    log_x: bool = False,
+) -> list[Path]:
+    """Draw :func:`line_figure` into ``path`` (``NAME.png``) and ``NAME.svg`` beside it; both paths."""
+    return save(line_figure(series, title=title, xlabel=xlabel, ylabel=ylabel, log_x=log_x), path)
 
 
 def bar_chart(
@@ -61,68 +50,106 @@ def bar_chart(
     path: str | os.PathLike,
     *,
     title: str = "",
+    value_label: str = "",
+) -> list[Path]:
+    """Draw :func:`bar_figure` into ``path`` (``NAME.png``) and ``NAME.svg`` beside it; both paths."""
+    return save(bar_figure(bars, title=title, value_label=value_label), path)
+
+
+def line_figure(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    title: str = "",
+    xlabel: str = "",
     ylabel: str = "",
-    size: tuple[int, int] = (720, 420),
-) -> Path:
-    """Draw each named ``(value, spread)`` as a bar from zero with an error bar of +- spread
-    (0: none), names under the bars; non-finite values are left out."""
-    image, draw = _frame(size, title, "", ylabel)
-    width, height = size
-    left, right, top, bottom = MARGINS
-    shown = {name: (v, s if math.isfinite(s) else 0.0) for name, (v, s) in bars.items() if math.isfinite(v)}
-    if shown:
-        y0, y1 = _span([0.0, *(v + s for v, s in shown.values()), *(v - s for v, s in shown.values())])
-        _y_ticks(draw, y0, y1, size)
-        slot = (width - left - right) / len(shown)
-        for i, (name, (value, spread)) in enumerate(shown.items()):
-            x = left + slot * (i + 0.5)
-            end, zero = _y_pixel(value, y0, y1, size), _y_pixel(0, y0, y1, size)
-            draw.rectangle([x - slot * 0.35, min(end, zero), x + slot * 0.35, max(end, zero)],
-                           fill=COLOURS[i % len(COLOURS)])
-            if spread:
-                low, high = _y_pixel(value - spread, y0, y1, size), _y_pixel(value + spread, y0, y1, size)
-                draw.line([x, low, x, high], fill="black", width=2)
-                draw.line([x - 5, high, x + 5, high], fill="black", width=2)
-                draw.line([x - 5, low, x + 5, low], fill="black", width=2)
-            label = name[: max(4, int((2 * slot - 6) / 6))]  # 6 px a character; rows alternate, so two slots
-            draw.text((x - 3 * len(label), height - bottom + 6 + 12 * (i % 2)), label, fill="black")
-    return _save(image, path)
+    log_x: bool = False,
+) -> Figure:
+    """Each named ``(xs, ys)`` series as a line, its non-finite points skipped (a series with
+    none left is not drawn); integer ticks when every x is an integer; ``log_x``: x on a base-2
+    log scale; a legend outside the axes, on the right, when there are several lines."""
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+    with style():
+        figure, axes = new_figure(title, (WIDTH, HEIGHT))
+        xs_drawn = []
+        for i, (name, (xs, ys)) in enumerate(series.items()):
+            points = [(x, y) for x, y in zip(xs, ys) if math.isfinite(x) and math.isfinite(y)]
+            if not points:
+                continue
+            x, y = zip(*points)
+            xs_drawn += x
+            axes.plot(x, y, label=name, color=f"C{i % 10}", linestyle=LINE_STYLES[i // 10 % len(LINE_STYLES)],
+                      marker="o" if len(points) <= MARKED_POINTS else None, markersize=3)
+        axes.yaxis.set_major_locator(MaxNLocator(steps=ROUND_STEPS))
+        if log_x:
+            axes.set_xscale("log", base=2)
+            axes.xaxis.set_major_formatter(ScalarFormatter())
+        else:
+            integers = bool(xs_drawn) and all(float(x).is_integer() for x in xs_drawn)
+            axes.xaxis.set_major_locator(MaxNLocator(integer=integers, steps=ROUND_STEPS))
+        axes.set_xlabel(xlabel)
+        axes.set_ylabel(ylabel)
+        if len(axes.lines) > 1:
+            figure.legend(loc="outside right upper", fontsize="small")
+    return figure
 
 
-def _frame(size: tuple[int, int], title: str, xlabel: str, ylabel: str) -> tuple[Image.Image, ImageDraw.ImageDraw]:
-    """A white image with the plot's box, title and axis labels."""
-    width, height = size
-    left, right, top, bottom = MARGINS
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([left, top, width - right, height - bottom], outline="black")
-    draw.text((left, 8), title, fill="black")
-    draw.text(((left + width - right) // 2 - 3 * len(xlabel), height - 18), xlabel, fill="black")
-    draw.text((4, 8), ylabel, fill="black")
-    return image, draw
+def bar_figure(bars: Mapping[str, tuple[float, float]], *, title: str = "", value_label: str = "") -> Figure:
+    """Each named ``(value, half_width)`` as a horizontal bar from zero, the first on top, its name
+    beside it, with an error bar of +- half_width (0 or non-finite: none); bars with a non-finite
+    value are left out."""
+    from matplotlib.ticker import MaxNLocator
+
+    shown = {name: (value, spread if math.isfinite(spread) else 0.0)
+             for name, (value, spread) in bars.items() if math.isfinite(value)}
+    with style():
+        figure, axes = new_figure(title, (WIDTH, 1.2 + 0.4 * max(len(shown), 2)))
+        rows = range(len(shown))
+        values = [value for value, _ in shown.values()]
+        axes.barh(rows, values, color=[f"C{i % 10}" for i in rows], height=0.6)
+        axes.xaxis.set_major_locator(MaxNLocator(steps=ROUND_STEPS))
+        spread = [(row, value, half) for row, (value, half) in zip(rows, shown.values()) if half]
+        if spread:
+            row, value, half = zip(*spread)
+            axes.errorbar(value, row, xerr=half, fmt="none", ecolor="black", elinewidth=1.2, capsize=4)
+        axes.set_yticks(rows, list(shown))
+        axes.invert_yaxis()
+        axes.set_xlabel(value_label)
+        axes.grid(axis="y", visible=False)
+    return figure
 
 
-def _y_pixel(y: float, y0: float, y1: float, size: tuple[int, int]) -> float:
-    top, bottom = MARGINS[2:]
-    return size[1] - bottom - (y - y0) / (y1 - y0) * (size[1] - top - bottom)
+def new_figure(title: str, size: tuple[float, float]) -> tuple[Figure, Axes]:
+    """A figure on the Agg canvas with one grid-lined axes under ``title``, laid out so that
+    labels and an outside legend fit."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.set_title(title, fontsize="medium")
+    axes.grid(alpha=0.3)
+    return figure, axes
 
 
-def _y_ticks(draw: ImageDraw.ImageDraw, y0: float, y1: float, size: tuple[int, int]) -> None:
-    left = MARGINS[0]
-    for i in range(5):
-        y = y0 + (y1 - y0) * i / 4
-        py = _y_pixel(y, y0, y1, size)
-        draw.line([left - 4, py, left, py], fill="black")
-        draw.text((4, py - 6), f"{y:.4g}", fill="black")
+def save(figure: Figure, path: str | os.PathLike) -> list[Path]:
+    """Write ``figure`` to ``path`` (``NAME.png``) and to ``NAME.svg``, each whole or not at all."""
+    png = Path(path)
+    if png.suffix != ".png":
+        raise PrakitError(f"a chart is written as NAME.png and NAME.svg: {png} does not end in .png")
+    written = [png, png.with_suffix(".svg")]
+    with style():
+        for target in written:
+            kind = target.suffix[1:]
+            with atomic_file(target, "wb") as f:
+                figure.savefig(f, format=kind, dpi=DPI, metadata=METADATA[kind])
+    return written
 
 
-def _save(image: Image.Image, path: str | os.PathLike) -> Path:
-    with atomic_file(path, "wb") as f:
-        image.save(f, format="PNG")
-    return Path(path)
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    import matplotlib
 
-
-def _span(values) -> tuple[float, float]:
-    values = list(values)
-    low, high = min(values), max(values)
-    return (low, high) if high > low else (low - 1, high + 1)
+    with matplotlib.rc_context(STYLE):
+        yield

@@ -7,12 +7,12 @@
       checkpoints/       ckpt-<step>.pt: the latest few, and the milestones
       metrics.jsonl      one row per logged training step
       grids/             sample grids drawn during training
-      loss.png           the loss curve, at the end of training
+      loss.png, .svg     the loss curve, at the end of training
       tensorboard/       with the tensorboard tracker (train.trackers)
       trackers.json      the run's ids at the trackers' services (W&B, MLflow)
       samples/           the sample stores evaluations read: one per checkpoint, count and options
       eval.json, eval.md the latest evaluation (and its plots)
-      search/            a guidance search: one evaluation folder per setting, search.{json,md,csv}
+      search/            a guidance search: one evaluation folder per setting, search.{json,md,csv,png,svg}
       previous/          earlier runs set aside by ``prakit train --no-resume``
 
 This module is the only one that spells these names. It imports neither torch nor a model:
@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 EVAL_RECORD = "eval.json"
 #: An evaluation's table, beside its record.
 EVAL_TABLE = "eval.md"
-#: Where a guidance search tabulates its settings, in its folder (``.json``, ``.md``, ``.csv``).
+#: Where a guidance search tabulates and draws its settings, in its folder (``.json``, ``.md``,
+#: ``.csv``, and the chart's ``.png`` and ``.svg``).
 SEARCH_TABLE = "search"
 #: The stages of a run, in order; a run's later stages start when its earlier ones succeed.
 STAGES = ("train", "sample", "eval")

@@ -49,6 +49,24 @@ def test_an_interrupted_benchmark_measures_only_the_missing_cases_when_rerun(com
 
 
 @pytest.mark.slow
+def test_redraw_charts_draws_every_committed_chart_from_its_json(tmp_path):
+    done = benchmark("redraw_charts.py", results=tmp_path)
+    committed = sorted(path.stem for path in (ROOT / "benchmarks" / "results").glob("*.png"))
+    assert committed and sorted(path.stem for path in tmp_path.glob("*.png")) == committed
+    assert sorted(path.stem for path in tmp_path.glob("*.svg")) == committed
+    assert f"redrew {2 * len(committed)} files into {tmp_path}" in done.stdout
+
+
+def test_redraw_charts_names_the_json_it_cannot_find(common, tmp_path, monkeypatch):
+    import redraw_charts
+
+    monkeypatch.setattr(redraw_charts, "COMMITTED", tmp_path)
+    missing = f"cannot redraw the charts of sampling_cpu: {tmp_path}/sampling_cpu.json is missing"
+    with pytest.raises(SystemExit, match=missing):
+        redraw_charts.redraw()
+
+
+@pytest.mark.slow
 def test_train_step_compares_every_rollout_with_teacher_forcing_and_records_how(tmp_path):
     benchmark("train_step.py", "--lengths", "16", "--rounds", "1", "--block", "1", "--batch-size", "4",
               "model.preset=micro", results=tmp_path)
@@ -93,7 +111,8 @@ def test_sampling_compares_cached_with_recomputing_and_plots_the_backbone_cost_p
         calls = row["backbone_ms_by_position"]
         assert len(calls) == row["tokens"] - (row["mode"] == "cached") and min(calls) > 0
         assert row["s_per_image"] == pytest.approx(1 / row["images_per_s"])
-    assert record["plots"] == ["sampling_cpu_backbone.png", "sampling_cpu_per_image.png"]
+    charts = ("backbone", "per_image")
+    assert record["plots"] == [f"sampling_cpu_{chart}.{kind}" for chart in charts for kind in ("png", "svg")]
     assert all((tmp_path / name).stat().st_size > 1000 for name in record["plots"])
     assert "backbone_ms_by_position" not in (tmp_path / "sampling_cpu.md").read_text()
     assert not list(tmp_path.glob("*.partial.json"))

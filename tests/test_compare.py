@@ -200,4 +200,5 @@ def test_a_curve_a_plugin_evaluator_declares_is_drawn_across_the_rows(runs, fres
     assert comparison["curves"] == {"slope": {"title": "slope by position", "xlabel": "token position", "ylabel": "slope"}}
     pra, teacher = comparison["rows"]
     assert pra["curves"] == {"slope": [1.0, 2.0]} and teacher["curves"] == {"slope": [1.0, 1.0]}  # means over seeds
-    assert (tmp_path / "out" / "slope.png") in write_comparison(comparison, tmp_path / "out")
+    written = write_comparison(comparison, tmp_path / "out")
+    assert tmp_path / "out" / "slope.png" in written and tmp_path / "out" / "slope.svg" in written

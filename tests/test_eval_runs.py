@@ -101,7 +101,7 @@ def test_eval_of_a_run_samples_once_and_writes_its_table(runs, store):
     assert "held_out_accuracy" in record["features"]["featnet"] and record["device"].startswith("cpu")
     assert f"fid  {record['numbers']['fid']:.4g}".replace(" ", "") in out.stdout.replace(" ", "")
     assert (run / "eval.md").read_text().count("|") > 10
-    assert Image.open(run / "rollout_gap.png").size == (720, 420)
+    assert Image.open(run / "rollout_gap.png").size == (1200, 675) and str(run / "rollout_gap.svg") in record["written"]
     assert Image.open(run / "samples.png").size == (8 * 66 + 2, 10 * 66 + 2)  # 8-pixel digits enlarged to 64
     # a second evaluation reuses the samples and the features, and gives the same numbers
     samples = Path(record["samples"]["path"])
@@ -152,6 +152,7 @@ def test_the_guidance_search_names_the_best_setting_and_resumes(runs):
     assert result["select"] == "fid" and result["best"] == result["rows"][int(np.argmin(fids))]["setting"]
     assert "best by fid: cfg_scale=" in out.stdout
     assert (run / "search" / "search.md").exists() and (run / "search" / "search.csv").exists()
+    assert (run / "search" / "search.png").exists() and (run / "search" / "search.svg").exists()
     # an interrupted search continues: only the setting without its evaluation is redone
     evaluations = sorted((run / "search").glob("*/eval.json"))
     assert len(evaluations) == 4
@@ -183,7 +184,7 @@ def test_compare_shows_exactly_the_differing_fields_and_groups_seeds(runs, tmp_p
     assert f"[{grouped['ci_low']:.4g}, {grouped['ci_high']:.4g}]" in out.stdout and "teacher_forcing" in out.stdout
     csv_header = (tmp_path / "cmp" / "comparison.csv").read_text().splitlines()[0]
     assert csv_header.startswith("run,model.rollout.name,n,fid,fid_std,fid_ci_low,fid_ci_high,")
-    assert (tmp_path / "cmp" / "comparison.md").exists() and (tmp_path / "cmp" / "rollout_gap.png").exists()
+    assert (tmp_path / "cmp" / "comparison.md").exists() and (tmp_path / "cmp" / "rollout_gap.svg").exists()
 
 
 @pytest.mark.slow
@@ -256,6 +257,20 @@ def test_a_search_warns_when_its_best_numeric_setting_is_at_the_edge_of_the_grid
         "cfg_scale=6 is the largest cfg_scale searched: the best may lie beyond it, search further"]
     assert "smallest" in on_the_edge(grid, {"sample.cfg_scale": 2, "sample.ema": "slow"})[0]
     assert on_the_edge({"sample.cfg_scale": [3]}, {"sample.cfg_scale": 3}) == []
+
+
+def test_a_search_draws_its_number_against_its_first_numeric_setting():
+    from prakit.eval.search import search_curves
+
+    grid = {"sample.ema": ["slow", "fast"], "sample.cfg_scale": [3, 1.5, 2]}
+    rows = [{"setting": {"sample.ema": ema, "sample.cfg_scale": scale}, "numbers": {"fid": scale * (ema == "slow") + 1}}
+            for ema in grid["sample.ema"] for scale in grid["sample.cfg_scale"]]
+    assert search_curves(rows, grid, "fid") == ("cfg_scale", {"ema=slow": ((1.5, 2, 3), (2.5, 3, 4)),
+                                                              "ema=fast": ((1.5, 2, 3), (1, 1, 1))})
+    alone = [{"setting": {"sample.cfg_scale": scale}, "numbers": {"fid": scale}} for scale in (3, 1.5, 2)]
+    assert search_curves(alone, {"sample.cfg_scale": [3, 1.5, 2]}, "fid")[1] == {"fid": ((1.5, 2, 3), (1.5, 2, 3))}
+    assert search_curves(rows[:1], {"sample.ema": ["slow"], "sample.cfg_scale": [3]}, "fid") is None
+    assert search_curves(rows, {"sample.ema": ["slow", "fast"]}, "fid") is None
 
 
 def test_the_search_ranks_by_the_first_primary_number_the_evaluators_offer():

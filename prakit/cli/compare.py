@@ -16,7 +16,7 @@ def add_parser(groups: argparse._SubParsersAction) -> None:
         "pool into one row: mean, 95% confidence interval (Student t) and n.",
     )
     compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="evaluated run directories")
-    compare.add_argument("--out", help="also write comparison.{md,csv,json} and rollout_gap.png into this folder")
+    compare.add_argument("--out", help="also write comparison.{md,csv,json} and rollout_gap.{png,svg} into this folder")
     compare.add_argument("--versus", metavar="NAME", help=VERSUS_HELP)
     compare.set_defaults(run=run_compare)
 

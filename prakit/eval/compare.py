@@ -284,7 +284,7 @@ def format_comparison(comparison: dict[str, Any], render: Callable = text_table)
 
 def write_comparison(comparison: dict[str, Any], out: str | os.PathLike) -> list[Path]:
     """``comparison.md``, ``.csv``, ``.json``, with ``versus`` ``comparison_versus.csv``, and a plot
-    of each declared curve that a run measured (``rollout_gap.png``)."""
+    of each declared curve that a run measured (``rollout_gap.png`` and ``.svg``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "comparison.md", out / "comparison.csv"]
@@ -294,9 +294,15 @@ def write_comparison(comparison: dict[str, Any], out: str | os.PathLike) -> list
         paths.append(out / "comparison_versus.csv")
         atomic_write_text(paths[-1], csv_table(*versus_table(comparison, numeric=True)))
     paths.append(write_json(comparison, out / "comparison.json"))
-    for name, curve in comparison["curves"].items():
-        lines = {row["name"]: (range(len(row["curves"][name])), row["curves"][name])
-                 for row in comparison["rows"] if name in row["curves"]}
-        paths.append(line_plot(lines, out / f"{name}.png", title=curve["title"], xlabel=curve["xlabel"],
-                               ylabel=curve["ylabel"]))
+    for name in comparison["curves"]:
+        paths += plot_curve(comparison, name, out / f"{name}.png")
     return paths
+
+
+def plot_curve(comparison: dict[str, Any], name: str, path: str | os.PathLike) -> list[Path]:
+    """The declared curve ``name`` of every row that measured it, one line a row, into ``path``
+    (``NAME.png``) and ``NAME.svg``."""
+    curve = comparison["curves"][name]
+    lines = {row["name"]: (range(len(row["curves"][name])), row["curves"][name])
+             for row in comparison["rows"] if name in row["curves"]}
+    return line_plot(lines, path, title=curve["title"], xlabel=curve["xlabel"], ylabel=curve["ylabel"])

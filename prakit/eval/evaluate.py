@@ -206,9 +206,9 @@ def write_outputs(record: dict[str, Any], out: Path, samples) -> None:
     from prakit.data import export_grid
 
     out.mkdir(parents=True, exist_ok=True)
-    paths = [line_plot({k: (range(len(v)), v) for k, v in entry["curves"].items()}, out / f"{entry['name']}.png",
-                       title=entry["name"], xlabel="token position")
-             for entry in record["evaluators"] if entry["curves"]]
+    paths = [path for entry in record["evaluators"] if entry["curves"]
+             for path in line_plot({k: (range(len(v)), v) for k, v in entry["curves"].items()},
+                                   out / f"{entry['name']}.png", title=entry["name"], xlabel="token position")]
     if samples is not None:
         paths.append(export_grid(samples.path, out / "samples.png"))
     atomic_write_text(out / EVAL_TABLE, heading(record) + "\n\n" + markdown_table(*numbers_table(record)))

@@ -3,8 +3,9 @@
 ``prakit eval RUN_DIR --search sample.cfg_scale=1.5,2,3 --search sample.ema=slow,fast --num 10000``
 draws ``num`` samples per setting (each into its own resumable store), evaluates each into
 ``RUN_DIR/search/<setting>/``, and tabulates them in ``RUN_DIR/search/search.{md,csv,json}``,
-naming the best. A setting whose evaluation is already there is not redone, so an interrupted
-search continues where it stopped.
+naming the best, and draws the number it ranks by against the first numeric setting
+(``search.png``, ``.svg``). A setting whose evaluation is already there is not redone, so an
+interrupted search continues where it stopped.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from prakit.config.io import parse_axis, parse_override
 from prakit.errors import PrakitError
 from prakit.eval.evaluate import evaluate, evaluated, evaluator_configs, resolve
 from prakit.eval.report import text_table, write_json, write_tables
+from prakit.plots import line_plot
 from prakit.run import SEARCH_TABLE, Run
 
 
@@ -69,6 +71,9 @@ def search(run_dir: str | Path, grid: dict[str, list], *, overrides: Sequence[st
     header, table = search_table(rows, grid)
     write_json(result, run.search_record)
     write_tables(header, table, folder / SEARCH_TABLE)
+    if curves := search_curves(rows, grid, best_by):
+        axis, lines = curves
+        line_plot(lines, folder / f"{SEARCH_TABLE}.png", title=f"{best_by} by {axis}", xlabel=axis, ylabel=best_by)
     result["text"] = text_table(header, table) + f"\nbest by {best_by}: {label(best['setting'])}" + "".join(
         f"\n{edge}" for edge in edges)
     return result
@@ -78,13 +83,31 @@ def on_the_edge(grid: dict[str, list], best: dict[str, Any]) -> list[str]:
     """A warning for each numeric setting whose best value is the largest or smallest searched."""
     edges = []
     for key, values in grid.items():
-        if len(values) < 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        if len(values) < 2 or not numeric(values):
             continue
         side = {max(values): "largest", min(values): "smallest"}.get(best[key])
         if side:
             name = key.removeprefix("sample.")
             edges.append(f"{name}={best[key]} is the {side} {name} searched: the best may lie beyond it, search further")
     return edges
+
+
+def numeric(values: Sequence) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def search_curves(rows: list[dict], grid: dict[str, list], number: str) -> tuple[str, dict[str, tuple]] | None:
+    """``number`` against the first numeric setting of ``grid`` that has several values (by its
+    name without ``sample.``): one line per combination of the other settings (``ema=slow``;
+    ``number`` when there are none), in the order of the setting's values; ``None`` without one."""
+    axis = next((key for key, values in grid.items() if len(values) > 1 and numeric(values)), None)
+    if axis is None:
+        return None
+    points: dict[str, list] = {}
+    for row in rows:
+        others = label({k: v for k, v in row["setting"].items() if k != axis}) or number
+        points.setdefault(others, []).append((row["setting"][axis], row["numbers"][number]))
+    return axis.removeprefix("sample."), {name: tuple(zip(*sorted(line))) for name, line in points.items()}
 
 
 def done_before(target, evaluators, reference) -> dict | None:

@@ -1,4 +1,4 @@
-"""Training metrics: one JSON object per logged step in ``metrics.jsonl``, and a loss-curve PNG."""
+"""Training metrics: one JSON object per logged step in ``metrics.jsonl``, and a loss-curve chart."""
 
 from __future__ import annotations
 
@@ -30,6 +30,6 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def plot_loss(rows: list[dict], path: Path) -> None:
-    """Draw the loss against the step as a PNG."""
+    """Draw the loss against the step into ``path`` (``NAME.png``) and ``NAME.svg``."""
     line_plot({"loss": ([row["step"] for row in rows], [row["loss"] for row in rows])}, path,
               title="training loss", xlabel="step", ylabel="loss")
