@@ -42,6 +42,7 @@ def export(source: str | Path, out: str | Path, *, ema: str | None = None, dtype
     into the export folder ``out``, with the config and a model card. A folder ``out`` that holds
     other files is replaced only with ``force``."""
     import torch
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     from prakit.config import SampleConfig, save_config, with_options
@@ -60,7 +61,10 @@ def export(source: str | Path, out: str | Path, *, ema: str | None = None, dtype
     tensors = {key: value.to(cast) if value.is_floating_point() else value for key, value in weights.tensors.items()}
     metadata = {"format": "pt", "ema": held, "dtype": dtype, "step": str(weights.step), "checkpoint": checkpoint.name}
     with atomic_folder(out) as folder:
-        save_file(tensors, folder / WEIGHTS, metadata=metadata)
+        try:
+            save_file(tensors, folder / WEIGHTS, metadata=metadata)
+        except SafetensorError as exc:  # the file system's refusal, worded by safetensors
+            raise PrakitError(f"cannot write {out}: {exc}") from None
         save_config(cfg, folder / CONFIG_FILE)
         (folder / CARD).write_text(model_card(out, weights, dtype, (folder / WEIGHTS).stat().st_size, checkpoint))
     return out
