@@ -150,9 +150,10 @@ QUICK_EVAL = ['eval.features={name="featnet",steps=30,width=8,features=16}', 'ev
 def benchmark(script, *args, results):
     """Run benchmarks/<script> on one thread, its results written to ``results``."""
     command = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    inherited = {key: os.environ[key] for key in ("PYTHONPATH",) if key in os.environ}  # the prakit under test
     done = subprocess.run(command, capture_output=True, text=True, timeout=600,
                           env={"PRAKIT_BENCHMARK_RESULTS": str(results), "OMP_NUM_THREADS": "1",
-                               "PATH": "/usr/bin:/bin"})  # a C++ compiler, for torch.compile on the CPU
+                               "PATH": "/usr/bin:/bin", **inherited})  # a C++ compiler, for torch.compile on the CPU
     assert done.returncode == 0, done.stderr
     return done
 
