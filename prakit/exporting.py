@@ -83,24 +83,34 @@ def check_destination(out: Path, checkpoint: Path, force: bool) -> None:
 
 def read_export(path: Path, ema: str | None) -> Weights:
     """The weights of the export ``path``, if they are those ``ema`` chooses (default: the ones held)."""
-    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     from prakit.config import load_config
 
     cfg = load_config(path / CONFIG_FILE)
+    metadata = read_metadata(path)
+    held = metadata["ema"]
+    wanted = choose_ema(cfg, ema or held) or "none"
+    if wanted != held:
+        raise PrakitError(f"the export {path} holds the {held} weights only, not {wanted}; "
+                          f"export the run again with --ema {ema}")
+    return Weights(load_file(path / WEIGHTS), cfg, None if held == "none" else held, int(metadata["step"]))
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """What the export ``path`` says of its weights: ema, dtype, step, checkpoint."""
+    from safetensors import SafetensorError, safe_open
+
     try:
         with safe_open(path / WEIGHTS, framework="pt") as f:
             metadata = f.metadata() or {}
-        held = metadata["ema"]
-        wanted = choose_ema(cfg, ema or held) or "none"
-        if wanted != held:
-            raise PrakitError(f"the export {path} holds the {held} weights only, not {wanted}; "
-                              f"export the run again with --ema {ema}")
-        tensors = load_file(path / WEIGHTS)
-    except (SafetensorError, KeyError) as exc:
-        raise PrakitError(f"{path / WEIGHTS} is not a complete prakit export ({exc}); export the run again") from None
-    return Weights(tensors, cfg, None if held == "none" else held, int(metadata["step"]))
+    except SafetensorError as exc:
+        raise PrakitError(f"{path / WEIGHTS} cannot be read ({exc}); export the run again") from None
+    missing = [key for key in ("ema", "dtype", "step", "checkpoint") if key not in metadata]
+    if missing:
+        raise PrakitError(f"{path / WEIGHTS} does not say its {', '.join(missing)}: not a prakit export; "
+                          "export the run again")
+    return metadata
 
 
 def evaluation(checkpoint: Path) -> dict[str, Any] | None:
@@ -149,11 +159,6 @@ def model_card(out: Path, weights: Weights, dtype: str, size: int, checkpoint: P
 
 def describe(path: Path) -> str:
     """One line on an export: its weights, dtype, size and step."""
-    from safetensors import safe_open
-
-    with safe_open(path / WEIGHTS, framework="pt") as f:
-        metadata = f.metadata()
-    size = (path / WEIGHTS).stat().st_size
+    metadata = read_metadata(path)
     return (f"{metadata['ema']} weights of {metadata['checkpoint']} (step {metadata['step']}) in "
-            f"{metadata['dtype']}, {size / 2**20:,.1f} MiB")
-
+            f"{metadata['dtype']}, {(path / WEIGHTS).stat().st_size / 2**20:,.1f} MiB")

@@ -216,3 +216,13 @@ def test_inference_reads_only_the_chosen_weights_of_a_checkpoint(store, tmp_path
     assert done.returncode == 0, done.stderr
     ema, peak = done.stdout.split()
     assert ema == "ema_0.999" and int(peak) < 2.5 * weights  # the model and the weights read: 2 copies, not 6
+
+
+def test_a_damaged_export_is_a_one_line_error(run, tmp_path, capsys):
+    export = api.export(run, tmp_path / "export")
+    data = (export / WEIGHTS).read_bytes()
+    (export / WEIGHTS).write_bytes(data[: len(data) // 2])
+    assert main(["sample", str(export), "--num", "2", "--out", str(tmp_path / "s.zarr")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"prakit: error: {export / WEIGHTS} cannot be read (") and error.count("\n") == 1
+    assert error.endswith("; export the run again\n") and not (tmp_path / "s.zarr").exists()
