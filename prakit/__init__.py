@@ -1,7 +1,7 @@
 """prakit: pixel-space autoregressive image generation with Parallel Rollout Approximation."""
 
-from prakit.api import create_model, evaluate, list_models, load, sample, train
+from prakit.api import create_model, evaluate, export, list_models, load, sample, train
 from prakit.plugins import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "evaluate", "hookimpl", "list_models", "load", "sample", "train", "__version__"]
+__all__ = ["create_model", "evaluate", "export", "hookimpl", "list_models", "load", "sample", "train", "__version__"]

@@ -1,11 +1,13 @@
 """prakit from Python: load a trained model and sample it, build a model by name, and run the
-main jobs (train, sample, evaluate) as the command line runs them.
+main jobs (train, sample, evaluate, export) as the command line runs them.
 
 ::
 
     import prakit
 
     model = prakit.load("runs/quickstart")             # its best device, its run's config
+    prakit.export("runs/quickstart", "exports/quickstart")  # those weights alone in bf16, config, model card
+    model = prakit.load("exports/quickstart")          # loads as the run does, in float32
     images = model.sample([0, 1, 2, 3])                # (4, H, W, C) uint8, the run's sampling section
     images = model.sample([7] * 8, cfg_scale=4.0, pil=True)
 
@@ -30,12 +32,13 @@ if TYPE_CHECKING:
 
 
 def load(source: str | Path, ema: str | None = None, device: str | torch.device | None = None) -> ARModel:
-    """The model of a run directory (its latest checkpoint) or a checkpoint file, ready to sample.
+    """The model of a run directory (its latest checkpoint), a checkpoint file or a model export
+    (:func:`export`), ready to sample, in float32.
 
     ``ema``: ``slow``, ``fast``, ``none`` (the live weights) or an EMA's name; by default the run's
-    ``sample.ema``. ``device``: by default the GPU when there is one. The model's ``config`` is
-    its run's config and its ``sampling`` the run's ``sample`` section, whose ``ema`` names the
-    weights loaded.
+    ``sample.ema`` (an export holds one set of weights: by default those). ``device``: by default
+    the GPU when there is one. The model's ``config`` is its run's config and its ``sampling`` the
+    run's ``sample`` section, whose ``ema`` names the weights loaded.
     """
     import attrs
     import torch
@@ -45,6 +48,15 @@ def load(source: str | Path, ema: str | None = None, device: str | torch.device 
     model, _, loaded = load_model(resolve_checkpoint(source), ema, torch.device(device) if device else inference_device())
     model.sampling = attrs.evolve(model.sampling, ema=loaded or "none")
     return model
+
+
+def export(source: str | Path, out: str | Path, *, ema: str | None = None, dtype: str = "bf16",
+           force: bool = False) -> Path:
+    """Write the weights of a run (``ema`` as in :func:`load`) as ``dtype`` (``bf16`` or ``fp32``)
+    into the folder ``out`` with its config and a model card, as ``prakit export`` does."""
+    from prakit.exporting import export as export_run
+
+    return export_run(source, out, ema=ema, dtype=dtype, force=force)
 
 
 def list_models() -> list[str]:

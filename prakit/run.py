@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from prakit.config import ExperimentConfig, SampleConfig
     from prakit.model import ARModel
 
+#: The resolved config, in a run directory and in a model export (:mod:`prakit.exporting`).
+CONFIG_FILE = "config.toml"
 #: An evaluation's record, in a run directory or any folder an evaluation writes to.
 EVAL_RECORD = "eval.json"
 #: An evaluation's table, beside its record.
@@ -55,7 +57,7 @@ class Run:
 
     @property
     def config_file(self) -> Path:
-        return self.path / "config.toml"
+        return self.path / CONFIG_FILE
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -198,12 +200,17 @@ CONFIG_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
 
 
 def resolve_checkpoint(source: str | Path) -> Path:
-    """A checkpoint file, or the latest good checkpoint of a run directory."""
+    """What inference loads from ``source``: a checkpoint file, a model export (:mod:`prakit.exporting`)
+    or the latest good checkpoint of a run directory."""
+    from prakit.exporting import is_export
+
     source = Path(source)
+    if is_export(source):
+        return source
     if source.is_dir():
-        return Run(source).checkpoint()
+        return Run(source).require().checkpoint()
     if not source.exists():
-        raise PrakitError(f"{source} is neither a run directory nor a checkpoint file")
+        raise PrakitError(f"{source} is neither a run directory, a checkpoint file nor a model export")
     if source.suffix in CONFIG_SUFFIXES:
         raise PrakitError(f"{source} is an experiment config; prakit sample takes a run directory (runs/NAME) or a "
                           f"checkpoint file: train it first with `prakit train {source}`")
@@ -225,29 +232,56 @@ def choose_ema(cfg: ExperimentConfig, which: str) -> str | None:
 
 
 def checkpoint_config(checkpoint: Path) -> ExperimentConfig:
-    """The config a checkpoint was written by (its tensors mapped, not read)."""
-    from prakit.config import from_data
+    """The config a checkpoint (of :func:`resolve_checkpoint`) was written by; a checkpoint file's
+    tensors are mapped, not read."""
+    from prakit.config import from_data, load_config
+    from prakit.exporting import is_export
     from prakit.training.checkpoint import load_checkpoint
 
+    if is_export(checkpoint):
+        return load_config(checkpoint / CONFIG_FILE)
     return from_data(json.loads(load_checkpoint(checkpoint, mmap=True)["config"]))
 
 
-def load_model(checkpoint: Path, ema: str | None, device: torch.device) -> tuple[ARModel, ExperimentConfig, str | None]:
-    """The model of a checkpoint for inference, with the chosen EMA's weights (see :func:`choose_ema`;
-    ``None``: the run's ``sample.ema``), its config, and the name of the EMA loaded (``None``: live
-    weights)."""
-    from prakit.config import from_data
-    from prakit.model import ARModel
-    from prakit.training.checkpoint import load_checkpoint, load_weights
+@attrs.frozen
+class Weights:
+    """The weights inference loads, with what they belong to."""
 
-    state = load_checkpoint(checkpoint, map_location="cpu")
+    tensors: dict[str, torch.Tensor]  #: a state dict of the model
+    config: ExperimentConfig  #: the config of the run that trained them
+    ema: str | None  #: the EMA they are (``None``: the live weights)
+    step: int  #: the training step they are of
+
+
+def inference_weights(checkpoint: Path, ema: str | None) -> Weights:
+    """The chosen weights of a checkpoint (of :func:`resolve_checkpoint`): an EMA's (see
+    :func:`choose_ema`; ``None``: the run's ``sample.ema``) or the live ones. A checkpoint file is
+    memory-mapped, so only these weights are ever read: not the optimizer's state, not the other EMAs."""
+    from prakit.config import from_data
+    from prakit.exporting import is_export, read_export
+    from prakit.training.checkpoint import load_checkpoint
+
+    if is_export(checkpoint):
+        return read_export(checkpoint, ema)
+    state = load_checkpoint(checkpoint, mmap=True)
     cfg = from_data(json.loads(state["config"]))
     ema = choose_ema(cfg, ema or cfg.sample.ema)
-    model = ARModel.from_config(cfg)
     if ema is not None and ema not in state["ema"]:
         raise PrakitError(f"{checkpoint} has no EMA {ema!r}; it has: {', '.join(state['ema']) or 'none'}")
-    load_weights(model, state["model"] if ema is None else state["ema"][ema], checkpoint)
-    return model.to(device).eval(), cfg, ema
+    return Weights(state["model"] if ema is None else state["ema"][ema], cfg, ema, int(state["step"]))
+
+
+def load_model(checkpoint: Path, ema: str | None, device: torch.device) -> tuple[ARModel, ExperimentConfig, str | None]:
+    """The model of a checkpoint (of :func:`resolve_checkpoint`) for inference, in float32 with the
+    chosen weights (:func:`inference_weights`), its config, and the name of the EMA loaded (``None``:
+    live weights)."""
+    from prakit.model import ARModel
+    from prakit.training.checkpoint import load_weights
+
+    weights = inference_weights(checkpoint, ema)
+    model = ARModel.from_config(weights.config)
+    load_weights(model, weights.tensors, checkpoint)  # cast to the model's float32 where exported in bf16
+    return model.to(device).eval(), weights.config, weights.ema
 
 
 def inference_device() -> torch.device:

@@ -66,6 +66,19 @@ def test_redraw_charts_names_the_json_it_cannot_find(common, tmp_path, monkeypat
         redraw_charts.redraw()
 
 
+def test_export_size_compares_the_exports_with_the_full_checkpoint_and_says_how_it_was_built(tmp_path):
+    benchmark("export_size.py", "--preset", "micro", "--loads", "1", results=tmp_path)
+    record = json.loads((tmp_path / "export_size.json").read_text())
+    rows = {row["file"]: row for row in record["rows"]}
+    assert list(rows) == ["full checkpoint, load_model (memory-mapped)", "full checkpoint, read whole (torch.load)",
+                          "export bf16, load_model", "export fp32, load_model"]
+    assert "zero gradients" in record["checkpoint_built"] and record["ema_decays"] == [0.9999, 0.999]
+    checkpoint, bf16, fp32 = (rows[name]["size_mib"] for name in list(rows)[1:])
+    assert bf16 < 0.55 * fp32 and fp32 < 0.25 * checkpoint  # one copy of the weights, of the checkpoint's five
+    assert all(row["load_s"] > 0 for row in rows.values()) and record["machine"]["cpu"] and record["parameters"] > 0
+    assert (tmp_path / "export_size.md").read_text().count("| export ") == 2
+
+
 @pytest.mark.slow
 def test_train_step_compares_every_rollout_with_teacher_forcing_and_records_how(tmp_path):
     benchmark("train_step.py", "--lengths", "16", "--rounds", "1", "--block", "1", "--batch-size", "4",

@@ -7,11 +7,11 @@ import sys
 import warnings
 
 from prakit import __version__
-from prakit.cli import compare, config, data, evaluate, model, plugins, reference, sample, submit, sweep, train
+from prakit.cli import compare, config, data, evaluate, export, model, plugins, reference, sample, submit, sweep, train
 from prakit.cli.paths import OUTPUT_ARGUMENTS, check_output
 from prakit.errors import PrakitError
 
-COMMAND_GROUPS = (train, sample, evaluate, reference, compare, submit, sweep, plugins, config, model, data)
+COMMAND_GROUPS = (train, sample, export, evaluate, reference, compare, submit, sweep, plugins, config, model, data)
 #: The positional arguments that collect KEY=VALUE overrides (``submit``'s mixes them with configs).
 OVERRIDE_FIELDS = ("overrides", "items")
 

@@ -10,7 +10,8 @@ from prakit.config.schema import SampleConfig, flags
 def add_parser(groups: argparse._SubParsersAction) -> None:
     sample = groups.add_parser("sample", help="draw images from a run into a resumable sample store",
                                description="Sample class-balanced images; rerun to resume.")
-    sample.add_argument("source", help="a run directory (its latest checkpoint) or a checkpoint file")
+    sample.add_argument("source", help="a run directory (its latest checkpoint), a checkpoint file or a model export "
+                                       "(prakit export)")
     sample.add_argument("--num", type=int, required=True, help="how many images")
     sample.add_argument("--out", required=True, help="the sample store to create or resume")
     for option in flags(SampleConfig):

@@ -25,6 +25,7 @@ from prakit.errors import PrakitError
 from prakit.eval.context import EvalContext
 from prakit.eval.reference import open_reference
 from prakit.eval.report import markdown_table, text_table, write_json
+from prakit.exporting import is_export
 from prakit.io import atomic_write_text
 from prakit.kinds import EvaluatorConfig
 from prakit.plots import line_plot
@@ -49,7 +50,8 @@ class Target:
 
 def resolve(path: str | Path, overrides: Overrides = (), *, num: int | None = None,
             out: str | Path | None = None) -> Target:
-    """A run directory (its latest checkpoint) or a sample store, with ``sample.*``/``eval.*`` overrides."""
+    """A run directory (its latest checkpoint) or a sample store (of a checkpoint or a model export),
+    with ``sample.*``/``eval.*`` overrides."""
     path = Path(path)
     if num is not None and num < 1:
         raise PrakitError(f"--num must be at least 1, got {num}")
@@ -57,6 +59,9 @@ def resolve(path: str | Path, overrides: Overrides = (), *, num: int | None = No
     if bad:
         raise PrakitError(f"prakit eval can change only the {' and '.join(OVERRIDABLE)} sections, not {', '.join(bad)}: "
                           "a different model is a different run")
+    if is_export(path):
+        raise PrakitError(f"{path} is a model export: sample it (`prakit sample {path} --num N --out STORE`) and "
+                          "evaluate the store")
     run = Run(path)
     if run.exists():
         cfg = run.config(overrides)
@@ -76,7 +81,7 @@ def resolve(path: str | Path, overrides: Overrides = (), *, num: int | None = No
     options = structure({k: v for k, v in attrs_["sampling"].items() if k in attrs.fields_dict(SampleConfig)},
                         SampleConfig)
     checkpoint = Path(attrs_["checkpoint"])
-    return Target(cfg, path, checkpoint if checkpoint.is_file() else None, options, attrs_["num"],
+    return Target(cfg, path, checkpoint if checkpoint.is_file() or is_export(checkpoint) else None, options, attrs_["num"],
                   Path(out) if out else path.with_name(f"{path.name}.eval"))
 
 
