@@ -154,6 +154,17 @@ def test_evaluating_an_export_says_to_sample_it_first(run, tmp_path, capsys):
            "and evaluate the store\n")
 
 
+
+def test_training_into_an_export_is_refused_even_with_force(run, store, tmp_path, capsys):
+    export = api.export(run, tmp_path / "export")
+    before = {path.name: path.read_bytes() for path in export.iterdir()}
+    for force in ([], ["--force"]):
+        code = main(["train", str(QUICKSTART), *small_run(store, "train.steps=1"), "--run-dir", str(export), *force])
+        assert (code, capsys.readouterr().err) == (
+            2, f"prakit: error: {export} is a model export (prakit export), not a run directory; "
+               "choose another --run-dir\n")
+    assert {path.name: path.read_bytes() for path in export.iterdir()} == before
+
 @pytest.mark.slow
 def test_an_export_cut_short_leaves_the_earlier_one_whole_and_no_half_folder(run, tmp_path):
     out = tmp_path / "export"

@@ -27,6 +27,7 @@ from prakit.config.io import changes, upgraded
 from prakit.config.schema import free_fields
 from prakit.data.prepare import ensure_store
 from prakit.errors import PrakitError
+from prakit.exporting import is_export
 from prakit.model import ARModel
 from prakit.progress import Progress
 from prakit.run import Run
@@ -70,6 +71,9 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
     per_rank = per_rank_batch(cfg, env)
     check_fits(cfg, env.device)  # on the meta device: a model that cannot be built or cannot fit fails here
     run = Run(run_dir)
+    if is_export(run.path):  # never trained over, even with --force: it holds another run's weights
+        raise RunDirectoryError(f"{run.path} is a model export (prakit export), not a run directory; "
+                                "choose another --run-dir")
     if not force:
         check_run_dir(cfg, run)
     last_ckpt, resumed = open_run(cfg, run, env, resume)
