@@ -3,8 +3,9 @@ a feature network: FID, KID, the Inception score and precision/recall.
 
 The numbers follow the ADM evaluation suite: FID from the float64 feature moments (a reference
 file's own moments when it has them), the Inception score over 10 splits, and precision/recall
-from k-nearest-neighbour manifolds (k = 3) of reference *image features*. FID, KID and the
-Inception score are computed by torchmetrics.
+from k-nearest-neighbour manifolds (k = 3) of reference *image features*. The Frechet
+distance is prakit's own (:func:`prakit.plugin_api.frechet_distance`); KID and the Inception score
+are torchmetrics'.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import numpy as np
 import torch
 from attrs.validators import ge, gt
 from torch import nn
-from torchmetrics.image.fid import _compute_fid
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -27,8 +27,8 @@ from prakit.plugin_api import (
     Evaluator,
     EvaluatorConfig,
     FeatureNetworkConfig,
-    Moments,
     PrakitError,
+    frechet_distance,
     spread,
 )
 
@@ -63,11 +63,6 @@ def seeded_result(metric, seed: int, name: str) -> dict[str, float]:
         torch.manual_seed(seed)
         mean, std = metric.compute()
     return {name: float(mean), f"{name}_std": float(std)}
-
-
-def frechet_distance(a: Moments, b: Moments) -> float:
-    """torchmetrics' Frechet distance between two Gaussians given by their float64 moments."""
-    return float(_compute_fid(*(torch.from_numpy(np.asarray(m, np.float64)) for m in (a.mu, a.sigma, b.mu, b.sigma))))
 
 
 @attrs.frozen
