@@ -95,7 +95,8 @@ def toy_store(tmp_path, toy_plugin):
 def test_streamed_features_equal_in_memory_features(toy_store):
     network = ToyFeatures(ToyFeaturesConfig(), store=toy_store, device=None, progress=False)
     whole = network(torch.from_numpy(toy_store.images[:]))[0].numpy()
-    streamed = np.concatenate([f for _, f, _, _ in extract(StoreImages(toy_store), network, np.arange(50), batch_size=7)])
+    batches = extract(StoreImages(toy_store), network, np.arange(50), batch_size=7)
+    streamed = np.concatenate([outputs["features"] for _, outputs, _ in batches])
     np.testing.assert_allclose(streamed, whole, rtol=1e-6)
     cached = cached_features(StoreImages(toy_store), network, "toy", batch_size=7)
     np.testing.assert_allclose(cached.features, whole, rtol=1e-6)
@@ -130,6 +131,40 @@ def test_the_feature_cache_is_reused_and_invalidated_when_the_store_changes(toy_
     # a subset is its own cache entry, spread over the store
     part = cached_features(StoreImages(changed), network, "toy", count=10)
     assert len(part) == 10 and CountingFeatures.calls == 110
+
+
+def test_spatial_features_are_cached_beside_the_features_from_the_same_pass(toy_store, tmp_path):
+    network = CountingFeatures(ToyFeaturesConfig(), store=toy_store, device=None, progress=False)
+    before = CountingFeatures.calls
+    plain = cached_features(StoreImages(toy_store), network, "toy", batch_size=7)  # kept although not asked for
+    assert CountingFeatures.calls == before + 50
+    both = cached_features(StoreImages(toy_store), network, "toy", spatial=True)
+    assert CountingFeatures.calls == before + 50  # no second pass
+    pixels = torch.from_numpy(toy_store.images[:]).permute(0, 3, 1, 2).float() / 255
+    expected = torch.nn.functional.adaptive_avg_pool2d(pixels, 3).flatten(1).numpy()
+    assert both.spatial.shape == (50, network.num_spatial) == (50, 27)
+    np.testing.assert_allclose(both.spatial, expected, rtol=1e-6)
+    np.testing.assert_array_equal(both.features, plain.features)
+    folder = next((tmp_path / "real.zarr.features").iterdir())
+    (folder / "spatial.npy").unlink()  # a cache from before spatial features were kept
+    assert cached_features(StoreImages(toy_store), network, "toy").spatial is None
+    assert CountingFeatures.calls == before + 50  # still serves the features
+    again = cached_features(StoreImages(toy_store), network, "toy", spatial=True)
+    assert CountingFeatures.calls == before + 100 and (folder / "spatial.npy").exists()
+    np.testing.assert_allclose(again.spatial, expected, rtol=1e-6)
+
+
+def test_asking_a_network_without_spatial_features_for_them_is_a_clear_error(toy_store):
+    class PoolOnly(ToyFeatures):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.num_spatial = 0
+
+    network = PoolOnly(ToyFeaturesConfig(), store=toy_store, device=None, progress=False)
+    assert cached_features(StoreImages(toy_store), network, "pool_only").spatial is None
+    with pytest.raises(PrakitError, match="'pool_only' gives no spatial features") as error:
+        cached_features(StoreImages(toy_store), network, "pool_only", spatial=True)
+    assert "\n" not in str(error.value)
 
 
 def write_adm_npz(path, images, mu, sigma, labels=None):

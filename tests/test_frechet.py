@@ -80,7 +80,8 @@ def test_singular_covariances_need_no_offset():
 
 
 def test_moments_of_different_dimensions_are_refused_in_one_line():
-    a, b = moments(np.random.default_rng(4).normal(size=(10, 3))), moments(np.random.default_rng(5).normal(size=(10, 4)))
+    rng = np.random.default_rng(4)
+    a, b = moments(rng.normal(size=(10, 3))), moments(rng.normal(size=(10, 4)))
     with pytest.raises(PrakitError, match="means of 3 and 4 features") as error:
         frechet_distance(a, b)
     assert "\n" not in str(error.value)
@@ -88,6 +89,6 @@ def test_moments_of_different_dimensions_are_refused_in_one_line():
 
 def test_no_evaluation_code_imports_a_private_function_of_another_library():
     private = re.compile(r"^\s*from\s+(?!prakit)[\w.]+\s+import\s+.*\b_[a-z]\w*", re.M)
-    offenders = [str(path.relative_to(ROOT)) for folder in ("prakit", "plugins") for path in (ROOT / folder).rglob("*.py")
-                 if private.search(path.read_text())]
-    assert offenders == []
+    sources = [path for folder in ("prakit", "plugins") for path in (ROOT / folder).rglob("*.py")]
+    assert len(sources) > 50
+    assert [str(path.relative_to(ROOT)) for path in sources if private.search(path.read_text())] == []
