@@ -16,6 +16,7 @@ from prakit.config import EvalConfig, ModelConfig, SampleConfig
 from prakit.errors import PrakitError
 from prakit.eval import EvalContext
 from prakit.eval.features import cached_features, extract, moments
+from prakit.eval.frechet import frechet_distance
 from prakit.eval.reference import FileReference, NpzImages, StoreImages, StoreReference, open_reference, write_reference
 from prakit.model import ARModel
 from prakit.testing.contracts import labelled_images, write_images
@@ -154,12 +155,15 @@ def test_spatial_features_are_cached_beside_the_features_from_the_same_pass(toy_
     np.testing.assert_allclose(again.spatial, expected, rtol=1e-6)
 
 
-def test_asking_a_network_without_spatial_features_for_them_is_a_clear_error(toy_store):
-    class PoolOnly(ToyFeatures):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.num_spatial = 0
+class PoolOnly(ToyFeatures):
+    """The toy network (and fingerprint) without its spatial features."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_spatial = 0
+
+
+def test_asking_a_network_without_spatial_features_for_them_is_a_clear_error(toy_store):
     network = PoolOnly(ToyFeaturesConfig(), store=toy_store, device=None, progress=False)
     assert cached_features(StoreImages(toy_store), network, "pool_only").spatial is None
     with pytest.raises(PrakitError, match="'pool_only' gives no spatial features") as error:
@@ -167,12 +171,32 @@ def test_asking_a_network_without_spatial_features_for_them_is_a_clear_error(toy
     assert "\n" not in str(error.value)
 
 
-def write_adm_npz(path, images, mu, sigma, labels=None):
-    """An npz laid out as the ADM suite's reference batches."""
-    arrays = {"arr_0": images, "mu": mu, "sigma": sigma}
+def write_adm_npz(path, images, mu, sigma, labels=None, **spatial):
+    """An npz laid out as the ADM suite's reference batches (``spatial``: its mu_s and sigma_s)."""
+    arrays = {"arr_0": images, "mu": mu, "sigma": sigma, **spatial}
     if labels is not None:
         arrays["arr_1"] = labels
     np.savez(path, **arrays)
+
+
+class ReadsADMStatistics(ToyFeatures):  # as inception declares
+    reads_adm_statistics = True
+
+
+def test_an_adm_reference_batchs_spatial_statistics_serve_sfid(tmp_path):
+    images, _ = labelled_images(10, seed=7)
+    mu_s, sigma_s = np.linspace(0, 1, 27), np.diag(np.linspace(1, 2, 27))
+    write_adm_npz(tmp_path / "VIRTUAL_toy.npz", images, np.zeros(12), np.eye(12), mu_s=mu_s, sigma_s=sigma_s)
+    network = ReadsADMStatistics(ToyFeaturesConfig(), store=None, device=None, progress=False)
+    stats = open_reference(tmp_path / "VIRTUAL_toy.npz").moments(network, "inception", count=None, spatial=True)
+    np.testing.assert_array_equal(stats.mu, mu_s)
+    np.testing.assert_array_equal(stats.sigma, sigma_s)
+    write_adm_npz(tmp_path / "pool_only.npz", images, np.zeros(12), np.eye(12))  # as MAR's adm_in256_stats.npz
+    with pytest.raises(PrakitError) as error:
+        open_reference(tmp_path / "pool_only.npz").moments(network, "inception", count=None, spatial=True)
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'pool_only.npz'} holds no spatial statistics (mu_s, sigma_s), which sfid")
+    assert "the ADM reference batch as published" in message and "\n" not in message
 
 
 def test_an_adm_reference_batch_is_read_as_it_is(tmp_path, toy_store):
@@ -185,9 +209,6 @@ def test_an_adm_reference_batch_is_read_as_it_is(tmp_path, toy_store):
     picked, picked_labels = npz.read(np.array([0, 1, 2, 9, 17, 29]))
     np.testing.assert_array_equal(picked, images[[0, 1, 2, 9, 17, 29]])
     assert picked_labels.tolist() == labels[[0, 1, 2, 9, 17, 29]].tolist()
-    class ReadsADMStatistics(ToyFeatures):  # as inception declares
-        reads_adm_statistics = True
-
     network = ReadsADMStatistics(ToyFeaturesConfig(), store=None, device=None, progress=False)
     stats = ref.moments(network, "inception", count=None)  # mu and sigma exactly as stored
     np.testing.assert_array_equal(stats.mu, mu)
@@ -216,6 +237,62 @@ def test_a_written_reference_round_trips_and_refuses_another_network(tmp_path, t
 
     with pytest.raises(PrakitError, match=r"was made with 'toy' .* make the reference again"):
         ref.moments(Other(ToyFeaturesConfig(), store=None, device=None, progress=False), "toy", count=None)
+
+
+def test_a_written_reference_carries_the_spatial_statistics_where_the_network_gives_them(tmp_path, toy_store):
+    pool_only = PoolOnly(ToyFeaturesConfig(), store=toy_store, device=None, progress=False)
+    without = write_reference(StoreReference(toy_store), pool_only, "toy", tmp_path / "pool_only.npz")
+    assert "mu_s" not in np.load(without).files
+    network = ToyFeatures(ToyFeaturesConfig(), store=toy_store, device=None, progress=False)  # the same fingerprint
+    with pytest.raises(PrakitError) as error:
+        open_reference(without).moments(network, "toy", count=None, spatial=True)
+    assert str(error.value) == (f"{without} holds no spatial statistics (mu_s, sigma_s), which sfid needs: write it "
+                                f"again with `prakit reference {toy_store.path} --out {without} --features toy`")
+    out = write_reference(StoreReference(toy_store), network, "toy", tmp_path / "ref.npz")
+    pixels = torch.from_numpy(toy_store.images[:]).permute(0, 3, 1, 2).float() / 255
+    direct = moments(torch.nn.functional.adaptive_avg_pool2d(pixels, 3).flatten(1).numpy())
+    stats = open_reference(out).moments(network, "toy", count=None, spatial=True)
+    np.testing.assert_allclose(stats.mu, direct.mu, rtol=1e-6)
+    np.testing.assert_allclose(stats.sigma, direct.sigma, rtol=1e-5, atol=1e-9)
+    assert stats.mu.shape == (27,) and stats.count == 50
+
+
+def sfid_context(tmp_path, features, samples=None) -> EvalContext:
+    images, labels = labelled_images(40, seed=9)
+    real = write_images(tmp_path / "real.zarr", images[:24], labels[:24], ("dark", "light"))
+    samples = samples or write_images(tmp_path / "samples.zarr", images[24:], labels[24:], ("dark", "light"))
+    return EvalContext(EvalConfig(features=features), reference=StoreReference(real), samples=samples)
+
+
+def test_sfid_is_the_frechet_distance_of_the_spatial_features(tmp_path, toy_plugin):
+    from prakit_eval.distribution import FID, SFID, FIDConfig, SFIDConfig
+
+    ctx = sfid_context(tmp_path, ToyFeaturesConfig())
+    sfid = SFID(SFIDConfig()).evaluate(ctx)
+
+    def spatial_moments(store):
+        pixels = torch.from_numpy(store.images[:]).permute(0, 3, 1, 2).float() / 255
+        return moments(torch.nn.functional.adaptive_avg_pool2d(pixels, 3).flatten(1).numpy())
+
+    expected = frechet_distance(spatial_moments(ctx.samples), spatial_moments(ctx.real))
+    assert sfid == {"sfid": pytest.approx(expected, rel=1e-5)}
+    assert sfid["sfid"] > 0 and FID(FIDConfig()).evaluate(ctx)["fid"] != pytest.approx(sfid["sfid"], rel=1e-3)
+    named = SFID(SFIDConfig(features=ToyFeaturesConfig())).evaluate(ctx)
+    assert named == {"sfid@toy": sfid["sfid"]}
+
+
+def test_sfid_with_a_network_without_spatial_features_fails_before_drawing_samples(tmp_path):
+    from prakit_eval.distribution import SFID, SFIDConfig
+    from prakit_eval.featnet import FeatNetConfig
+
+    def draw():
+        pytest.fail("sfid drew the samples before checking its feature network")
+
+    ctx = sfid_context(tmp_path, FeatNetConfig(steps=5, width=8, features=8), samples=draw)
+    with pytest.raises(PrakitError) as error:
+        SFID(SFIDConfig()).evaluate(ctx)
+    assert str(error.value) == ("sfid needs spatial features and the feature network 'featnet' gives none: evaluate "
+                                'with inception (eval.features, or sfid\'s own features = { name = "inception" })')
 
 
 def test_a_file_that_is_not_a_reference_is_a_clear_error(tmp_path):
