@@ -3,10 +3,9 @@ a feature network: FID, sFID, KID, the Inception score and precision/recall.
 
 The numbers follow the ADM evaluation suite: FID from the float64 feature moments (a reference
 file's own moments when it has them), sFID likewise from the moments of the spatial features, the
-Inception score over 10 splits, and precision/recall
-from k-nearest-neighbour manifolds (k = 3) of reference *image features*. The Frechet
-distance is prakit's own (:func:`prakit.plugin_api.frechet_distance`); KID and the Inception score
-are torchmetrics'.
+Inception score over 10 splits, and precision/recall from k-nearest-neighbour manifolds (k = 3)
+of reference *image features*. The Frechet distance is prakit's own
+(:func:`prakit.plugin_api.frechet_distance`); KID and the Inception score are torchmetrics'.
 """
 
 from __future__ import annotations

@@ -18,12 +18,11 @@ channels. The graph names its eleven mixed blocks in order, ``mixed``, ``mixed_1
 (torchvision's Mixed_5b-d, Mixed_6a-e, Mixed_7a-c: ``mixed_3`` and ``mixed_8`` are the reductions;
 torch-fidelity's conversion of the weights maps ``mixed_6/conv/*`` to ``Mixed_6d.branch1x1.*``),
 and in each block ``conv`` is the 1x1 branch, the op of that name its output after BatchNorm and
-ReLU (what the block concatenates). So
-``mixed_6/conv`` is the output of ``Mixed_6d.branch1x1``, 192 channels at 17x17 (not the last
-17x17 block, Mixed_6e, which is ``mixed_7``). The suite keeps its channels 0-6 of the NHWC map and
-flattens each image row by row, feature ``(h * 17 + w) * 7 + c``: 2023 features, in the order of
-the ``mu_s`` and ``sigma_s`` of its reference batches, as :meth:`InceptionV3.forward_with_spatial`
-gives them.
+ReLU (what the block concatenates). So ``mixed_6/conv`` is the output of ``Mixed_6d.branch1x1``,
+192 channels at 17x17 (not the last 17x17 block, Mixed_6e, which is ``mixed_7``). The suite keeps
+channels 0-6 of the NHWC map and flattens each image row by row, feature ``(h * 17 + w) * 7 + c``:
+2023 features, in the order of the ``mu_s`` and ``sigma_s`` of its reference batches, as
+:meth:`InceptionV3.forward_with_spatial` gives them.
 """
 
 from __future__ import annotations
