@@ -270,6 +270,8 @@ class FeatureNetwork(nn.Module, abc.ABC):
     num_logits: int = 0
     #: Whether logit ``k`` scores the dataset's own class ``k`` (what ``class_consistency`` needs).
     predicts_labels: bool = False
+    #: Columns of the spatial features :meth:`forward_with_spatial` adds (0: it gives none), what sFID compares.
+    num_spatial: int = 0
     #: Whether the ADM suite's reference statistics (``VIRTUAL_imagenet256_labeled.npz``) are of this network.
     reads_adm_statistics: ClassVar[bool] = False
 
@@ -282,6 +284,11 @@ class FeatureNetwork(nn.Module, abc.ABC):
     @abc.abstractmethod
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """uint8 images (B, H, W, C) -> features (B, num_features) and logits (B, num_logits) or None, float32."""
+
+    def forward_with_spatial(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """:meth:`forward`'s features and logits and, from the same pass, the spatial features
+        (B, num_spatial) float32; only a network with ``num_spatial`` gives them."""
+        raise NotImplementedError(f"{type(self).__name__} gives no spatial features")
 
     @abc.abstractmethod
     def fingerprint(self) -> str:

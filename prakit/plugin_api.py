@@ -22,6 +22,7 @@ from prakit.data import to_model_input
 from prakit.data.prepare import exclusive
 from prakit.errors import PrakitError
 from prakit.eval.features import Moments, cache_folder, held_out_split, spread
+from prakit.eval.frechet import frechet_distance
 from prakit.eval.reference import PR_REFERENCE_IMAGES, StoreImages
 from prakit.io import atomic_file
 from prakit.kinds import (
@@ -72,6 +73,7 @@ __all__ = [
     "cache_folder",
     "exclusive",
     "flatten",
+    "frechet_distance",
     "held_out_split",
     "hookimpl",
     "randn",

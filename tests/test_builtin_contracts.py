@@ -9,7 +9,7 @@ from helpers import micro_model_config
 from prakit_baselines.exact_rollout import ExactRolloutConfig
 from prakit_baselines.identity import IdentityDecoderConfig
 from prakit_baselines.rollouts import NoiseInjectionConfig, TeacherForcingConfig
-from prakit_eval.distribution import FIDConfig, InceptionScoreConfig, KIDConfig, PrecisionRecallConfig
+from prakit_eval.distribution import FIDConfig, InceptionScoreConfig, KIDConfig, PrecisionRecallConfig, SFIDConfig
 from prakit_eval.featnet import FeatNetConfig
 from prakit_eval.model_metrics import (
     ClassConsistencyConfig,
@@ -142,6 +142,12 @@ class BuiltInEvaluatorContract(EvaluatorContract):
 
 class TestFID(BuiltInEvaluatorContract):
     config = FIDConfig()
+
+
+class TestSFID(EvaluatorContract):
+    """On the kit's stand-in network, which gives spatial features (featnet gives none)."""
+
+    config = SFIDConfig()
 
 
 class TestKID(BuiltInEvaluatorContract):

@@ -52,9 +52,11 @@ def world(tmp_path_factory):
     torch.save(inception.state_dict(), root / "inception.pth")
     images = np.repeat(np.linspace(0, 255, 20, dtype=np.uint8)[:, None, None, None], 8, 1).repeat(8, 2).repeat(3, 3)
     with torch.no_grad():
-        stats = moments(inception(torch.from_numpy(images))[0].numpy())
-    for where in (root, root / "data"):  # the ADM layout: mu, sigma, arr_0
-        np.savez(where / "VIRTUAL_imagenet256_labeled.npz", mu=stats.mu, sigma=stats.sigma, arr_0=images)
+        pool, _, spatial = inception.forward_with_spatial(torch.from_numpy(images))
+    stats, spatial = moments(pool.numpy()), moments(spatial.numpy())
+    for where in (root, root / "data"):  # the ADM layout: mu, sigma, mu_s, sigma_s, arr_0
+        np.savez(where / "VIRTUAL_imagenet256_labeled.npz", mu=stats.mu, sigma=stats.sigma, mu_s=spatial.mu,
+                 sigma_s=spatial.sigma, arr_0=images)
     imagenet = ['eval.reference="data/VIRTUAL_imagenet256_labeled.npz"', 'eval.features.name="inception"',
                 'eval.evaluators=[{name="fid"},{name="inception_score"},{name="precision_recall"},'
                 '{name="sampling_speed",batch_size=4,batches=1}]', "sample.num=20", "eval.num=20"]

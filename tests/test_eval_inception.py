@@ -1,6 +1,7 @@
 """The FID Inception-v3: the published layout and feature-map shapes, the TensorFlow graph's wiring
-of every block type, the weights file checks and loading, the TF1 resize and scaling, and batch,
-greyscale and determinism invariants. Random weights throughout: the published file is not here."""
+of every block type, sFID's spatial features, the weights file checks and loading, the TF1 resize
+and scaling, and batch, greyscale and determinism invariants. Random weights throughout: the
+published file is not here (tests/test_fid_parity.py compares with torch-fidelity where it is)."""
 
 import hashlib
 import math
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from prakit_eval import inception
 from prakit_eval.inception import (
     PREPROCESSING,
+    SPATIAL_BLOCK,
     WEIGHTS_ENV,
     WEIGHTS_NAME,
     WEIGHTS_SHA256,
@@ -170,6 +172,35 @@ def test_blocks_wire_their_branches_as_the_tensorflow_graph(net):
         assert torch.equal(out, torch.cat([value(part) for part in concatenated], 1)), block
     x = seen["Mixed_5b"][0]
     assert not torch.allclose(avg(x), F.avg_pool2d(x, 3, 1, 1))  # the padding matters at the border
+
+
+# -- spatial features (sFID) ---------------------------------------------------------------------
+
+#: The TensorFlow graph's mixed blocks, in the order of the graph (and of the port's trunk).
+TF_BLOCKS = ["mixed", *(f"mixed_{i}" for i in range(1, 11))]
+
+
+def test_the_graphs_mixed_6_is_mixed_6d(net):
+    """The graph numbers its blocks in order, so ``mixed_6/conv`` (ADM's spatial features) is the
+    1x1 branch of the seventh block, Mixed_6d, the third after the 35 -> 17 reduction."""
+    mixed = [name for name in net.trunk if name.startswith("Mixed_")]
+    assert dict(zip(TF_BLOCKS, mixed, strict=True))["mixed_6"] == SPATIAL_BLOCK == "Mixed_6d"
+    assert mixed.index("Mixed_6a") == TF_BLOCKS.index("mixed_3")  # the reductions, which have no 1x1 branch
+    assert mixed.index("Mixed_7a") == TF_BLOCKS.index("mixed_8")
+    assert not hasattr(net.Mixed_6a, "branch1x1") and not hasattr(net.Mixed_7a, "branch1x1")
+
+
+def test_spatial_features_are_the_first_7_channels_of_mixed_6d_1x1_branch_row_by_row(net):
+    images = random_images(2, 40, 30, 3, seed=11)
+    seen, _ = capture(net, ["Mixed_6d.branch1x1"], images)
+    branch = seen["Mixed_6d.branch1x1"][1]
+    assert branch.shape == (2, 192, 17, 17) and branch.min() >= 0  # after its ReLU
+    features, logits, spatial = net.forward_with_spatial(images)
+    assert spatial.shape == (2, 2023) == (2, net.num_spatial) and spatial.dtype == torch.float32
+    assert torch.equal(spatial, branch[:, :7].permute(0, 2, 3, 1).reshape(2, 2023))
+    for h, w, c in [(0, 0, 0), (0, 0, 6), (0, 1, 0), (5, 11, 3), (16, 16, 6)]:  # feature (h * 17 + w) * 7 + c
+        assert spatial[1, (h * 17 + w) * 7 + c] == branch[1, c, h, w]
+    assert all(torch.equal(a, b) for a, b in zip((features, logits), net(images)))  # one pass, same numbers
 
 
 # -- weights --------------------------------------------------------------------------------------

@@ -1,16 +1,13 @@
-"""The numbers themselves: FID, KID, precision/recall, the probe and the rollout gap, checked
-against their definitions, and the features they are computed from (streaming, caching,
-reference files)."""
+"""The numbers themselves: KID, precision/recall, the probe and the rollout gap, checked against
+their definitions (the Frechet distance in test_frechet.py), and the features they are computed
+from (streaming, caching, reference files)."""
 
 import json
 
 import numpy as np
 import pytest
-import scipy.linalg
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from prakit_eval.distribution import KIDConfig, frechet_distance, precision_recall
+from prakit_eval.distribution import KIDConfig, precision_recall
 from prakit_eval.model_metrics import RolloutGapConfig, probe_accuracy
 from toys import ToyFeatures, ToyFeaturesConfig
 
@@ -18,31 +15,11 @@ from prakit import registry
 from prakit.config import EvalConfig, ModelConfig, SampleConfig
 from prakit.errors import PrakitError
 from prakit.eval import EvalContext
-from prakit.eval.features import Moments, cached_features, extract, moments
+from prakit.eval.features import cached_features, extract, moments
+from prakit.eval.frechet import frechet_distance
 from prakit.eval.reference import FileReference, NpzImages, StoreImages, StoreReference, open_reference, write_reference
 from prakit.model import ARModel
 from prakit.testing.contracts import labelled_images, write_images
-
-
-def scipy_fid(a: Moments, b: Moments) -> float:
-    """The ADM suite's formula: scipy's matrix square root of the covariance product."""
-    covmean = scipy.linalg.sqrtm(a.sigma @ b.sigma).real
-    return float(np.sum((a.mu - b.mu) ** 2) + np.trace(a.sigma + b.sigma - 2 * covmean))
-
-
-def gaussian(rng, n, dim, shift=0.0, scale=1.0) -> np.ndarray:
-    mixing = rng.normal(size=(dim, dim)) * scale
-    return rng.normal(size=(n, dim)) @ mixing + shift
-
-
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), dim=st.integers(2, 24), shift=st.floats(-3, 3), scale=st.floats(0.2, 3))
-def test_fid_matches_the_scipy_matrix_square_root_formula(seed, dim, shift, scale):
-    rng = np.random.default_rng(seed)
-    a, b = moments(gaussian(rng, 400, dim)), moments(gaussian(rng, 300, dim, shift, scale))
-    expected = scipy_fid(a, b)
-    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6, abs=1e-6)
-    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6 * max(1.0, np.trace(a.sigma)))
 
 
 def test_moments_are_the_float64_mean_and_unbiased_covariance():
@@ -119,7 +96,8 @@ def toy_store(tmp_path, toy_plugin):
 def test_streamed_features_equal_in_memory_features(toy_store):
     network = ToyFeatures(ToyFeaturesConfig(), store=toy_store, device=None, progress=False)
     whole = network(torch.from_numpy(toy_store.images[:]))[0].numpy()
-    streamed = np.concatenate([f for _, f, _, _ in extract(StoreImages(toy_store), network, np.arange(50), batch_size=7)])
+    batches = extract(StoreImages(toy_store), network, np.arange(50), batch_size=7)
+    streamed = np.concatenate([outputs["features"] for _, outputs, _ in batches])
     np.testing.assert_allclose(streamed, whole, rtol=1e-6)
     cached = cached_features(StoreImages(toy_store), network, "toy", batch_size=7)
     np.testing.assert_allclose(cached.features, whole, rtol=1e-6)
@@ -156,12 +134,69 @@ def test_the_feature_cache_is_reused_and_invalidated_when_the_store_changes(toy_
     assert len(part) == 10 and CountingFeatures.calls == 110
 
 
-def write_adm_npz(path, images, mu, sigma, labels=None):
-    """An npz laid out as the ADM suite's reference batches."""
-    arrays = {"arr_0": images, "mu": mu, "sigma": sigma}
+def test_spatial_features_are_cached_beside_the_features_from_the_same_pass(toy_store, tmp_path):
+    network = CountingFeatures(ToyFeaturesConfig(), store=toy_store, device=None, progress=False)
+    before = CountingFeatures.calls
+    plain = cached_features(StoreImages(toy_store), network, "toy", batch_size=7)  # kept although not asked for
+    assert CountingFeatures.calls == before + 50
+    both = cached_features(StoreImages(toy_store), network, "toy", spatial=True)
+    assert CountingFeatures.calls == before + 50  # no second pass
+    pixels = torch.from_numpy(toy_store.images[:]).permute(0, 3, 1, 2).float() / 255
+    expected = torch.nn.functional.adaptive_avg_pool2d(pixels, 3).flatten(1).numpy()
+    assert both.spatial.shape == (50, network.num_spatial) == (50, 27)
+    np.testing.assert_allclose(both.spatial, expected, rtol=1e-6)
+    np.testing.assert_array_equal(both.features, plain.features)
+    folder = next((tmp_path / "real.zarr.features").iterdir())
+    (folder / "spatial.npy").unlink()  # a cache from before spatial features were kept
+    assert cached_features(StoreImages(toy_store), network, "toy").spatial is None
+    assert CountingFeatures.calls == before + 50  # still serves the features
+    again = cached_features(StoreImages(toy_store), network, "toy", spatial=True)
+    assert CountingFeatures.calls == before + 100 and (folder / "spatial.npy").exists()
+    np.testing.assert_allclose(again.spatial, expected, rtol=1e-6)
+
+
+class PoolOnly(ToyFeatures):
+    """The toy network (and fingerprint) without its spatial features."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_spatial = 0
+
+
+def test_asking_a_network_without_spatial_features_for_them_is_a_clear_error(toy_store):
+    network = PoolOnly(ToyFeaturesConfig(), store=toy_store, device=None, progress=False)
+    assert cached_features(StoreImages(toy_store), network, "pool_only").spatial is None
+    with pytest.raises(PrakitError, match="'pool_only' gives no spatial features") as error:
+        cached_features(StoreImages(toy_store), network, "pool_only", spatial=True)
+    assert "\n" not in str(error.value)
+
+
+def write_adm_npz(path, images, mu, sigma, labels=None, **spatial):
+    """An npz laid out as the ADM suite's reference batches (``spatial``: its mu_s and sigma_s)."""
+    arrays = {"arr_0": images, "mu": mu, "sigma": sigma, **spatial}
     if labels is not None:
         arrays["arr_1"] = labels
     np.savez(path, **arrays)
+
+
+class ReadsADMStatistics(ToyFeatures):  # as inception declares
+    reads_adm_statistics = True
+
+
+def test_an_adm_reference_batchs_spatial_statistics_serve_sfid(tmp_path):
+    images, _ = labelled_images(10, seed=7)
+    mu_s, sigma_s = np.linspace(0, 1, 27), np.diag(np.linspace(1, 2, 27))
+    write_adm_npz(tmp_path / "VIRTUAL_toy.npz", images, np.zeros(12), np.eye(12), mu_s=mu_s, sigma_s=sigma_s)
+    network = ReadsADMStatistics(ToyFeaturesConfig(), store=None, device=None, progress=False)
+    stats = open_reference(tmp_path / "VIRTUAL_toy.npz").moments(network, "inception", count=None, spatial=True)
+    np.testing.assert_array_equal(stats.mu, mu_s)
+    np.testing.assert_array_equal(stats.sigma, sigma_s)
+    write_adm_npz(tmp_path / "pool_only.npz", images, np.zeros(12), np.eye(12))  # as MAR's adm_in256_stats.npz
+    with pytest.raises(PrakitError) as error:
+        open_reference(tmp_path / "pool_only.npz").moments(network, "inception", count=None, spatial=True)
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'pool_only.npz'} holds no spatial statistics (mu_s, sigma_s), which sfid")
+    assert "the ADM reference batch as published" in message and "\n" not in message
 
 
 def test_an_adm_reference_batch_is_read_as_it_is(tmp_path, toy_store):
@@ -174,9 +209,6 @@ def test_an_adm_reference_batch_is_read_as_it_is(tmp_path, toy_store):
     picked, picked_labels = npz.read(np.array([0, 1, 2, 9, 17, 29]))
     np.testing.assert_array_equal(picked, images[[0, 1, 2, 9, 17, 29]])
     assert picked_labels.tolist() == labels[[0, 1, 2, 9, 17, 29]].tolist()
-    class ReadsADMStatistics(ToyFeatures):  # as inception declares
-        reads_adm_statistics = True
-
     network = ReadsADMStatistics(ToyFeaturesConfig(), store=None, device=None, progress=False)
     stats = ref.moments(network, "inception", count=None)  # mu and sigma exactly as stored
     np.testing.assert_array_equal(stats.mu, mu)
@@ -205,6 +237,62 @@ def test_a_written_reference_round_trips_and_refuses_another_network(tmp_path, t
 
     with pytest.raises(PrakitError, match=r"was made with 'toy' .* make the reference again"):
         ref.moments(Other(ToyFeaturesConfig(), store=None, device=None, progress=False), "toy", count=None)
+
+
+def test_a_written_reference_carries_the_spatial_statistics_where_the_network_gives_them(tmp_path, toy_store):
+    pool_only = PoolOnly(ToyFeaturesConfig(), store=toy_store, device=None, progress=False)
+    without = write_reference(StoreReference(toy_store), pool_only, "toy", tmp_path / "pool_only.npz")
+    assert "mu_s" not in np.load(without).files
+    network = ToyFeatures(ToyFeaturesConfig(), store=toy_store, device=None, progress=False)  # the same fingerprint
+    with pytest.raises(PrakitError) as error:
+        open_reference(without).moments(network, "toy", count=None, spatial=True)
+    assert str(error.value) == (f"{without} holds no spatial statistics (mu_s, sigma_s), which sfid needs: write it "
+                                f"again with `prakit reference {toy_store.path} --out {without} --features toy`")
+    out = write_reference(StoreReference(toy_store), network, "toy", tmp_path / "ref.npz")
+    pixels = torch.from_numpy(toy_store.images[:]).permute(0, 3, 1, 2).float() / 255
+    direct = moments(torch.nn.functional.adaptive_avg_pool2d(pixels, 3).flatten(1).numpy())
+    stats = open_reference(out).moments(network, "toy", count=None, spatial=True)
+    np.testing.assert_allclose(stats.mu, direct.mu, rtol=1e-6)
+    np.testing.assert_allclose(stats.sigma, direct.sigma, rtol=1e-5, atol=1e-9)
+    assert stats.mu.shape == (27,) and stats.count == 50
+
+
+def sfid_context(tmp_path, features, samples=None) -> EvalContext:
+    images, labels = labelled_images(40, seed=9)
+    real = write_images(tmp_path / "real.zarr", images[:24], labels[:24], ("dark", "light"))
+    samples = samples or write_images(tmp_path / "samples.zarr", images[24:], labels[24:], ("dark", "light"))
+    return EvalContext(EvalConfig(features=features), reference=StoreReference(real), samples=samples)
+
+
+def test_sfid_is_the_frechet_distance_of_the_spatial_features(tmp_path, toy_plugin):
+    from prakit_eval.distribution import FID, SFID, FIDConfig, SFIDConfig
+
+    ctx = sfid_context(tmp_path, ToyFeaturesConfig())
+    sfid = SFID(SFIDConfig()).evaluate(ctx)
+
+    def spatial_moments(store):
+        pixels = torch.from_numpy(store.images[:]).permute(0, 3, 1, 2).float() / 255
+        return moments(torch.nn.functional.adaptive_avg_pool2d(pixels, 3).flatten(1).numpy())
+
+    expected = frechet_distance(spatial_moments(ctx.samples), spatial_moments(ctx.real))
+    assert sfid == {"sfid": pytest.approx(expected, rel=1e-5)}
+    assert sfid["sfid"] > 0 and FID(FIDConfig()).evaluate(ctx)["fid"] != pytest.approx(sfid["sfid"], rel=1e-3)
+    named = SFID(SFIDConfig(features=ToyFeaturesConfig())).evaluate(ctx)
+    assert named == {"sfid@toy": sfid["sfid"]}
+
+
+def test_sfid_with_a_network_without_spatial_features_fails_before_drawing_samples(tmp_path):
+    from prakit_eval.distribution import SFID, SFIDConfig
+    from prakit_eval.featnet import FeatNetConfig
+
+    def draw():
+        pytest.fail("sfid drew the samples before checking its feature network")
+
+    ctx = sfid_context(tmp_path, FeatNetConfig(steps=5, width=8, features=8), samples=draw)
+    with pytest.raises(PrakitError) as error:
+        SFID(SFIDConfig()).evaluate(ctx)
+    assert str(error.value) == ("sfid needs spatial features and the feature network 'featnet' gives none: evaluate "
+                                'with inception (eval.features, or sfid\'s own features = { name = "inception" })')
 
 
 def test_a_file_that_is_not_a_reference_is_a_clear_error(tmp_path):

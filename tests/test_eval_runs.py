@@ -121,7 +121,7 @@ def test_bad_evaluations_are_one_line_errors(runs, tmp_path):
     run = str(runs["handful"])
     cases = [
         (["eval", run, "model.backbone.width=8"], "prakit eval can change only the sample and eval sections"),
-        (["eval", run, "--evaluators", "fdi"], "unknown evaluator 'fdi'; did you mean 'fid'?"),
+        (["eval", run, "--evaluators", "fdi"], "unknown evaluator 'fdi'; did you mean 'fid', 'sfid'?"),
         (["eval", str(tmp_path)], "is neither a run directory (with config.toml) nor a sample store"),
         (["eval", run, "--ref", str(tmp_path / "nope.npz")], "no reference at"),
         (["eval", run, "--num", "0"], "--num must be at least 1"),

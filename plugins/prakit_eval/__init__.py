@@ -1,6 +1,6 @@
 """Built-in evaluation: the feature networks ``inception`` (the TF-compatible Inception-v3 of the
 FID literature) and ``featnet`` (a small classifier fitted to the real images), and the
-evaluators ``fid``, ``kid``, ``inception_score``, ``precision_recall``, ``class_consistency``,
+evaluators ``fid``, ``sfid``, ``kid``, ``inception_score``, ``precision_recall``, ``class_consistency``,
 ``linear_probe``, ``rollout_gap``, ``reconstruction_psnr`` and ``sampling_speed``."""
 
 from prakit.plugin_api import hookimpl
@@ -19,6 +19,7 @@ def register_feature_networks(registrar):
 def register_evaluators(registrar):
     for config, evaluator in (
         (distribution.FIDConfig, distribution.FID),
+        (distribution.SFIDConfig, distribution.SFID),
         (distribution.KIDConfig, distribution.KID),
         (distribution.InceptionScoreConfig, distribution.InceptionScoreEvaluator),
         (distribution.PrecisionRecallConfig, distribution.PrecisionRecall),

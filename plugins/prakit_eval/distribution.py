@@ -1,10 +1,11 @@
 """Evaluators that compare the distribution of the samples with the reference's, in the space of
-a feature network: FID, KID, the Inception score and precision/recall.
+a feature network: FID, sFID, KID, the Inception score and precision/recall.
 
 The numbers follow the ADM evaluation suite: FID from the float64 feature moments (a reference
-file's own moments when it has them), the Inception score over 10 splits, and precision/recall
-from k-nearest-neighbour manifolds (k = 3) of reference *image features*. FID, KID and the
-Inception score are computed by torchmetrics.
+file's own moments when it has them), sFID likewise from the moments of the spatial features, the
+Inception score over 10 splits, and precision/recall from k-nearest-neighbour manifolds (k = 3)
+of reference *image features*. The Frechet distance is prakit's own
+(:func:`prakit.plugin_api.frechet_distance`); KID and the Inception score are torchmetrics'.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import numpy as np
 import torch
 from attrs.validators import ge, gt
 from torch import nn
-from torchmetrics.image.fid import _compute_fid
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -27,8 +27,8 @@ from prakit.plugin_api import (
     Evaluator,
     EvaluatorConfig,
     FeatureNetworkConfig,
-    Moments,
     PrakitError,
+    frechet_distance,
     spread,
 )
 
@@ -65,11 +65,6 @@ def seeded_result(metric, seed: int, name: str) -> dict[str, float]:
     return {name: float(mean), f"{name}_std": float(std)}
 
 
-def frechet_distance(a: Moments, b: Moments) -> float:
-    """torchmetrics' Frechet distance between two Gaussians given by their float64 moments."""
-    return float(_compute_fid(*(torch.from_numpy(np.asarray(m, np.float64)) for m in (a.mu, a.sigma, b.mu, b.sigma))))
-
-
 @attrs.frozen
 class FIDConfig(EvaluatorConfig):
     """``features``: the feature network (None: the evaluation's, ``eval.features``)."""
@@ -84,10 +79,37 @@ class FID(Evaluator):
     higher_is_better = {"fid": False}
     in_default_set = True
     primary = "fid"
+    #: Whether it compares the spatial features' moments (sFID) rather than the features'.
+    spatial: ClassVar[bool] = False
 
     def evaluate(self, ctx) -> dict[str, float]:
-        fake, real = ctx.moments("samples", self.cfg.features), ctx.moments("reference", self.cfg.features)
-        return {qualified("fid", self.cfg.features): frechet_distance(fake, real)}
+        # the reference first: a file without the statistics fails before any sample is drawn
+        real, fake = (ctx.moments(which, self.cfg.features, spatial=self.spatial) for which in ("reference", "samples"))
+        return {qualified(self.cfg.name, self.cfg.features): frechet_distance(fake, real)}
+
+
+@attrs.frozen
+class SFIDConfig(FIDConfig):
+    """``features``: the feature network, one with spatial features such as inception (None: the evaluation's)."""
+
+    name: ClassVar[str] = "sfid"
+
+
+class SFID(FID):
+    """The ADM suite's sFID: Frechet distance between the moments of the spatial features (Inception's
+    ``mixed_6/conv``, 2023 of them) of the samples and of the reference (lower is better)."""
+
+    higher_is_better = {"sfid": False}
+    in_default_set = False
+    primary = None
+    spatial = True
+
+    def evaluate(self, ctx) -> dict[str, float]:
+        if not ctx.network(self.cfg.features).num_spatial:  # before any sample is drawn
+            raise PrakitError(f"sfid needs spatial features and the feature network "
+                              f"{ctx.features_config(self.cfg.features).name!r} gives none: evaluate with inception "
+                              '(eval.features, or sfid\'s own features = { name = "inception" })')
+        return super().evaluate(ctx)
 
 
 @attrs.frozen

@@ -12,6 +12,17 @@ in the last block's pool branch.
 Preprocessing is torch-fidelity's, which follows the TensorFlow graph (the ADM suite's): uint8 ->
 float32, :func:`resize_bilinear_tf1` to 299x299, then ``(x - 128) / 128``. The weights file is not
 downloaded: :class:`Inception` reads it from a path and checks its SHA-256.
+
+The spatial features of the ADM suite's sFID are the graph's tensor ``mixed_6/conv``, first 7
+channels. The graph names its eleven mixed blocks in order, ``mixed``, ``mixed_1`` ... ``mixed_10``
+(torchvision's Mixed_5b-d, Mixed_6a-e, Mixed_7a-c: ``mixed_3`` and ``mixed_8`` are the reductions;
+torch-fidelity's conversion of the weights maps ``mixed_6/conv/*`` to ``Mixed_6d.branch1x1.*``),
+and in each block ``conv`` is the 1x1 branch, the op of that name its output after BatchNorm and
+ReLU (what the block concatenates). So ``mixed_6/conv`` is the output of ``Mixed_6d.branch1x1``,
+192 channels at 17x17 (not the last 17x17 block, Mixed_6e, which is ``mixed_7``). The suite keeps
+channels 0-6 of the NHWC map and flattens each image row by row, feature ``(h * 17 + w) * 7 + c``:
+2023 features, in the order of the ``mu_s`` and ``sigma_s`` of its reference batches, as
+:meth:`InceptionV3.forward_with_spatial` gives them.
 """
 
 from __future__ import annotations
@@ -38,6 +49,8 @@ WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_we
 WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 WEIGHTS_BYTES = 95_628_359
 INPUT_SIZE = 299
+#: sFID's features: the first SPATIAL_CHANNELS channels of SPATIAL_BLOCK's 1x1 branch, SPATIAL_SIDE x SPATIAL_SIDE.
+SPATIAL_BLOCK, SPATIAL_CHANNELS, SPATIAL_SIDE = "Mixed_6d", 7, 17
 #: Names the preprocessing in :meth:`InceptionV3.fingerprint`: change it whenever the preprocessing changes.
 PREPROCESSING = "tf1-bilinear-299/(x-128)/128/v1"
 
@@ -279,12 +292,14 @@ class InceptionV3(FeatureNetwork):
     """The FID Inception-v3 holding the weights it is given: :class:`Inception` loads the published ones.
 
     ``forward`` returns the 2048 pool3 features and the 1008 unbiased logits ``pool3 @ fc.weight.T``
-    (torch-fidelity's ``logits_unbiased``, what the ADM suite's Inception score reads). The
-    network stays in eval mode: its BatchNorms always use their stored statistics.
+    (torch-fidelity's ``logits_unbiased``, what the ADM suite's Inception score reads);
+    ``forward_with_spatial`` adds the 2023 spatial features of sFID (the module docstring says which).
+    The network stays in eval mode: its BatchNorms always use their stored statistics.
     """
 
     num_features = 2048
     num_logits = 1008
+    num_spatial = SPATIAL_CHANNELS * SPATIAL_SIDE**2
     predicts_labels = False
 
     def __init__(self, *, weights_id: str):
@@ -352,19 +367,31 @@ class InceptionV3(FeatureNetwork):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 images (B, H, W, C) -> pool3 features (B, 2048) and unbiased logits (B, 1008), float32."""
+        return self._run(images, spatial=False)[:2]
+
+    @torch.no_grad()
+    def forward_with_spatial(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward`'s pool3 features and logits, and the spatial features (B, 2023) of the same pass."""
+        return self._run(images, spatial=True)
+
+    def _run(self, images: torch.Tensor, *, spatial: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         x = self.preprocess(images)
+        taps = None
         with no_tf32():
             for name in self.trunk:
+                if spatial and name == SPATIAL_BLOCK:  # its 1x1 branch again, on the block's input (1% more work)
+                    taps = getattr(self, name).branch1x1(x)[:, :SPATIAL_CHANNELS].permute(0, 2, 3, 1).flatten(1)
                 x = getattr(self, name)(x)
             pool3 = F.adaptive_avg_pool2d(x, 1).flatten(1)
-            return pool3, pool3 @ self.fc.weight.T
+            return pool3, pool3 @ self.fc.weight.T, taps
 
     def fingerprint(self) -> str:
         return hashlib.sha256(f"{self.weights_id}|{PREPROCESSING}".encode()).hexdigest()[:16]
 
 
 class Inception(InceptionV3):
-    """TensorFlow's FID Inception-v3 (2015-12-05): 2048 pool3 features and 1008 logits, TF1 resize to 299."""
+    """TensorFlow's FID Inception-v3 (2015-12-05): 2048 pool3 features, 1008 logits and sFID's 2023
+    spatial features, TF1 resize to 299."""
 
     reads_adm_statistics = True
 

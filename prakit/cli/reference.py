@@ -8,8 +8,9 @@ import argparse
 def add_parser(groups: argparse._SubParsersAction) -> None:
     ref = groups.add_parser(
         "reference", help="write a reference .npz (feature moments and features) of a store of real images",
-        description="Extract features of a store's images and write mu, sigma (over COUNT images) and the "
-        "features of up to 10,000 of them, for FID, KID and precision/recall.",
+        description="Extract features of a store's images and write mu, sigma (over COUNT images; mu_s, sigma_s "
+        "of the spatial features too, with inception) and the features of up to 10,000 of them, for FID, sFID, "
+        "KID and precision/recall.",
     )
     ref.add_argument("store", help="a store of real images")
     ref.add_argument("--out", required=True, help="the .npz to write")

@@ -117,12 +117,15 @@ class EvalContext:
             return cached_features(StoreImages(self.samples), network, cfg.name, **extract)
         return self.reference.features(network, cfg.name, count=self.eval.reference_num, **extract)
 
-    def moments(self, which: Which, cfg: FeatureNetworkConfig | None = None) -> Moments:
-        """Feature mean and covariance of the samples or of the reference (a reference file's own)."""
+    def moments(self, which: Which, cfg: FeatureNetworkConfig | None = None, *, spatial: bool = False) -> Moments:
+        """Feature mean and covariance of the samples or of the reference (a reference file's own);
+        with ``spatial``, those of the spatial features (sFID's)."""
         cfg = self.features_config(cfg)
         if which == "samples":
-            return moments(self.features("samples", cfg).features)
-        return self.reference.moments(self.network(cfg), cfg.name, count=self.eval.reference_num,
+            features = cached_features(StoreImages(self.samples), self.network(cfg), cfg.name, spatial=spatial,
+                                       **self._extract_options())
+            return moments(features.spatial if spatial else features.features)
+        return self.reference.moments(self.network(cfg), cfg.name, count=self.eval.reference_num, spatial=spatial,
                                       **self._extract_options())
 
     def _extract_options(self) -> dict:

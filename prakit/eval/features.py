@@ -5,8 +5,9 @@ stays bounded however many images there are; the features are written straight i
 memory-mapped ``.npy`` files. They are cached beside the images, in ``<images>.features/``
 (or under ``$PRAKIT_FEATURE_CACHE``), in one folder per (network fingerprint, image count) whose
 ``meta.json`` records the images' content fingerprint: a changed set of images is extracted
-again, an unchanged one never is. FID, KID, the Inception score and precision/recall of one
-evaluation therefore share one pass over the images.
+again, an unchanged one never is. A network that gives spatial features (Inception's, for sFID)
+gives them in the same pass, and they are cached beside the others. FID, sFID, KID, the Inception
+score and precision/recall of one evaluation therefore share one pass over the images.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ import torch
 
 from prakit.components import FeatureNetwork
 from prakit.data.prepare import exclusive
+from prakit.errors import PrakitError
 from prakit.progress import Progress
 
 CACHE_ENV = "PRAKIT_FEATURE_CACHE"
+#: What a feature network's pass gives, in the order it returns them; each is cached as ``<name>.npy``.
+OUTPUTS = ("features", "logits", "spatial")
 
 
 class Images(Protocol):
@@ -44,12 +48,14 @@ class Images(Protocol):
 
 @attrs.frozen(eq=False)
 class Features:
-    """Features (N, D) float32, logits (N, K) or None, and labels (N,) of N images."""
+    """Features (N, D) float32, logits (N, K) or None, labels (N,) and spatial features (N, S) or
+    None of N images."""
 
     features: np.ndarray
     logits: np.ndarray | None
     labels: np.ndarray
     network: str  # the network's fingerprint
+    spatial: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.features)
@@ -106,18 +112,23 @@ def cached_features(
     name: str,
     *,
     count: int | None = None,
+    spatial: bool = False,
     batch_size: int = 100,
     device: torch.device | None = None,
     progress: bool = False,
 ) -> Features:
     """The features of ``count`` images spread over ``images`` (all by default) under ``network``
-    (registered as ``name``), from the cache or extracted into it."""
+    (registered as ``name``), from the cache or extracted into it; with ``spatial``, their spatial
+    features too (a cache from before spatial features were kept is extracted again)."""
+    if spatial and not network.num_spatial:
+        raise PrakitError(f"the feature network {name!r} gives no spatial features (sFID needs them): "
+                          "use one that does, such as inception")
     indices = spread(len(images), count)
     fingerprint = network.fingerprint()
     folder = cache_folder(images) / f"{name}-{fingerprint[:12]}-n{len(indices)}"
     meta = {"images": images.fingerprint, "network": fingerprint, "count": len(indices), "of": len(images)}
     with exclusive(folder):  # jobs sharing a reference extract it once
-        if _read_meta(folder) != meta:
+        if _read_meta(folder) != meta or (spatial and not (folder / "spatial.npy").exists()):
             _extract_into(folder, meta, images, indices, network, batch_size, device, progress, name)
     return _load(folder, fingerprint)
 
@@ -131,8 +142,9 @@ def extract(
     device: torch.device | None = None,
     progress: bool = False,
     desc: str = "features",
-) -> Iterator[tuple[slice, np.ndarray, np.ndarray | None, np.ndarray]]:
-    """``(rows, features, logits, labels)`` batch by batch, the next batch read while this one runs."""
+) -> Iterator[tuple[slice, dict[str, np.ndarray], np.ndarray]]:
+    """``(rows, outputs, labels)`` batch by batch, the next batch read while this one runs: ``outputs``
+    holds the ``features``, and the ``logits`` and ``spatial`` features where the network gives them."""
     device = device or torch.device("cpu")
     network = network.to(device).eval()
     batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
@@ -144,10 +156,11 @@ def extract(
             pixels, labels = pending.result()
             if i + 1 < len(batches):
                 pending = reader.submit(images.read, batches[i + 1])
+            x = torch.from_numpy(np.ascontiguousarray(pixels)).to(device)
             with torch.no_grad():
-                features, logits = network(torch.from_numpy(np.ascontiguousarray(pixels)).to(device))
-            rows = slice(start, start + len(batch))
-            yield rows, _numpy(features), None if logits is None else _numpy(logits), np.asarray(labels)
+                outputs = network.forward_with_spatial(x) if network.num_spatial else network(x)
+            named = {key: _numpy(value) for key, value in zip(OUTPUTS, outputs) if value is not None}
+            yield slice(start, start + len(batch)), named, np.asarray(labels)
             start += len(batch)
             bar.update(len(batch))
     bar.close()
@@ -164,20 +177,18 @@ def _extract_into(folder: Path, meta: dict, images: Images, indices: np.ndarray,
     tmp.mkdir(parents=True)
     try:
         n = len(indices)
-        features = np.lib.format.open_memmap(tmp / "features.npy", "w+", np.float32, (n, network.num_features))
-        logits = (np.lib.format.open_memmap(tmp / "logits.npy", "w+", np.float32, (n, network.num_logits))
-                  if network.num_logits else None)
+        widths = dict(zip(OUTPUTS, (network.num_features, network.num_logits, network.num_spatial)))
+        arrays = {key: np.lib.format.open_memmap(tmp / f"{key}.npy", "w+", np.float32, (n, width))
+                  for key, width in widths.items() if width}
         labels = np.empty(n, np.int64)
-        for rows, f, l, y in extract(images, network, indices, batch_size=batch_size, device=device,
-                                     progress=progress, desc=f"{name} features of {images.path.name}"):
-            features[rows] = f
-            if logits is not None:
-                logits[rows] = l
+        for rows, outputs, y in extract(images, network, indices, batch_size=batch_size, device=device,
+                                        progress=progress, desc=f"{name} features of {images.path.name}"):
+            for key, values in outputs.items():
+                arrays[key][rows] = values
             labels[rows] = y
-        features.flush()
-        if logits is not None:
-            logits.flush()
-        del features, logits
+        for array in arrays.values():
+            array.flush()
+        del arrays
         np.save(tmp / "labels.npy", labels)
         (tmp / "meta.json").write_text(json.dumps(meta))
         old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.old")
@@ -198,10 +209,9 @@ def _read_meta(folder: Path) -> dict | None:
 
 
 def _load(folder: Path, fingerprint: str) -> Features:
-    logits = folder / "logits.npy"
-    return Features(
-        features=np.load(folder / "features.npy", mmap_mode="r"),
-        logits=np.load(logits, mmap_mode="r") if logits.exists() else None,
-        labels=np.load(folder / "labels.npy"),
-        network=fingerprint,
-    )
+    def optional(key: str) -> np.ndarray | None:
+        path = folder / f"{key}.npy"
+        return np.load(path, mmap_mode="r") if path.exists() else None
+
+    return Features(features=np.load(folder / "features.npy", mmap_mode="r"), logits=optional("logits"),
+                    labels=np.load(folder / "labels.npy"), network=fingerprint, spatial=optional("spatial"))

@@ -3,10 +3,12 @@
 Two kinds of reference file are read, both ``.npz``:
 
 - the ADM suite's reference batches (``VIRTUAL_imagenet256_labeled.npz``): ``mu`` and ``sigma``,
-  the Inception pool3 statistics of the whole dataset, and ``arr_0``, 10,000 reference images
-  (precision/recall and KID take the features of these images, never mu and sigma);
+  the Inception pool3 statistics of the whole dataset, ``mu_s`` and ``sigma_s``, those of its
+  spatial features (sFID), and ``arr_0``, 10,000 reference images (precision/recall and KID take
+  the features of these images, never mu and sigma);
 - prakit's own (``prakit reference STORE --out REF.npz``): ``mu``, ``sigma``, ``features`` and
-  ``labels`` under one feature network, named with its fingerprint in the ``prakit`` entry.
+  ``labels`` under one feature network, named with its fingerprint in the ``prakit`` entry, and
+  ``mu_s`` and ``sigma_s`` where the network gives spatial features.
 """
 
 from __future__ import annotations
@@ -91,10 +93,10 @@ def file_digest(path: Path) -> str:
 
 
 class Reference(abc.ABC):
-    """The reference of an evaluation: feature moments (for FID) and reference features (for
-    KID and precision/recall) under a feature network registered as ``name``, and real images
-    where it holds them. ``count`` caps the reference images features are extracted from;
-    ``extract`` are :func:`prakit.eval.features.cached_features`' options."""
+    """The reference of an evaluation: feature moments (for FID; of the spatial features, for sFID)
+    and reference features (for KID and precision/recall) under a feature network registered as
+    ``name``, and real images where it holds them. ``count`` caps the reference images features
+    are extracted from; ``extract`` are :func:`prakit.eval.features.cached_features`' options."""
 
     path: Path
     store: Store | None = None  # the real images, when the reference is a store
@@ -107,7 +109,9 @@ class Reference(abc.ABC):
     def features(self, network: FeatureNetwork, name: str, *, count: int | None, **extract) -> Features: ...
 
     @abc.abstractmethod
-    def moments(self, network: FeatureNetwork, name: str, *, count: int | None, **extract) -> Moments: ...
+    def moments(self, network: FeatureNetwork, name: str, *, count: int | None, spatial: bool = False,
+                **extract) -> Moments:
+        """The moments of the features, or with ``spatial`` of the spatial features."""
 
 
 class StoreReference(Reference):
@@ -123,8 +127,9 @@ class StoreReference(Reference):
     def features(self, network, name, *, count, **extract) -> Features:
         return cached_features(StoreImages(self.store), network, name, count=count, **extract)
 
-    def moments(self, network, name, *, count, **extract) -> Moments:
-        return moments(self.features(network, name, count=count, **extract).features)
+    def moments(self, network, name, *, count, spatial=False, **extract) -> Moments:
+        features = self.features(network, name, count=count, spatial=spatial, **extract)
+        return moments(features.spatial if spatial else features.features)
 
 
 class FileReference(Reference):
@@ -163,10 +168,16 @@ class FileReference(Reference):
                 f"with `prakit reference {self.meta['source']} --features {name}`, or evaluate with the network it was made with"
             )
 
-    def moments(self, network, name, *, count, **extract) -> Moments:
+    def moments(self, network, name, *, count, spatial=False, **extract) -> Moments:
         self._check(network, name)
+        keys = ("mu_s", "sigma_s") if spatial else ("mu", "sigma")
+        if not set(keys) <= self.keys:
+            fix = (f"write it again with `prakit reference {self.meta['source']} --out {self.path} --features {name}`"
+                   if self.meta else "use the ADM reference batch as published, which has them, or a store of real "
+                   "images as the reference")
+            raise PrakitError(f"{self.path} holds no spatial statistics (mu_s, sigma_s), which sfid needs: {fix}")
         with np.load(self.path) as data:
-            mu, sigma = np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)
+            mu, sigma = (np.asarray(data[key], np.float64) for key in keys)
         return Moments(mu, sigma, self.meta["count"] if self.meta else 0)
 
     def features(self, network, name, *, count, **extract) -> Features:
@@ -193,9 +204,10 @@ def open_reference(path: str | os.PathLike) -> Reference:
 
 def write_reference(reference: StoreReference, network: FeatureNetwork, name: str, out: str | os.PathLike, *,
                     count: int | None = None, **extract) -> Path:
-    """Write ``out``: the moments of ``count`` images spread over the store (all by default), and the
-    features, logits and labels of at most :data:`PR_REFERENCE_IMAGES` of them. Atomic."""
-    features = reference.features(network, name, count=count, **extract)
+    """Write ``out``: the moments of the features (and of the spatial features, where the network
+    gives them) of ``count`` images spread over the store (all by default), and the features,
+    logits and labels of at most :data:`PR_REFERENCE_IMAGES` of them. Atomic."""
+    features = reference.features(network, name, count=count, spatial=network.num_spatial > 0, **extract)
     stats = moments(features.features)
     keep = spread(len(features), PR_REFERENCE_IMAGES)
     meta = {"network": name, "network_fingerprint": network.fingerprint(), "source": str(reference.path),
@@ -204,6 +216,9 @@ def write_reference(reference: StoreReference, network: FeatureNetwork, name: st
               "labels": features.labels[keep], "prakit": np.array(json.dumps(meta))}
     if features.logits is not None:
         arrays["logits"] = np.asarray(features.logits[keep])
+    if features.spatial is not None:
+        spatial = moments(features.spatial)
+        arrays |= {"mu_s": spatial.mu, "sigma_s": spatial.sigma}
     with atomic_file(out, "wb") as f:
         np.savez(f, **arrays)
     return Path(out)

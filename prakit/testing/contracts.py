@@ -501,6 +501,21 @@ class FeatureNetworkContract(FolderContract):
             assert logits is None
         assert torch.isfinite(features).all()
 
+    def test_spatial_features_come_with_the_same_features(self):
+        network = self.build().eval()
+        if not network.num_spatial:
+            with pytest.raises(NotImplementedError, match="gives no spatial features"):
+                network.forward_with_spatial(self.images())
+            return
+        with torch.no_grad():
+            features, logits, spatial = network.forward_with_spatial(self.images())
+            alone = network(self.images())
+        assert spatial.shape == (5, network.num_spatial) and spatial.dtype == torch.float32
+        assert torch.isfinite(spatial).all()
+        torch.testing.assert_close(features, alone[0])
+        if network.num_logits:
+            torch.testing.assert_close(logits, alone[1])
+
     def test_images_are_read_one_by_one(self):
         network = self.build().eval()
         images = self.images()

@@ -125,15 +125,21 @@ class StandInFeaturesConfig(FeatureNetworkConfig):
 
 
 class StandInFeatures(FeatureNetwork):
-    """Each channel's mean over the four quadrants of the image; no logits."""
+    """Each channel's mean over the four quadrants of the image; no logits; spatial features: each
+    channel's mean over a 3 x 3 grid."""
 
     def __init__(self, cfg, *, store, device, progress):
         super().__init__()
-        self.num_features = 4 * (store.image_shape[-1] if store is not None else 3)
+        channels = store.image_shape[-1] if store is not None else 3
+        self.num_features, self.num_spatial = 4 * channels, 9 * channels
 
     def forward(self, images):
         x = images.permute(0, 3, 1, 2).float() / 255
         return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1), None
+
+    def forward_with_spatial(self, images):
+        x = images.permute(0, 3, 1, 2).float() / 255
+        return *self(images), torch.nn.functional.adaptive_avg_pool2d(x, 3).flatten(1)
 
     def fingerprint(self):
         return "57" * 8
