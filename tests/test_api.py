@@ -139,6 +139,7 @@ def test_the_functions_survive_importing_the_modules_they_share_a_name_with():
     assert prakit.train is prakit.api.train and prakit.sample is prakit.api.sample
 
 
+@pytest.mark.slow  # trains a run and builds pra-S
 def test_readme_python_blocks_and_the_worked_example_run(world, monkeypatch):
     monkeypatch.chdir(world)
     section = (ROOT / "README.md").read_text().split("## From Python")[1].split("\n## ")[0]
