@@ -68,7 +68,7 @@ def test_an_unknown_kind_is_a_clean_error():
     assert out.returncode == 2
     assert out.stderr.strip() == (
         "prakit: error: unknown component kind 'decodr'; did you mean 'decoder'? "
-        "known: backbone, dataset, decoder, evaluator, features, generator, rollout"
+        "known: backbone, dataset, decoder, evaluator, features, generator, rollout, tracker"
     )
 
 
