@@ -138,7 +138,7 @@ def test_a_job_runs_the_code_it_was_submitted_with(slurm, store, tmp_path):
                   "--cluster", "slurm", "--slurm-option", "hold", env=env, cwd=tmp_path)
     assert held.returncode == 0, held.stderr
     [job_id] = job_ids(held.stdout)
-    (checkout / "prakit" / "train" / "loop.py").write_text('raise RuntimeError("the checkout changed")\n')
+    (checkout / "prakit" / "training" / "loop.py").write_text('raise RuntimeError("the checkout changed")\n')
     subprocess.run(["scontrol", "release", job_id], check=True)
     assert final_states(job_id, timeout=300) == ["COMPLETED"]
     assert (tmp_path / "run" / "checkpoints" / "ckpt-00000004.pt").is_file()

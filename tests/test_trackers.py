@@ -119,7 +119,13 @@ class TestMLflow(TrackerContract):
 
 
 @pytest.mark.slow
-def test_a_training_run_and_its_evaluation_reach_every_tracker(store, offline):
+def test_a_training_run_and_its_evaluation_reach_every_tracker(store, offline, monkeypatch):
+    import wandb
+
+    wandb.teardown()  # wandb reads its environment once per process: here, before $WANDB_MODE is set
+    monkeypatch.delenv("WANDB_MODE")
+    wandb.setup()
+    monkeypatch.setenv("WANDB_MODE", "offline")
     run, uri = offline / "run", f"file://{offline / 'mlruns'}"
     trackers = [{"name": "tensorboard"}, {"name": "wandb"}, {"name": "mlflow", "tracking_uri": uri}]
     cfg = load_config(QUICKSTART, small_run(store, "train.steps=4", "train.sample_every=2"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar, Mapping
 
 import attrs
@@ -34,7 +35,9 @@ class WandB(Tracker):
         except ImportError:
             raise PrakitError("the wandb tracker needs the wandb package: pip install 'prakit[wandb]'") from None
         self.wandb = wandb
-        self.run = wandb.init(project=self.cfg.project, entity=self.cfg.entity, mode=self.cfg.mode,
+        # $WANDB_MODE read now: wandb reads it once per process, maybe before a run sets it
+        mode = self.cfg.mode or os.environ.get("WANDB_MODE")
+        self.run = wandb.init(project=self.cfg.project, entity=self.cfg.entity, mode=mode,
                               tags=list(self.cfg.tags), dir=str(self.run_dir), name=self.run_dir.name,
                               id=remembered_id(self.run_dir, "wandb"), resume="allow", config=dict(config),
                               reinit="create_new")
