@@ -59,7 +59,7 @@ class Progress:
         parts += [f"{key} {_short(value)}" for key, value in self.facts.items()]
         rate = (self.done - self.start_count) / max(time.perf_counter() - self.started, 1e-9)
         if rate > 0:
-            parts.append(f"{rate:.3g} {self.unit}/s")
+            parts.append(f"{rate:.0f} {self.unit}/s" if rate >= 100 else f"{rate:.3g} {self.unit}/s")
             if self.done < self.total:
                 parts.append(f"ETA {format_duration((self.total - self.done) / rate)}")
         return ", ".join(parts)

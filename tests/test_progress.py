@@ -48,6 +48,9 @@ def test_off_a_terminal_progress_is_a_plain_line_every_so_often():
                                                       "train: 10 of 10 steps (100%)"]  # on multiples of 4, resumed at 3
     assert re.fullmatch(r"train: 4 of 10 steps \(40%\), loss 0\.1235, [\d.e+]+ steps/s, ETA \d+s", lines[0])
     assert "ETA" not in lines[-1]
+    fast = io.StringIO()
+    Progress("prepare", 5000, unit="images", stream=fast).update(5000)
+    assert re.fullmatch(r"prepare: 5000 of 5000 images \(100%\), \d+ images/s\n", fast.getvalue())  # not 1.2e+06
     quiet = io.StringIO()
     Progress("train", 10, enabled=False, stream=quiet).update(10)
     assert quiet.getvalue() == ""
