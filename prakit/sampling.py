@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -85,10 +84,9 @@ def sample_run(
     bar = Progress("sample", num, initial=num - sum(map(len, todo)), unit="images", enabled=progress)
     with sampling_threads(device):
         for indices in todo:
-            start = time.perf_counter()
             labels = balanced_labels(indices, num, classes).to(device)
             images = model.sample(labels, options, rng=sample_generators(options.seed, indices))
             store.write(indices, images.cpu().numpy(), labels.cpu().numpy())
-            bar.update(len(indices), **{"images/s": round(len(indices) / (time.perf_counter() - start), 1)})
+            bar.update(len(indices))
     bar.close()
     return Path(out)
