@@ -78,8 +78,9 @@ def create_model(preset_or_config: str | Path, **overrides: Any) -> ARModel:
     source = Path(preset_or_config)
     if source.suffix in CONFIG_SUFFIXES:
         return ARModel.from_config(load_config(source, changes))
-    if str(preset_or_config) not in list_models():
-        raise PrakitError(f"{preset_or_config!r} is neither a model preset ({', '.join(list_models())}) "
+    presets = list_models()
+    if str(preset_or_config) not in presets:
+        raise PrakitError(f"{preset_or_config!r} is neither a model preset ({', '.join(presets)}) "
                           "nor an experiment config file (.toml, .json, .yaml)")
     cfg = from_data({"model": {"preset": str(preset_or_config)}, "data": {"store": "none"}}, changes,
                     source=f"preset {preset_or_config}")

@@ -84,9 +84,9 @@ def sample_run(
     bar = Progress("sample", num, initial=num - sum(map(len, todo)), unit="images", enabled=progress)
     with sampling_threads(device):
         for indices in todo:
-            labels = balanced_labels(indices, num, classes).to(device)
+            labels = balanced_labels(indices, num, classes)  # model.sample moves them to its device
             images = model.sample(labels, options, rng=sample_generators(options.seed, indices))
-            store.write(indices, images.cpu().numpy(), labels.cpu().numpy())
+            store.write(indices, images.cpu().numpy(), labels.numpy())
             bar.update(len(indices))
     bar.close()
     return Path(out)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
+from PIL import Image
 
 from prakit import registry
 from prakit.config import ExperimentConfig, unstructure
@@ -28,9 +29,12 @@ class Trackers:
         for tracker in self.trackers:
             tracker.log_scalars(values, step)
 
-    def log_image(self, name: str, image: np.ndarray, step: int) -> None:
-        for tracker in self.trackers:
-            tracker.log_image(name, image, step)
+    def log_image_file(self, name: str, path: Path, step: int) -> None:
+        """The picture in ``path`` (a PNG), read only when some tracker takes it."""
+        if self.trackers:
+            image = np.asarray(Image.open(path))
+            for tracker in self.trackers:
+                tracker.log_image(name, image, step)
 
     def finish(self) -> None:
         for tracker in self.trackers:
@@ -47,4 +51,3 @@ def remembered_id(run_dir: Path, tracker: str, make: Callable[[], str] = lambda:
         ids[tracker] = make()
         atomic_write_text(path, json.dumps(ids, indent=2) + "\n")
     return ids[tracker]
-

@@ -109,21 +109,21 @@ class EvalContext:
         """Every feature network used so far: its fingerprint and what it reports about itself."""
         return {cfg.name: {"fingerprint": net.fingerprint(), **net.describe()} for cfg, net in self._networks.items()}
 
-    def features(self, which: Which, cfg: FeatureNetworkConfig | None = None) -> Features:
-        """Features of the samples (all of them) or of the reference (``eval.reference_num`` images)."""
+    def features(self, which: Which, cfg: FeatureNetworkConfig | None = None, *, spatial: bool = False) -> Features:
+        """Features of the samples (all of them) or of the reference (``eval.reference_num`` images);
+        with ``spatial``, their spatial features too."""
         cfg = self.features_config(cfg)
         network, extract = self.network(cfg), self._extract_options()
         if which == "samples":
-            return cached_features(StoreImages(self.samples), network, cfg.name, **extract)
-        return self.reference.features(network, cfg.name, count=self.eval.reference_num, **extract)
+            return cached_features(StoreImages(self.samples), network, cfg.name, spatial=spatial, **extract)
+        return self.reference.features(network, cfg.name, count=self.eval.reference_num, spatial=spatial, **extract)
 
     def moments(self, which: Which, cfg: FeatureNetworkConfig | None = None, *, spatial: bool = False) -> Moments:
         """Feature mean and covariance of the samples or of the reference (a reference file's own);
         with ``spatial``, those of the spatial features (sFID's)."""
         cfg = self.features_config(cfg)
         if which == "samples":
-            features = cached_features(StoreImages(self.samples), self.network(cfg), cfg.name, spatial=spatial,
-                                       **self._extract_options())
+            features = self.features("samples", cfg, spatial=spatial)
             return moments(features.spatial if spatial else features.features)
         return self.reference.moments(self.network(cfg), cfg.name, count=self.eval.reference_num, spatial=spatial,
                                       **self._extract_options())

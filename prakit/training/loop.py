@@ -18,9 +18,7 @@ import warnings
 from pathlib import Path
 
 import attrs
-import numpy as np
 import torch
-from PIL import Image
 
 from prakit.config import ExperimentConfig, unstructure
 from prakit.config.io import changes, upgraded
@@ -155,10 +153,10 @@ def run_steps(training: TrainingStep, run: Run, batches, start: int, progress: b
             env.barrier()
         if env.is_main and tcfg.sample_every and done % tcfg.sample_every == 0:
             grid = write_grid(training.model, training.emas, cfg, run.grids_dir / f"step-{done:08d}.png")
-            trackers.log_image("samples", np.asarray(Image.open(grid)), done)
+            trackers.log_image_file("samples", grid, done)
         bar.update(1, **logged)
     bar.close()
-    if metrics:
+    if env.is_main:
         trackers.finish()
         plot_loss(run.metrics(), run.loss_plot)
     return RunResult(run.path, tcfg.steps, training.last_checkpoint, env.is_main)
@@ -202,7 +200,7 @@ def check_run_dir(cfg: ExperimentConfig, run: Run) -> None:
 
 def check_resumable(state: dict, cfg: ExperimentConfig, path: Path) -> None:
     """Refuse to resume ``cfg`` from a checkpoint written by a config that computes otherwise."""
-    mismatched = computation_changes(upgraded(json.loads(state["config"])), unstructure(cfg))
+    mismatched = computation_changes(json.loads(state["config"]), unstructure(cfg))
     if mismatched:
         raise CheckpointError(
             f"{path} was written by a different config (differs in: {', '.join(mismatched)}); "
@@ -211,9 +209,10 @@ def check_resumable(state: dict, cfg: ExperimentConfig, path: Path) -> None:
 
 
 def computation_changes(old: dict, new: dict) -> list[str]:
-    """Dotted keys where two configs differ in what the run computes (the schema's free fields aside)."""
+    """Dotted keys where a config written earlier (``old``, as stored, read in today's keys) and
+    ``new`` differ in what the run computes (the schema's free fields aside)."""
     free = free_fields()
-    return [key for key in changes(old, new) if not any(key == f or key.startswith(f + ".") for f in free)]
+    return [key for key in changes(upgraded(old), new) if not any(key == f or key.startswith(f + ".") for f in free)]
 
 
 def checkpoint_state(step: int, training: TrainingStep, rng_states: list) -> dict:
