@@ -1,13 +1,20 @@
-"""Files and folders that appear whole or not at all: the one way prakit writes what a kill could cut short."""
+"""Files and folders that appear whole or not at all, the one way prakit writes what a kill could
+cut short; and the one way it reads its own JSON files back, checked."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Any, Callable, Iterator, Mapping
+
+from prakit.errors import PrakitError
+
+#: A JSON file's expected shape: each required key and the type (or types) its value must have.
+Shape = Mapping[str, "type | tuple[type, ...]"]
 
 
 @contextlib.contextmanager
@@ -80,3 +87,69 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class DamagedFileError(PrakitError):
+    """One of prakit's own files cannot be used as written: empty, cut short, not UTF-8, not the JSON
+    expected. The message names the file, what is wrong with it and the way out."""
+
+    def __init__(self, path: str | os.PathLike, problem: str, fix: str):
+        super().__init__(f"{path} is damaged: {problem}; {fix}")
+        self.path, self.problem, self.fix = Path(path), problem, fix
+
+
+def read_json(path: str | os.PathLike, fix: str, shape: Shape | None = None) -> dict[str, Any]:
+    """The JSON object in prakit's own file ``path``, with every key of ``shape`` present and of its
+    type; anything else raises :class:`DamagedFileError` saying ``fix`` (how to restore or redo it)."""
+    path = Path(path)
+    data = parse_json(path, read_text(path, fix), fix)
+    return check_shape(path, data, shape or {}, fix)
+
+
+def read_text(path: Path, fix: str) -> str:
+    """The UTF-8 text of prakit's own file ``path`` (:class:`DamagedFileError` if it is not text)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DamagedFileError(path, f"not UTF-8 text (byte {exc.start})", fix) from None
+    except IsADirectoryError:
+        raise DamagedFileError(path, "a folder where a file belongs", fix) from None
+
+
+def parse_json(path: Path, text: str, fix: str) -> Any:
+    if not text.strip():
+        raise DamagedFileError(path, "empty", fix)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DamagedFileError(path, f"not JSON ({exc.msg}: line {exc.lineno}, column {exc.colno})", fix) from None
+
+
+def check_shape(path: Path, data: Any, shape: Shape, fix: str, where: str = "") -> dict[str, Any]:
+    """``data`` if it is a JSON object holding every key of ``shape`` with a value of its type."""
+    if not isinstance(data, dict):
+        raise DamagedFileError(path, f"{where or 'its content'} is {json_type(data)} where an object belongs", fix)
+    for key, kind in shape.items():
+        if key not in data:
+            raise DamagedFileError(path, f"{where}{'.' if where else ''}{key} is missing", fix)
+        if not isinstance(data[key], kind) or (isinstance(data[key], bool) and bool not in _types(kind)):
+            raise DamagedFileError(path, f"{where}{'.' if where else ''}{key} is {json_type(data[key])} where "
+                                         f"{' or '.join(json_type_name(t) for t in _types(kind))} belongs", fix)
+    return data
+
+
+def _types(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+_JSON_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
+               bool: "a boolean", type(None): "null"}
+
+
+def json_type_name(kind: type) -> str:
+    """``kind`` as a JSON value, with its article: ``int`` is "an integer"."""
+    return _JSON_NAMES.get(kind, f"a {kind.__name__}")
+
+
+def json_type(value: Any) -> str:
+    return json_type_name(type(value))
