@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from prakit.errors import PrakitError
+from prakit.io import DamagedFileError, check_shape, json_type, read_json
 
 if TYPE_CHECKING:
     import torch
@@ -291,7 +292,25 @@ def inference_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+#: What an evaluation record must hold for the commands that read it back, and how to redo it.
+RECORD_SHAPE = {"numbers": dict, "higher_is_better": dict, "reference": dict}
+RECORD_FIX = "delete it and run the evaluation that wrote it again (`prakit eval`)"
+
+
 def read_record(folder: Path) -> dict[str, Any] | None:
-    """The evaluation record in ``folder``, or None where there is none."""
+    """The evaluation record in ``folder`` (:func:`load_record`), or None where there is none."""
     path = Path(folder) / EVAL_RECORD
-    return json.loads(path.read_text()) if path.is_file() else None
+    return load_record(path) if path.exists() else None
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    """The evaluation record ``path``, checked: a damaged one is a :class:`~prakit.io.DamagedFileError`."""
+    record = read_json(path, RECORD_FIX, RECORD_SHAPE)
+    check_shape(path, record["reference"], {"path": str}, RECORD_FIX, where="reference")
+    for optional, kind in (("sampling", dict), ("samples", dict), ("features", dict), ("checkpoint", (str, type(None)))):
+        if optional in record:
+            check_shape(path, record, {optional: kind}, RECORD_FIX)
+    for name, value in record["numbers"].items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise DamagedFileError(path, f"numbers.{name} is {json_type(value)} where a number belongs", RECORD_FIX)
+    return record

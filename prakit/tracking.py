@@ -13,7 +13,7 @@ from PIL import Image
 
 from prakit import registry
 from prakit.config import ExperimentConfig, unstructure
-from prakit.io import atomic_write_text
+from prakit.io import DamagedFileError, atomic_write_text, json_type, read_json
 from prakit.run import Run
 
 
@@ -46,7 +46,10 @@ def remembered_id(run_dir: Path, tracker: str, make: Callable[[], str] = lambda:
     made once by ``make`` and kept in the run directory, so a resumed run and its evaluations
     log to the same tracked run."""
     path = Run(run_dir).trackers_record
-    ids: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    fix = "restore it, or delete it to start new tracked runs for this run directory"
+    ids: dict[str, Any] = read_json(path, fix) if path.exists() else {}
+    if not isinstance(ids.get(tracker, ""), str):
+        raise DamagedFileError(path, f"{tracker} is {json_type(ids[tracker])} where an id belongs", fix)
     if tracker not in ids:
         ids[tracker] = make()
         atomic_write_text(path, json.dumps(ids, indent=2) + "\n")

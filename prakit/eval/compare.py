@@ -26,7 +26,7 @@ from prakit.eval.report import cell, csv_table, markdown_table, text_table, writ
 from prakit.eval.stats import INTERVAL, PAIRED_TEST, describe, paired
 from prakit.io import atomic_write_text
 from prakit.plots import line_plot
-from prakit.run import Run
+from prakit.run import Run, load_record
 
 #: Config fields that never make two runs differ in the table (free text, and the seed, which groups).
 IGNORED = ("description", "train.seed")
@@ -72,7 +72,7 @@ def load_run(run_dir: Path, record: Path | None = None) -> dict[str, Any]:
         raise PrakitError(f"{run_dir} has no {record.relative_to(run_dir)}: evaluate it first with `prakit eval {run_dir}`")
     data = run.config_data()
     cfg = from_data(data)
-    record = json.loads(record.read_text())
+    record = load_record(record)
     facts = {"reference": record["reference"]["path"], "features": ",".join(record.get("features", {})),
              "samples": record.get("samples", {}).get("count")}
     return {"run": run_dir, "config": flatten(data), "record": record, "facts": facts,

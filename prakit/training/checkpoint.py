@@ -12,6 +12,7 @@ Checkpoints hold tensors, state dicts and plain Python values only, and are alwa
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -32,6 +33,11 @@ TEMP_GLOB = ".ckpt-*.tmp"
 
 class CheckpointError(PrakitError):
     """A checkpoint file cannot be used: missing, truncated, corrupt, unsafe or incomplete."""
+
+
+class MisnamedCheckpointError(CheckpointError):
+    """A checkpoint whose file name says another step than it holds: never skipped, since resuming
+    past it would start from the wrong step and rotation would delete by the wrong order."""
 
 
 def checkpoint_name(step: int, milestone: bool = False) -> str:
@@ -80,6 +86,8 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     for path in reversed(list_checkpoints(directory)):
         try:
             _load(path, "cpu", mmap=True)  # maps the tensors instead of reading them
+        except MisnamedCheckpointError:
+            raise
         except CheckpointError as exc:
             bad.append(str(exc).split("; ")[0])
             continue
@@ -127,7 +135,7 @@ def _load(path: Path, map_location: Any, *, mmap: bool) -> dict[str, Any]:
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception as exc:  # noqa: BLE001 - any failure to read the archive is a bad checkpoint
-        raise CheckpointError(f"checkpoint {path} is corrupt ({_first_line(exc)}); {retry}") from exc
+        raise CheckpointError(f"checkpoint {path} is corrupt ({first_line(exc)}); {retry}") from exc
     if unsafe:
         raise CheckpointError(
             f"checkpoint {path} holds code references that are refused for safety ({', '.join(sorted(unsafe))}); "
@@ -142,13 +150,39 @@ def _load(path: Path, map_location: Any, *, mmap: bool) -> dict[str, Any]:
             f"written by prakit); do not load it with weights_only=False; {retry}"
         ) from exc
     except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
-        raise CheckpointError(f"checkpoint {path} cannot be loaded ({_first_line(exc)}); {retry}") from exc
+        raise CheckpointError(f"checkpoint {path} cannot be loaded ({first_line(exc)}); {retry}") from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a prakit checkpoint; {retry}")
     missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}: not a prakit checkpoint; {retry}")
+    check_contents(path, state, retry)
     return state
+
+
+def check_contents(path: Path, state: dict[str, Any], retry: str) -> None:
+    """Refuse a checkpoint whose step is not a whole number at least 0 or disagrees with its file
+    name, whose weights are not a state dict, or whose config is not a JSON object; the step is
+    made a Python int."""
+    step = state["step"]
+    if isinstance(step, torch.Tensor) and step.numel() == 1 and not step.is_floating_point():
+        step = int(step)
+    if type(step) is not int or step < 0:
+        raise CheckpointError(f"checkpoint {path} holds step {step!r}, not a whole number at least 0; {retry}")
+    state["step"] = step
+    if NAME.fullmatch(path.name) and checkpoint_step(path) != step:
+        raise MisnamedCheckpointError(
+            f"checkpoint {path} holds step {step} but is named for step {checkpoint_step(path)}: rename it "
+            f"{checkpoint_name(step, is_milestone(path))}, or move it out of {path.parent}")
+    if not isinstance(state["model"], dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state['model']).__name__} where the model's weights "
+                              f"belong; {retry}")
+    try:
+        config = json.loads(state["config"]) if isinstance(state["config"], str) else None
+    except json.JSONDecodeError:
+        config = None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"checkpoint {path} holds no readable config (a JSON object as text); {retry}")
 
 
 def load_weights(module: torch.nn.Module, weights: dict[str, Any], source: str | os.PathLike) -> None:
@@ -157,7 +191,7 @@ def load_weights(module: torch.nn.Module, weights: dict[str, Any], source: str |
         module.load_state_dict(weights)
     except RuntimeError as exc:
         raise CheckpointError(
-            f"checkpoint {source} does not fit the model its config builds ({_first_line(exc)}); "
+            f"checkpoint {source} does not fit the model its config builds ({first_line(exc)}); "
             "it was written by another version of the model's plugins, or edited"
         ) from None
 
@@ -176,6 +210,6 @@ def refuse_unsafe_globals(path: Path) -> None:
         raise TypeError(f"checkpoint state holds objects weights-only loading refuses: {', '.join(sorted(unsafe))}")
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

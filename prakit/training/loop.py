@@ -32,7 +32,8 @@ from prakit.run import Run
 from prakit.summary import check_fits
 from prakit.tracking import Trackers
 from prakit.training import distributed, rng
-from prakit.training.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from prakit.training.checkpoint import CheckpointError, first_line, load_checkpoint, load_weights, save_checkpoint
+from prakit.training.ema import ema_name
 from prakit.training.metrics import MetricsLog, plot_loss
 from prakit.training.step import TrainingStep
 
@@ -198,13 +199,25 @@ def check_run_dir(cfg: ExperimentConfig, run: Run) -> None:
         )
 
 
+#: What a checkpoint holds beyond the weights to resume training from it, and the type of each.
+TRAINING_STATE = {"optimizer": dict, "ema": dict, "rng": (dict, list)}
+
+
 def check_resumable(state: dict, cfg: ExperimentConfig, path: Path) -> None:
-    """Refuse to resume ``cfg`` from a checkpoint written by a config that computes otherwise."""
+    """Refuse to resume ``cfg`` from a checkpoint that lacks the training state, or was written by a
+    config that computes otherwise."""
+    how = "pass --no-resume to start afresh in this run directory (the earlier run is set aside), or choose " \
+          "another --run-dir"
+    lacking = [key for key, kind in TRAINING_STATE.items() if not isinstance(state.get(key), kind)]
+    lacking += [f"ema[{name!r}]" for name in map(ema_name, cfg.optim.ema_decays)
+                if "ema" not in lacking and not isinstance(state["ema"].get(name), dict)]
+    if lacking:
+        raise CheckpointError(f"{path} lacks the training state to resume from ({', '.join(lacking)}): it holds "
+                              f"weights only; sample from it, or {how}")
     mismatched = computation_changes(json.loads(state["config"]), unstructure(cfg))
     if mismatched:
         raise CheckpointError(
-            f"{path} was written by a different config (differs in: {', '.join(mismatched)}); "
-            f"pass --no-resume to start afresh in this run directory, or choose another --run-dir"
+            f"{path} was written by a different config (differs in: {', '.join(mismatched)}); {how}"
         )
 
 
@@ -229,9 +242,14 @@ def checkpoint_state(step: int, training: TrainingStep, rng_states: list) -> dic
 def restore(state: dict, training: TrainingStep, path: Path) -> None:
     """Load the checkpoint ``path``'s weights, optimizer and EMAs into the live objects."""
     load_weights(training.model, state["model"], path)
-    training.optimizer.load_state_dict(state["optimizer"])
-    for name, ema in training.emas.items():
-        ema.load_state_dict(state["ema"][name])
+    try:
+        training.optimizer.load_state_dict(state["optimizer"])
+        for name, ema in training.emas.items():
+            ema.load_state_dict(state["ema"][name])
+    except (ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{path}'s optimizer or EMA state does not fit the model its config builds "
+                              f"({first_line(exc)}); "
+                              "it was edited or written by another version: pass --no-resume to start afresh") from None
 
 
 def restore_rng(states: list | dict, env: distributed.Distributed, seed: int, step: int, path: Path) -> None:
