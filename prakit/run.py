@@ -14,6 +14,8 @@
       eval.json, eval.md the latest evaluation (and its plots)
       search/            a guidance search: one evaluation folder per setting, search.{json,md,csv,png,svg}
       previous/          earlier runs set aside by ``prakit train --no-resume``
+      .train.lock        held while a process trains the run (:mod:`prakit.locks`)
+      .eval.lock         held while a process evaluates into the folder
 
 This module is the only one that spells these names. It imports neither torch nor a model:
 the model of a run is loaded on request (:meth:`Run.model`).
@@ -21,6 +23,7 @@ the model of a run is loaded on request (:meth:`Run.model`).
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 from pathlib import Path
@@ -46,6 +49,8 @@ EVAL_TABLE = "eval.md"
 #: Where a guidance search tabulates and draws its settings, in its folder (``.json``, ``.md``,
 #: ``.csv``, and the chart's ``.png`` and ``.svg``).
 SEARCH_TABLE = "search"
+#: The lock file a command holds in the folder it writes (:mod:`prakit.locks`), by command.
+LOCK_FILE = ".{}.lock"
 #: The stages of a run, in order; a run's later stages start when its earlier ones succeed.
 STAGES = ("train", "sample", "eval")
 
@@ -100,6 +105,10 @@ class Run:
     @property
     def previous_dir(self) -> Path:
         return self.path / "previous"
+
+    @property
+    def train_lock(self) -> Path:
+        return self.path / LOCK_FILE.format("train")
 
     def exists(self) -> bool:
         """Whether ``path`` holds a run: a resolved config."""
@@ -194,6 +203,11 @@ class Run:
 
         target = resolve(self.path, num=num)
         return is_finished(target.samples) if stage == "sample" else evaluated(target) is not None
+
+
+def is_lock(path: Path) -> bool:
+    """Whether ``path`` is a lock file a command holds in a folder it writes."""
+    return fnmatch.fnmatch(path.name, LOCK_FILE.format("*"))
 
 
 #: The suffixes of experiment configs, which a command taking a run is sometimes given by mistake.

@@ -11,6 +11,7 @@ import torch
 from prakit.config import SampleConfig, unstructure, with_options
 from prakit.config.schema import what_is_drawn
 from prakit.errors import PrakitError
+from prakit.locks import exclusive
 from prakit.progress import Progress
 from prakit.random import sample_generators
 from prakit.run import checkpoint_config, inference_device, load_model, resolve_checkpoint
@@ -51,7 +52,7 @@ def sample_run(
     used and the EMA weights loaded (``ema = "none"`` when the run has no EMA).
     """
     from prakit.data import SampleStore
-    from prakit.data.samples import SampleMismatchError
+    from prakit.data.samples import SampleMismatchError, writer_lock
 
     if num < 1:
         raise PrakitError(f"num must be at least 1, got {num}")
@@ -74,19 +75,21 @@ def sample_run(
         "sampling": {"ema_weights": loaded or "none", "classes": classes,
                      **what_is_drawn(unstructure(options))},
     }
-    try:
-        store = SampleStore.open(out, num=num, image_shape=(size, size, channels), attrs=facts,
-                                 on_mismatch="restart" if restart else "error")
-    except SampleMismatchError as exc:
-        raise SampleMismatchError(exc.problem, "rerun with --restart to delete them and start over, "
-                                               "or choose another --out") from None
-    todo = store.missing(batch_size, rank=shard, world_size=shards)
-    bar = Progress("sample", num, initial=num - sum(map(len, todo)), unit="images", enabled=progress)
-    with sampling_threads(device):
-        for indices in todo:
-            labels = balanced_labels(indices, num, classes)  # model.sample moves them to its device
-            images = model.sample(labels, options, rng=sample_generators(options.seed, indices))
-            store.write(indices, images.cpu().numpy(), labels.numpy())
-            bar.update(len(indices))
-    bar.close()
-    return Path(out)
+    out = Path(out)
+    with exclusive(writer_lock(out, shard, shards), f"sample store {out} (shard {shard} of {shards})"):
+        try:
+            store = SampleStore.open(out, num=num, image_shape=(size, size, channels), attrs=facts,
+                                     on_mismatch="restart" if restart else "error")
+        except SampleMismatchError as exc:
+            raise SampleMismatchError(exc.problem, "rerun with --restart to delete them and start over, "
+                                                   "or choose another --out") from None
+        todo = store.missing(batch_size, rank=shard, world_size=shards)
+        bar = Progress("sample", num, initial=num - sum(map(len, todo)), unit="images", enabled=progress)
+        with sampling_threads(device):
+            for indices in todo:
+                labels = balanced_labels(indices, num, classes)  # model.sample moves them to its device
+                images = model.sample(labels, options, rng=sample_generators(options.seed, indices))
+                store.write(indices, images.cpu().numpy(), labels.numpy())
+                bar.update(len(indices))
+        bar.close()
+    return out

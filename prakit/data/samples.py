@@ -210,5 +210,11 @@ def differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     return [f"{key}: {json.dumps(a)} in the store, {json.dumps(b)} now" for key, (a, b) in changes(stored, wanted).items()]
 
 
+def writer_lock(path: Path, shard: int, shards: int) -> Path:
+    """The lock file (:mod:`prakit.locks`) a process holds while it fills its shard of the store ``path``:
+    beside the store, which a restart deletes and recreates."""
+    return path.with_name(f".{path.name}.shard-{shard}-of-{shards}.lock")
+
+
 def _record_name(shard: int) -> str:
     return f"shard-{shard:06d}"

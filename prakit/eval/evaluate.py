@@ -28,8 +28,9 @@ from prakit.eval.report import markdown_table, text_table, write_json
 from prakit.exporting import is_export
 from prakit.io import atomic_write_text
 from prakit.kinds import EvaluatorConfig
+from prakit.locks import exclusive
 from prakit.plots import line_plot
-from prakit.run import EVAL_RECORD, EVAL_TABLE, Run, read_record
+from prakit.run import EVAL_RECORD, EVAL_TABLE, LOCK_FILE, Run, read_record
 
 #: The config sections an evaluation may override: how to sample and what to compute, never the model.
 OVERRIDABLE = ("sample", "eval")
@@ -141,34 +142,35 @@ def evaluate(target: Target, *, evaluators: Sequence[str] | None = None, referen
     def model():
         return load_model(checkpoint, target.options.ema, device)[0]
 
-    ctx = EvalContext(cfg.eval, reference=ref, samples=draw_samples, model=model if checkpoint else None,
-                      real=cfg.data.store, sample_options=target.options, device=device, progress=progress)
-    record: dict[str, Any] = {
-        "prakit": __version__, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "run": str(target.run_dir) if target.run_dir else None,
-        "checkpoint": str(checkpoint) if checkpoint else None,
-        "sampling": {**unstructure(target.options), "num": target.num},
-        "reference": ref.describe(), "device": device_name(device),
-        "numbers": {}, "higher_is_better": {}, "evaluators": [],
-    }
-    for c, evaluator in zip(configs, built):
-        start = time.perf_counter()
-        result = evaluator.evaluate(ctx)
-        numbers, curves = split_result(c.name, result)
-        clash = set(numbers) & set(record["numbers"])
-        if clash:
-            raise PrakitError(f"evaluator {c.name!r} reports {', '.join(sorted(clash))} again: give the two "
-                              "evaluators different feature networks, or drop one")
-        record["numbers"].update(numbers)
-        record["higher_is_better"].update(directions(evaluator, numbers))
-        record["evaluators"].append({"name": c.name, "config": unstructure(c), "numbers": numbers,
-                                     "curves": curves, "seconds": round(time.perf_counter() - start, 3)})
-    samples = ctx.drawn_samples()
-    if samples is not None:
-        record["samples"] = {"path": str(target.samples), "count": len(samples),
-                             "fingerprint": samples.attrs["fingerprint"]}
-    record["features"] = ctx.networks()
-    write_outputs(record, target.out, samples)
+    with exclusive(target.out / LOCK_FILE.format("eval"), f"the evaluation in {target.out}"):
+        ctx = EvalContext(cfg.eval, reference=ref, samples=draw_samples, model=model if checkpoint else None,
+                          real=cfg.data.store, sample_options=target.options, device=device, progress=progress)
+        record: dict[str, Any] = {
+            "prakit": __version__, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "run": str(target.run_dir) if target.run_dir else None,
+            "checkpoint": str(checkpoint) if checkpoint else None,
+            "sampling": {**unstructure(target.options), "num": target.num},
+            "reference": ref.describe(), "device": device_name(device),
+            "numbers": {}, "higher_is_better": {}, "evaluators": [],
+        }
+        for c, evaluator in zip(configs, built):
+            start = time.perf_counter()
+            result = evaluator.evaluate(ctx)
+            numbers, curves = split_result(c.name, result)
+            clash = set(numbers) & set(record["numbers"])
+            if clash:
+                raise PrakitError(f"evaluator {c.name!r} reports {', '.join(sorted(clash))} again: give the two "
+                                  "evaluators different feature networks, or drop one")
+            record["numbers"].update(numbers)
+            record["higher_is_better"].update(directions(evaluator, numbers))
+            record["evaluators"].append({"name": c.name, "config": unstructure(c), "numbers": numbers,
+                                         "curves": curves, "seconds": round(time.perf_counter() - start, 3)})
+        samples = ctx.drawn_samples()
+        if samples is not None:
+            record["samples"] = {"path": str(target.samples), "count": len(samples),
+                                 "fingerprint": samples.attrs["fingerprint"]}
+        record["features"] = ctx.networks()
+        write_outputs(record, target.out, samples)
     if target.run_dir is not None and target.out == target.run_dir and checkpoint is not None:
         track(cfg, target.run_dir, record["numbers"], checkpoint)
     return record

@@ -26,9 +26,10 @@ from prakit.config.schema import free_fields
 from prakit.data.prepare import ensure_store
 from prakit.errors import PrakitError
 from prakit.exporting import is_export
+from prakit.locks import exclusive
 from prakit.model import ARModel
 from prakit.progress import Progress
-from prakit.run import Run
+from prakit.run import Run, is_lock
 from prakit.summary import check_fits
 from prakit.tracking import Trackers
 from prakit.training import distributed, rng
@@ -73,21 +74,22 @@ def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool
     if is_export(run.path):  # never trained over, even with --force: it holds another run's weights
         raise RunDirectoryError(f"{run.path} is a model export (prakit export), not a run directory; "
                                 "choose another --run-dir")
-    if not force:
-        check_run_dir(cfg, run)
-    last_ckpt, resumed = open_run(cfg, run, env, resume)
-    training = TrainingStep.create(cfg, env)
-    rng.seed_all(rng.rank_seed(tcfg.seed, env.rank))  # then a random stream of its own on each rank
-    start = int(resumed["step"]) if resumed else 0
-    loader = TrainLoader(cfg.data.store, batch_size=per_rank, seed=tcfg.seed, rank=env.rank,
-                         world_size=env.world_size, hflip=cfg.data.hflip, num_workers=cfg.data.num_workers)
-    batches = loader.batches(start * tcfg.grad_accum)  # draws from the global RNG: before restoring it
-    if resumed:
-        restore(resumed, training, last_ckpt)
-        restore_rng(resumed["rng"], env, tcfg.seed, start, last_ckpt)
-        del resumed  # do not hold a second copy of the weights for the whole run
-    training.distribute().last_checkpoint = last_ckpt
-    return run_steps(training, run, batches, start, progress)
+    with exclusive(run.train_lock, f"run {run.path}") if env.is_main else contextlib.nullcontext():
+        if not force:
+            check_run_dir(cfg, run)
+        last_ckpt, resumed = open_run(cfg, run, env, resume)
+        training = TrainingStep.create(cfg, env)
+        rng.seed_all(rng.rank_seed(tcfg.seed, env.rank))  # then a random stream of its own on each rank
+        start = resumed["step"] if resumed else 0
+        loader = TrainLoader(cfg.data.store, batch_size=per_rank, seed=tcfg.seed, rank=env.rank,
+                             world_size=env.world_size, hflip=cfg.data.hflip, num_workers=cfg.data.num_workers)
+        batches = loader.batches(start * tcfg.grad_accum)  # draws from the global RNG: before restoring it
+        if resumed:
+            restore(resumed, training, last_ckpt)
+            restore_rng(resumed["rng"], env, tcfg.seed, start, last_ckpt)
+            del resumed  # do not hold a second copy of the weights for the whole run
+        training.distribute().last_checkpoint = last_ckpt
+        return run_steps(training, run, batches, start, progress)
 
 
 def per_rank_batch(cfg: ExperimentConfig, env: distributed.Distributed) -> int:
@@ -111,7 +113,7 @@ def open_run(cfg: ExperimentConfig, run: Run, env: distributed.Distributed, resu
         check_resumable(resumed, cfg, last_ckpt)
     if env.is_main:
         if resumed:
-            announce(f"resuming {run.path} from {last_ckpt.name} at step {int(resumed['step'])}")
+            announce(f"resuming {run.path} from {last_ckpt.name} at step {resumed['step']}")
         else:
             aside = None if resume else set_aside(run)
             why = f" (--no-resume: the earlier run is set aside in {aside})" if aside else ""
@@ -167,7 +169,7 @@ def set_aside(run: Run) -> Path | None:
     """Move everything an earlier run left in the run directory to ``previous/<UTC time>/`` in it
     (never deleting it), so that no old checkpoint outranks or rotates away the new run's.
     Returns where it went, or None if there was nothing."""
-    earlier = [p for p in run.path.iterdir() if p != run.previous_dir] if run.path.is_dir() else []
+    earlier = [p for p in run.path.iterdir() if p != run.previous_dir and not is_lock(p)] if run.path.is_dir() else []
     if not earlier:
         return None
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
