@@ -4,6 +4,7 @@ cut short; and the one way it reads its own JSON files back, checked."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -17,26 +18,65 @@ from prakit.errors import PrakitError
 Shape = Mapping[str, "type | tuple[type, ...]"]
 
 
+#: The errors of a file system that has no room left (or of a user over quota).
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(PrakitError):
+    """A file could not be written for want of space. What was written before is intact
+    (``kept`` says what, where its writer knows)."""
+
+    def __init__(self, path: str | os.PathLike, kept: str = ""):
+        super().__init__(f"no space left on the device to write {path}: free some space, then run the same "
+                         f"command again{'; ' + kept if kept else ''}")
+        self.path = Path(path)
+
+
+def out_of_space(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an error it was raised from or while handling, is a full file system
+    (torch's writer, say, raises a RuntimeError while handling the OSError)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@contextlib.contextmanager
+def said_when_full(path: str | os.PathLike, kept: str = "") -> Iterator[None]:
+    """Within: a full file system raises :class:`DiskFullError` naming ``path`` (and what is ``kept``)."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as exc:
+        if out_of_space(exc):
+            raise DiskFullError(path, kept) from None
+        raise
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", check: Callable[[Path], None] | None = None) -> Iterator[IO]:
     """A file opened for writing that appears at ``path`` whole or not at all: written to a
     temporary file ``.NAME.*.tmp`` beside it, fsynced, passed to ``check`` (which may raise to
-    refuse it) and renamed over ``path``, the rename made durable; removed if anything fails."""
+    refuse it) and renamed over ``path``, the rename made durable; removed if anything fails,
+    a full file system a :class:`DiskFullError` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        if check is not None:
-            check(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
+    with said_when_full(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, mode) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            if check is not None:
+                check(Path(tmp))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        fsync_directory(path.parent)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -39,8 +39,9 @@ def exclusive(lock: Path, what: str) -> Iterator[None]:
         except BlockingIOError:
             raise LockedError(f"{what} is being written by {holder(fd)}: wait for it to end, or stop it "
                               f"(a second writer would interleave their files)") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(about_this_process()).encode(), 0)
+        with contextlib.suppress(OSError):  # who holds it is for messages: not worth failing for on a full disk
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(about_this_process()).encode(), 0)
         yield
     finally:
         os.close(fd)  # releases the lock

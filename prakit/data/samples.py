@@ -33,6 +33,7 @@ from prakit.data.store import (
     runs,
     shard_length,
 )
+from prakit.io import said_when_full
 
 MISMATCH = ("error", "restart", "resume")
 #: The attributes that say what made the samples: a store is resumed only with the same ones.
@@ -147,6 +148,10 @@ class SampleStore:
         if self._written[indices].any():
             raise StoreError(f"samples {indices[self._written[indices]].tolist()[:10]} are already written; "
                              "write only what missing() lists")
+        with said_when_full(self.path, "the samples written before are kept, and a rerun draws the rest"):
+            self._write(indices, images, labels)
+
+    def _write(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
         for s in np.unique(indices // self.shard):
             rows = np.flatnonzero(indices // self.shard == s)
             rows = rows[np.argsort(indices[rows])]

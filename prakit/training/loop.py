@@ -26,6 +26,7 @@ from prakit.config.schema import free_fields
 from prakit.data.prepare import ensure_store
 from prakit.errors import PrakitError
 from prakit.exporting import is_export
+from prakit.io import DiskFullError
 from prakit.locks import exclusive
 from prakit.model import ARModel
 from prakit.progress import Progress
@@ -65,31 +66,46 @@ def train(
 
 
 def _train(cfg, run_dir: Path, env, *, resume: bool, force: bool, progress: bool) -> RunResult:
-    from prakit.data import TrainLoader
-
-    tcfg = cfg.train
     per_rank = per_rank_batch(cfg, env)
     check_fits(cfg, env.device)  # on the meta device: a model that cannot be built or cannot fit fails here
     run = Run(run_dir)
     if is_export(run.path):  # never trained over, even with --force: it holds another run's weights
         raise RunDirectoryError(f"{run.path} is a model export (prakit export), not a run directory; "
                                 "choose another --run-dir")
-    with exclusive(run.train_lock, f"run {run.path}") if env.is_main else contextlib.nullcontext():
-        if not force:
-            check_run_dir(cfg, run)
-        last_ckpt, resumed = open_run(cfg, run, env, resume)
-        training = TrainingStep.create(cfg, env)
-        rng.seed_all(rng.rank_seed(tcfg.seed, env.rank))  # then a random stream of its own on each rank
-        start = resumed["step"] if resumed else 0
-        loader = TrainLoader(cfg.data.store, batch_size=per_rank, seed=tcfg.seed, rank=env.rank,
-                             world_size=env.world_size, hflip=cfg.data.hflip, num_workers=cfg.data.num_workers)
-        batches = loader.batches(start * tcfg.grad_accum)  # draws from the global RNG: before restoring it
-        if resumed:
-            restore(resumed, training, last_ckpt)
-            restore_rng(resumed["rng"], env, tcfg.seed, start, last_ckpt)
-            del resumed  # do not hold a second copy of the weights for the whole run
-        training.distribute().last_checkpoint = last_ckpt
-        return run_steps(training, run, batches, start, progress)
+    try:
+        with exclusive(run.train_lock, f"run {run.path}") if env.is_main else contextlib.nullcontext():
+            if not force:
+                check_run_dir(cfg, run)
+            return train_in(cfg, run, env, per_rank, resume=resume, progress=progress)
+    except DiskFullError as exc:
+        raise DiskFullError(exc.path, resumes_from(run)) from None
+
+
+def train_in(cfg: ExperimentConfig, run: Run, env: distributed.Distributed, per_rank: int, *, resume: bool,
+             progress: bool) -> RunResult:
+    """Train in ``run``, which this process holds, from its latest checkpoint (or afresh)."""
+    from prakit.data import TrainLoader
+
+    tcfg = cfg.train
+    last_ckpt, resumed = open_run(cfg, run, env, resume)
+    training = TrainingStep.create(cfg, env)
+    rng.seed_all(rng.rank_seed(tcfg.seed, env.rank))  # then a random stream of its own on each rank
+    start = resumed["step"] if resumed else 0
+    loader = TrainLoader(cfg.data.store, batch_size=per_rank, seed=tcfg.seed, rank=env.rank,
+                         world_size=env.world_size, hflip=cfg.data.hflip, num_workers=cfg.data.num_workers)
+    batches = loader.batches(start * tcfg.grad_accum)  # draws from the global RNG: before restoring it
+    if resumed:
+        restore(resumed, training, last_ckpt)
+        restore_rng(resumed["rng"], env, tcfg.seed, start, last_ckpt)
+        del resumed  # do not hold a second copy of the weights for the whole run
+    training.distribute().last_checkpoint = last_ckpt
+    return run_steps(training, run, batches, start, progress)
+
+
+def resumes_from(run: Run) -> str:
+    """What a rerun of a run that stopped short resumes from."""
+    latest = run.latest_checkpoint()
+    return f"{latest.name} is intact, and the run resumes from it" if latest else "no checkpoint was written yet"
 
 
 def per_rank_batch(cfg: ExperimentConfig, env: distributed.Distributed) -> int:

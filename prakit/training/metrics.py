@@ -10,7 +10,7 @@ import json
 import warnings
 from pathlib import Path
 
-from prakit.io import atomic_write_text
+from prakit.io import atomic_write_text, said_when_full
 from prakit.plots import line_plot
 
 
@@ -25,7 +25,7 @@ class MetricsLog:
         atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in kept))
 
     def write(self, row: dict) -> None:
-        with self.path.open("a") as f:
+        with said_when_full(self.path), self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
 
