@@ -153,10 +153,21 @@ class Run:
         return latest_checkpoint(self.checkpoint_dir)
 
     def checkpoint(self) -> Path:
-        """The newest checkpoint that loads, or an error saying there is none."""
+        """The newest checkpoint that loads, or an error saying there is none or that it belongs to
+        another run (a config that computes otherwise than the run's)."""
+        from prakit.config import unstructure
+        from prakit.config.io import computation_changes
+        from prakit.training.checkpoint import load_checkpoint
+
         found = self.latest_checkpoint()
         if found is None:
             raise PrakitError(f"{self.path} has no checkpoint under {self.checkpoint_dir}")
+        written_by = json.loads(load_checkpoint(found, mmap=True)["config"])
+        differs = computation_changes(written_by, unstructure(self.config())) if self.exists() else []
+        if differs:
+            raise PrakitError(f"{found} was written by another config than {self.config_file} (differs in: "
+                              f"{', '.join(differs)}): move it out of {self.checkpoint_dir}, or name the file itself "
+                              "to use it")
         return found
 
     def model(self, ema: str | None = None, device: torch.device | None = None) -> tuple[ARModel, ExperimentConfig, str | None]:

@@ -8,7 +8,7 @@ import torch
 from helpers import QUICKSTART, losses, small_run
 
 from prakit.cli import main
-from prakit.config import load_config
+from prakit.config import load_config, save_config
 from prakit.io import DamagedFileError
 from prakit.run import EVAL_RECORD, Run
 from prakit.tracking import remembered_id
@@ -147,3 +147,13 @@ def test_a_damaged_trackers_record_is_one_line_naming_it(tmp_path, content, prob
     Run(tmp_path).trackers_record.write_bytes(content)
     with pytest.raises(DamagedFileError, match=f"trackers.json is damaged: {problem}.*delete it to start new tracked"):
         remembered_id(tmp_path, "wandb")
+
+
+def test_sampling_a_run_whose_newest_checkpoint_another_config_wrote_is_refused(store, run, capsys):
+    other = load_config(QUICKSTART, small_run(store, "train.steps=4", "model.backbone.width=48"))
+    save_config(other, run / "config.toml")  # as `prakit train` of this config would refuse to resume
+    assert main(["sample", str(run), "--num", "2", "--out", str(run / "s.zarr")]) == 2
+    assert capsys.readouterr().err == (
+        f"prakit: error: {run}/checkpoints/ckpt-00000004.pt was written by another config than {run}/config.toml "
+        f"(differs in: model.backbone.width): move it out of {run}/checkpoints, or name the file itself to use it\n")
+    assert main(["sample", f"{run}/checkpoints/ckpt-00000004.pt", "--num", "2", "--out", str(run / "s.zarr")]) == 0

@@ -14,7 +14,7 @@ import attrs
 import tomli_w
 
 from prakit.config.converter import structure, unstructure
-from prakit.config.schema import ExperimentConfig, ModelConfig
+from prakit.config.schema import ExperimentConfig, ModelConfig, free_fields
 from prakit.errors import ConfigError, PrakitError, UnknownNameError
 from prakit.io import atomic_write_text
 from prakit.presets import model_presets
@@ -288,3 +288,10 @@ def dumps(cfg: ExperimentConfig) -> str:
 def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:
     """Write the resolved config as TOML, atomically (temporary file, fsync, rename)."""
     atomic_write_text(Path(path), dumps(cfg))
+
+
+def computation_changes(old: dict, new: dict) -> list[str]:
+    """Dotted keys where a config written earlier (``old``, as stored, read in today's keys) and
+    ``new`` differ in what the run computes (the schema's free fields aside)."""
+    free = free_fields()
+    return [key for key in changes(upgraded(old), new) if not any(key == f or key.startswith(f + ".") for f in free)]

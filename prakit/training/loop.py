@@ -21,8 +21,7 @@ import attrs
 import torch
 
 from prakit.config import ExperimentConfig, unstructure
-from prakit.config.io import changes, upgraded
-from prakit.config.schema import free_fields
+from prakit.config.io import computation_changes
 from prakit.data.prepare import ensure_store
 from prakit.errors import PrakitError
 from prakit.exporting import is_export
@@ -237,13 +236,6 @@ def check_resumable(state: dict, cfg: ExperimentConfig, path: Path) -> None:
         raise CheckpointError(
             f"{path} was written by a different config (differs in: {', '.join(mismatched)}); {how}"
         )
-
-
-def computation_changes(old: dict, new: dict) -> list[str]:
-    """Dotted keys where a config written earlier (``old``, as stored, read in today's keys) and
-    ``new`` differ in what the run computes (the schema's free fields aside)."""
-    free = free_fields()
-    return [key for key in changes(upgraded(old), new) if not any(key == f or key.startswith(f + ".") for f in free)]
 
 
 def checkpoint_state(step: int, training: TrainingStep, rng_states: list) -> dict:
