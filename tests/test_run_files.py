@@ -57,7 +57,7 @@ def test_a_metrics_line_cut_short_is_dropped_on_resume_and_every_good_row_kept(s
 
 
 @pytest.mark.parametrize("damage", [b"\xff\xfe\x00garbage", b"[1, 2]", b'{"step": -3, "loss": 1.0}',
-                                    b'{"step": "7", "loss": 1.0}', b'{"step": 2}', b'{"step": 2, "loss": "low"}'])
+                                    b'{"step": "7", "loss": 1.0}', b'{"loss": 2.0}', b'{"step": 2, "loss": "low"}'])
 def test_read_metrics_skips_what_is_not_a_row_and_names_its_line(tmp_path, damage):
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(b'{"step": 0, "loss": 1.0}\n' + damage + b'\n{"step": 1, "loss": 0.9}\n')

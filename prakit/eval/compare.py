@@ -53,7 +53,8 @@ def differing_fields(configs: list[dict[str, Any]]) -> list[str]:
 
 def train_seconds(run: Run, batch_size: int) -> float | None:
     """Training wall-clock from the run's metrics: images per log window over the window's images/s."""
-    rows, seconds, last = run.metrics(), 0.0, -1
+    rows = [row for row in run.metrics() if row.get("images_per_s", 0) > 0]
+    seconds, last = 0.0, -1
     for row in rows:
         seconds += (row["step"] - last) * batch_size / row["images_per_s"]
         last = row["step"]

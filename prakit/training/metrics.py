@@ -51,13 +51,12 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def parse_row(line: bytes) -> dict | None:
-    """A metrics row: a JSON object of numbers with an integer ``step`` at least 0 and a ``loss``;
-    else None."""
+    """A metrics row: a JSON object of numbers with an integer ``step`` at least 0; else None."""
     try:
         row = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if not isinstance(row, dict) or type(row.get("step")) is not int or row["step"] < 0 or "loss" not in row:
+    if not isinstance(row, dict) or type(row.get("step")) is not int or row["step"] < 0:
         return None
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row.values()):
         return None
