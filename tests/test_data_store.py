@@ -169,3 +169,22 @@ def test_a_shard_overwritten_with_random_bytes_is_a_store_corrupt_error(store_pa
     verify = subprocess.run([sys.executable, "-m", "prakit", "data", "info", str(store_path), "--verify"],
                             capture_output=True, text=True)
     assert verify.returncode == 2 and verify.stderr.count("\n") == 1 and "store corrupt at shard 2" in verify.stderr
+
+
+@pytest.mark.slow
+def test_a_labels_shard_overwritten_with_random_bytes_is_a_store_corrupt_error(store_path):
+    from prakit.data import export_npz
+
+    shard = store_path / "labels" / "c" / "2"  # samples 16..23
+    shard.write_bytes(np.random.default_rng(0).integers(0, 256, shard.stat().st_size, dtype=np.uint8).tobytes())
+    corrupt = r"store corrupt at shard 2 \(samples from 16\): .*re-create it"
+    with pytest.raises(StoreError, match=corrupt):
+        open_store(store_path).read([0])
+    with pytest.raises(StoreError, match=corrupt):
+        open_store(store_path).verify()
+    with pytest.raises(StoreError, match=corrupt):
+        export_npz(store_path, store_path.with_suffix(".npz"))
+    for verify in ([], ["--verify"]):
+        info = subprocess.run([sys.executable, "-m", "prakit", "data", "info", str(store_path), *verify],
+                              capture_output=True, text=True)
+        assert info.returncode == 2 and info.stderr.count("\n") == 1 and "store corrupt at shard 2" in info.stderr

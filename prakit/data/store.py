@@ -153,10 +153,20 @@ class Store:
         return self.images.shards[0]
 
     def all_labels(self) -> np.ndarray:
-        """Every label, read once and kept in memory."""
+        """Every label, read once and kept in memory (a shard that fails to decode is named)."""
         if self._all_labels is None:
-            self._all_labels = self.labels[:]
+            try:
+                self._all_labels = self.labels[:]
+            except (ValueError, RuntimeError):  # which shard: read them one at a time
+                self._all_labels = np.concatenate([self._shard_labels(start) for start in self._starts()])
         return self._all_labels
+
+    def _starts(self) -> range:
+        return range(0, len(self), self.shard_length)
+
+    def _shard_labels(self, start: int) -> np.ndarray:
+        with self.reading(start):
+            return self.labels[start:start + self.shard_length]
 
     def class_counts(self) -> np.ndarray:
         """Samples per class, for every class name (a class without samples counts 0)."""
@@ -184,15 +194,15 @@ class Store:
 
     def shards(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """``(start, images, labels)`` for each shard in order: a sequential scan."""
-        for start in range(0, len(self), self.shard_length):
-            stop = min(start + self.shard_length, len(self))
+        for start in self._starts():
             with self.reading(start):
-                images = self.images[start:stop]
-            yield start, images, self.labels[start:stop]
+                images = self.images[start:start + self.shard_length]
+            yield start, images, self._shard_labels(start)
 
     @contextlib.contextmanager
     def reading(self, first: int) -> Iterator[None]:
-        """Turn a shard that fails to decode (its checksum, its compression) into a StoreError naming it."""
+        """Turn a shard (of images or labels) that fails to decode into a StoreError naming it: the one
+        place a read of a store's arrays reports corruption."""
         try:
             yield
         except (ValueError, RuntimeError) as exc:
