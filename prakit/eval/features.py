@@ -70,11 +70,16 @@ class Moments:
     count: int
 
 
-def moments(features: np.ndarray, chunk: int = 8192) -> Moments:
-    """The mean and covariance of ``features`` in float64, read ``chunk`` rows at a time."""
+#: The fewest images feature moments (a covariance) can be taken over.
+MIN_IMAGES = 2
+
+
+def moments(features: np.ndarray, chunk: int = 8192, *, of: str = "the features", fix: str = "use more images") -> Moments:
+    """The mean and covariance of ``features`` in float64, read ``chunk`` rows at a time; fewer
+    than :data:`MIN_IMAGES` rows are an error saying what they are ``of`` and the ``fix``."""
     n, dim = features.shape
-    if n < 2:
-        raise ValueError(f"moments need at least 2 feature vectors, got {n}")
+    if n < MIN_IMAGES:
+        raise PrakitError(f"{of}: feature moments need at least {MIN_IMAGES} images, got {n}; {fix}")
     total, outer = np.zeros(dim), np.zeros((dim, dim))
     for start in range(0, n, chunk):
         block = np.asarray(features[start:start + chunk], dtype=np.float64)
