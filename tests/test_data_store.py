@@ -118,7 +118,7 @@ def test_a_newer_format_version_asks_for_an_upgrade(store_path):
 
 def test_an_unfinished_store(tmp_path):
     create_store(tmp_path / "u.zarr", count=4, image_shape=(2, 2, 3), shard=8, attrs={"kind": "dataset"})
-    with pytest.raises(StoreError, match="unfinished.*run the same `prakit data prepare` command again"):
+    with pytest.raises(StoreError, match="unfinished.*run the same `prakit data prepare` command again to finish it, or delete it to start over"):
         open_store(tmp_path / "u.zarr")
 
 

@@ -237,9 +237,9 @@ def open_store(path: str | os.PathLike) -> Store:
     path = Path(path)
     attrs = read_attrs(path)
     if "count" not in attrs:
-        what = "sample store: resume the sampling run" if attrs.get("kind") == "samples" else (
-            "preparation: run the same `prakit data prepare` command again")
-        raise StoreError(f"{path} is unfinished; it is an interrupted {what} to finish it")
+        what = "sample store: resume the sampling run to finish it" if attrs.get("kind") == "samples" else (
+            "preparation: run the same `prakit data prepare` command again to finish it, or delete it to start over")
+        raise StoreError(f"{path} is unfinished; it is an interrupted {what}")
     for rel, size in attrs.get("files", {}).items():
         try:
             actual = (path / rel).stat().st_size
