@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from prakit.data import SampleStore, StoreError, export_grid, export_npz, open_store, save_grid
+from prakit.errors import PrakitError
 
 SHAPE = (4, 4, 3)
 ATTRS = {"config": {"model": "tiny", "seed": 0}, "checkpoint": "runs/x/step-100.pt"}
@@ -136,6 +137,11 @@ def test_export_to_the_adm_npz_and_png_grids(tmp_path):
     big = np.asarray(Image.open(export_grid(path, tmp_path / "big.png", per_class=3)))
     assert big.shape == (5 * (64 + 2) + 2, 3 * (64 + 2) + 2, 3)  # 4-pixel images enlarged 16 times, to 64
     np.testing.assert_array_equal(big[2:66, 2:66], sample(0)[0].repeat(16, 0).repeat(16, 1))
+    whole = np.asarray(Image.open(export_grid(path, tmp_path / "whole.png", per_class=10**12, scale=1)))
+    assert whole.shape == (5 * 6 + 2, 12 * 6 + 2, 3)  # as long as the longest class (12), not 10**12 columns
+    for per_class, max_classes in ((0, 10), (3, -1)):
+        with pytest.raises(PrakitError, match=f"^--per-class and --max-classes must be at least 1, got {per_class} "):
+            export_grid(path, tmp_path / "none.png", per_class=per_class, max_classes=max_classes)
 
 
 def test_greyscale_exports_as_rgb_and_grids_fill_row_by_row(tmp_path):
