@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import prakit
 from PIL import Image
 
 from prakit.data import SampleStore, StoreError, export_grid, export_npz, open_store, save_grid
@@ -152,3 +153,17 @@ def test_greyscale_exports_as_rgb_and_grids_fill_row_by_row(tmp_path):
         assert npz["arr_0"].shape == (3, 2, 2, 3) and (npz["arr_0"][..., 0] == npz["arr_0"][..., 2]).all()
     grid = np.asarray(Image.open(save_grid(np.full((3, 2, 2, 1), 9, np.uint8), tmp_path / "g.png", rows=2, pad=1, scale=1)))
     assert grid.shape == (7, 7) and grid[1, 1] == 9 and grid[4, 4] == 0  # the fourth cell is empty
+
+
+@pytest.mark.slow
+def test_an_export_into_a_folder_is_refused_before_any_work(tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    never = tmp_path / "no-such-run"  # were the source read first, this would be the error
+    for args in (["sample", never, "--num", "4", "--out", tmp_path / "s.zarr", "--npz", folder],
+                 ["sample", never, "--num", "4", "--out", tmp_path / "s.zarr", "--grid", folder],
+                 ["data", "export", never, folder]):
+        done = prakit(*map(str, args))
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith(f"prakit: error: cannot write {folder}: it is a folder, and a file goes there")
+    assert not (tmp_path / "s.zarr").exists()
