@@ -167,3 +167,14 @@ def test_an_export_into_a_folder_is_refused_before_any_work(tmp_path):
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
         assert done.stderr.startswith(f"prakit: error: cannot write {folder}: it is a folder, and a file goes there")
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_a_sample_store_with_a_damaged_progress_record_names_it(tmp_path):
+    from prakit.io import DamagedFileError
+
+    store = open_samples(tmp_path / "s.zarr")
+    store.write([0, 1], np.stack([sample(0)[0], sample(1)[0]]), [0, 1])
+    record = next((tmp_path / "s.zarr" / "progress").glob("*.json"))
+    record.write_text('{"done": [[0, 2]]')
+    with pytest.raises(DamagedFileError, match=f"^{record} is damaged: not JSON .*; delete .*s.zarr and run the command"):
+        open_samples(tmp_path / "s.zarr")

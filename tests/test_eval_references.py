@@ -133,3 +133,15 @@ def test_an_evaluation_checks_its_reference_before_drawing_samples(reference, tm
 def test_an_evaluation_of_one_sample_is_refused_first(tmp_path):
     with pytest.raises(PrakitError, match=r"--num must be at least 2 \(feature moments need 2 samples\), got 1"):
         resolve(tmp_path / "no-such-run", num=1)
+
+
+def test_a_damaged_feature_cache_is_extracted_again(toy_store, network):
+    from prakit.eval.features import cache_folder, cached_features
+    from prakit.eval.reference import StoreImages
+
+    first = np.array(cached_features(StoreImages(toy_store), network, "toy").features)
+    (meta,) = cache_folder(StoreImages(toy_store)).glob("*/meta.json")
+    meta.write_text('{"images": ')
+    again = cached_features(StoreImages(toy_store), network, "toy").features
+    np.testing.assert_array_equal(again, first)
+    assert json.loads(meta.read_text())["count"] == 20

@@ -48,6 +48,7 @@ from prakit.progress import Progress
 TASK = 32  # items per worker task
 _RECORD = "prepare"
 _FRESH = {"count": 0, "consumed": 0, "total": "0", "skipped": []}  # the progress of a new store
+_SHAPE = {key: type(value) for key, value in _FRESH.items()}  # of the progress record
 
 
 @attrs.frozen
@@ -209,7 +210,7 @@ def _start(out: Path, facts: dict[str, Any], image_shape: tuple[int, int, int], 
             f"{out} was prepared with other settings ({'; '.join(differ)}); "
             "rerun with the same settings to resume, or delete it to start over"
         )
-    state = journal.read(out, _RECORD)
+    state = journal.read(out, _RECORD, _SHAPE)
     if state is None and "count" in attrs:
         return None
     return state or dict(_FRESH)

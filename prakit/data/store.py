@@ -22,6 +22,7 @@ from zarr.codecs import BloscCodec, BloscShuffle
 from prakit.data import journal
 from prakit.data.digest import digest_sum, fingerprint
 from prakit.errors import PrakitError
+from prakit.io import check_shape, read_json
 
 FORMAT_VERSION = 1
 #: Samples per chunk, by measurement (docs/data.md): each read costs ~0.9 ms on top of decoding,
@@ -33,6 +34,10 @@ SAMPLES_SHARD_BYTES = 64 * 2**20  # sample stores rewrite a shard per batch: kee
 _IMAGE_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.noshuffle)
 _LABEL_CODEC = BloscCodec(cname="zstd", clevel=1, shuffle=BloscShuffle.shuffle)
 _READ_THREADS = 8
+
+
+#: How to get a damaged store back.
+_REMAKE = "copy the store again or re-create it"
 
 
 class StoreError(PrakitError):
@@ -244,11 +249,10 @@ def open_store(path: str | os.PathLike) -> Store:
         try:
             actual = (path / rel).stat().st_size
         except FileNotFoundError:
-            raise StoreError(f"{path} is truncated: {rel} is missing; copy the store again or re-create it") from None
+            raise StoreError(f"{path} is truncated: {rel} is missing; {_REMAKE}") from None
         if actual != size:
             raise StoreError(
-                f"{path} is truncated or damaged: {rel} has {actual} bytes, expected {size}; "
-                "copy the store again or re-create it"
+                f"{path} is truncated or damaged: {rel} has {actual} bytes, expected {size}; {_REMAKE}"
             )
     try:
         group = zarr.open_group(path, mode="r")
@@ -278,10 +282,7 @@ def read_attrs(path: Path) -> dict[str, Any]:
                 f"{FORMAT_VERSION}: re-create it with `prakit data prepare`"
             )
         raise StoreError(f"{path} is not a zarr store (no zarr.json); create one with `prakit data prepare`")
-    try:
-        attrs = json.loads(meta.read_text()).get("attributes", {})
-    except (ValueError, OSError) as exc:
-        raise StoreError(f"{path}/zarr.json is unreadable ({exc}); the store is damaged, re-create it") from None
+    attrs = check_shape(meta, read_json(meta, _REMAKE), {"attributes": dict}, _REMAKE)["attributes"]
     version = attrs.get("format_version")
     if version is None:
         raise StoreError(f"{path} is a zarr store but not a prakit image store (it has no format_version attribute)")
