@@ -144,6 +144,25 @@ def test_a_bad_source_is_a_clear_error(tmp_path):
         prepare(ImageFolderConfig(root=str(tmp_path / "junk")), tmp_path / "j.zarr", size=SIZE, workers=0, progress=False)
 
 
+def test_a_failed_preparation_leaves_nothing_that_refuses_the_corrected_command(tmp_path):
+    source = tmp_path / "junk"
+    (source / "a").mkdir(parents=True)
+    (source / "a" / "x.jpg").write_text("junk")
+    out = tmp_path / "j.zarr"
+    with pytest.raises(PrakitError, match="no item of the imagefolder source could be read"):
+        prepare(ImageFolderConfig(root=str(source)), out, size=SIZE, workers=0, progress=False)
+    assert not out.exists()
+    Image.fromarray(noise(np.random.default_rng(0), 9, 9)).save(source / "a" / "y.png")
+    made = prepare(ImageFolderConfig(root=str(source)), out, size=SIZE * 2, workers=0, progress=False)
+    assert made.count == 1 and open_store(out).image_shape == (SIZE * 2, SIZE * 2, 3)
+
+
+def test_a_negative_worker_count_is_refused_before_anything_is_written(tree, tmp_path):
+    with pytest.raises(PrakitError, match=r"^workers must be 0 \(none: read in this process\) or more, got -1$"):
+        prepare(ImageFolderConfig(root=str(tree)), tmp_path / "s.zarr", size=SIZE, workers=-1, progress=False)
+    assert not (tmp_path / "s.zarr").exists()
+
+
 def prakit(*args, **kwargs):
     return subprocess.run([sys.executable, "-m", "prakit", *map(str, args)], capture_output=True, text=True, **kwargs)
 

@@ -10,9 +10,11 @@ import time
 
 import numpy as np
 import pytest
+from helpers import prakit
 from PIL import Image
 
 from prakit.data import SampleStore, StoreError, export_grid, export_npz, open_store, save_grid
+from prakit.errors import PrakitError
 
 SHAPE = (4, 4, 3)
 ATTRS = {"config": {"model": "tiny", "seed": 0}, "checkpoint": "runs/x/step-100.pt"}
@@ -136,6 +138,11 @@ def test_export_to_the_adm_npz_and_png_grids(tmp_path):
     big = np.asarray(Image.open(export_grid(path, tmp_path / "big.png", per_class=3)))
     assert big.shape == (5 * (64 + 2) + 2, 3 * (64 + 2) + 2, 3)  # 4-pixel images enlarged 16 times, to 64
     np.testing.assert_array_equal(big[2:66, 2:66], sample(0)[0].repeat(16, 0).repeat(16, 1))
+    whole = np.asarray(Image.open(export_grid(path, tmp_path / "whole.png", per_class=10**12, scale=1)))
+    assert whole.shape == (5 * 6 + 2, 12 * 6 + 2, 3)  # as long as the longest class (12), not 10**12 columns
+    for per_class, max_classes in ((0, 10), (3, -1)):
+        with pytest.raises(PrakitError, match=f"^--per-class and --max-classes must be at least 1, got {per_class} "):
+            export_grid(path, tmp_path / "none.png", per_class=per_class, max_classes=max_classes)
 
 
 def test_greyscale_exports_as_rgb_and_grids_fill_row_by_row(tmp_path):
@@ -146,3 +153,28 @@ def test_greyscale_exports_as_rgb_and_grids_fill_row_by_row(tmp_path):
         assert npz["arr_0"].shape == (3, 2, 2, 3) and (npz["arr_0"][..., 0] == npz["arr_0"][..., 2]).all()
     grid = np.asarray(Image.open(save_grid(np.full((3, 2, 2, 1), 9, np.uint8), tmp_path / "g.png", rows=2, pad=1, scale=1)))
     assert grid.shape == (7, 7) and grid[1, 1] == 9 and grid[4, 4] == 0  # the fourth cell is empty
+
+
+@pytest.mark.slow
+def test_an_export_into_a_folder_is_refused_before_any_work(tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    never = tmp_path / "no-such-run"  # were the source read first, this would be the error
+    for args in (["sample", never, "--num", "4", "--out", tmp_path / "s.zarr", "--npz", folder],
+                 ["sample", never, "--num", "4", "--out", tmp_path / "s.zarr", "--grid", folder],
+                 ["data", "export", never, folder]):
+        done = prakit(*map(str, args))
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith(f"prakit: error: cannot write {folder}: it is a folder, and a file goes there")
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_a_sample_store_with_a_damaged_progress_record_names_it(tmp_path):
+    from prakit.io import DamagedFileError
+
+    store = open_samples(tmp_path / "s.zarr")
+    store.write([0, 1], np.stack([sample(0)[0], sample(1)[0]]), [0, 1])
+    record = next((tmp_path / "s.zarr" / "progress").glob("*.json"))
+    record.write_text('{"done": [[0, 2]]')
+    with pytest.raises(DamagedFileError, match=f"^{record} is damaged: not JSON .*; delete .*s.zarr and run the command"):
+        open_samples(tmp_path / "s.zarr")

@@ -118,7 +118,7 @@ def test_a_newer_format_version_asks_for_an_upgrade(store_path):
 
 def test_an_unfinished_store(tmp_path):
     create_store(tmp_path / "u.zarr", count=4, image_shape=(2, 2, 3), shard=8, attrs={"kind": "dataset"})
-    with pytest.raises(StoreError, match="unfinished.*run the same `prakit data prepare` command again"):
+    with pytest.raises(StoreError, match="unfinished.*run the same `prakit data prepare` command again to finish it, or delete it to start over"):
         open_store(tmp_path / "u.zarr")
 
 
@@ -169,3 +169,48 @@ def test_a_shard_overwritten_with_random_bytes_is_a_store_corrupt_error(store_pa
     verify = subprocess.run([sys.executable, "-m", "prakit", "data", "info", str(store_path), "--verify"],
                             capture_output=True, text=True)
     assert verify.returncode == 2 and verify.stderr.count("\n") == 1 and "store corrupt at shard 2" in verify.stderr
+
+
+@pytest.mark.slow
+def test_a_labels_shard_overwritten_with_random_bytes_is_a_store_corrupt_error(store_path):
+    from prakit.data import export_npz
+
+    shard = store_path / "labels" / "c" / "2"  # samples 16..23
+    shard.write_bytes(np.random.default_rng(0).integers(0, 256, shard.stat().st_size, dtype=np.uint8).tobytes())
+    corrupt = r"store corrupt at shard 2 \(samples from 16\): .*re-create it"
+    with pytest.raises(StoreError, match=corrupt):
+        open_store(store_path).read([0])
+    with pytest.raises(StoreError, match=corrupt):
+        open_store(store_path).verify()
+    with pytest.raises(StoreError, match=corrupt):
+        export_npz(store_path, store_path.with_suffix(".npz"))
+    for verify in ([], ["--verify"]):
+        info = subprocess.run([sys.executable, "-m", "prakit", "data", "info", str(store_path), *verify],
+                              capture_output=True, text=True)
+        assert info.returncode == 2 and info.stderr.count("\n") == 1 and "store corrupt at shard 2" in info.stderr
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("{", "not JSON"), ("", "empty"), ('{"attributes": [1]}', "attributes is a list where an object belongs"),
+])
+def test_damaged_group_metadata_is_named_with_the_fix(store_path, text, problem):
+    from prakit.io import DamagedFileError
+
+    (store_path / "zarr.json").write_text(text)
+    with pytest.raises(DamagedFileError, match=f"^{store_path / 'zarr.json'} is damaged: {problem}.*; copy the store "
+                                               "again or re-create it$"):
+        open_store(store_path)
+
+
+def test_a_damaged_progress_record_is_named_with_the_fix(tmp_path):
+    from prakit.data import journal
+    from prakit.io import DamagedFileError
+
+    create_store(tmp_path / "u.zarr", count=4, image_shape=(2, 2, 3), shard=8, attrs={"kind": "dataset"})
+    journal.write(tmp_path / "u.zarr", "prepare", {"count": 0})
+    with pytest.raises(DamagedFileError, match=r"prepare.json is damaged: consumed is missing; delete .*u.zarr and run"):
+        journal.read(tmp_path / "u.zarr", "prepare", {"count": int, "consumed": int})
+    (tmp_path / "u.zarr" / "progress" / "prepare.json").write_bytes(b"\xff")
+    with pytest.raises(DamagedFileError, match="is damaged: not UTF-8 text"):
+        journal.read(tmp_path / "u.zarr", "prepare", {})
+    assert journal.read(tmp_path / "u.zarr", "other", {}) is None

@@ -124,7 +124,7 @@ def test_bad_evaluations_are_one_line_errors(runs, tmp_path):
         (["eval", run, "--evaluators", "fdi"], "unknown evaluator 'fdi'; did you mean 'fid', 'sfid'?"),
         (["eval", str(tmp_path)], "is neither a run directory (with config.toml) nor a sample store"),
         (["eval", run, "--ref", str(tmp_path / "nope.npz")], "no reference at"),
-        (["eval", run, "--num", "0"], "--num must be at least 1"),
+        (["eval", run, "--num", "1"], "--num must be at least 2"),
         (["eval", run, "--select", "fid"], "--select ranks the settings of a --search"),
         (["eval", run, "--search", "sample.cfg_scale=1,2", "--out", str(tmp_path)], "a search writes into RUN_DIR/search/"),
         (["eval", run, "--search", "model.depth=1,2"], "--search 'model.depth=1,2' must look like sample.FIELD=V1,V2"),

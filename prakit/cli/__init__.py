@@ -8,7 +8,7 @@ import warnings
 
 from prakit import __version__
 from prakit.cli import compare, config, data, evaluate, export, model, plugins, reference, sample, submit, sweep, train
-from prakit.cli.paths import OUTPUT_ARGUMENTS, check_output
+from prakit.cli.paths import FILE_ARGUMENTS, OUTPUT_ARGUMENTS, check_output
 from prakit.errors import PrakitError
 
 COMMAND_GROUPS = (train, sample, export, evaluate, reference, compare, submit, sweep, plugins, config, model, data)
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in OUTPUT_ARGUMENTS:
             if getattr(args, name, None) is not None:
-                check_output(getattr(args, name))
+                check_output(getattr(args, name), file=FILE_ARGUMENTS.get(name))
         return args.run(args) or 0
     except PrakitError as exc:
         print(f"prakit: error: {exc}", file=sys.stderr)

@@ -145,9 +145,11 @@ def format_info(info: dict, verified: bool = False) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from prakit.cli.paths import check_output
     from prakit.data import export_grid, export_npz
     from prakit.errors import PrakitError
 
+    check_output(args.out, file=".png" if args.out.endswith(".png") else ".npz")
     if args.out.endswith(".npz"):
         path = export_npz(args.store, args.out)
     elif args.out.endswith(".png"):

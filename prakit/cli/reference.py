@@ -26,15 +26,19 @@ def run_reference(args: argparse.Namespace) -> int:
     from prakit import registry
     from prakit.config import EvalConfig
     from prakit.data import open_store
+    from prakit.errors import PrakitError
     from prakit.eval.context import default_features
-    from prakit.eval.reference import StoreReference, write_reference
+    from prakit.eval.reference import StoreReference, reference_count, write_reference
     from prakit.run import inference_device
 
+    if args.batch_size < 1:
+        raise PrakitError(f"--batch-size must be at least 1, got {args.batch_size}")
     store = open_store(args.store)
+    count = reference_count(store, args.count)  # before the feature network is built (featnet trains)
     cfg = registry.get("features").config(args.features) if args.features else default_features(EvalConfig())
     device = inference_device()
     network = registry.build(cfg, store=store, device=device, progress=not args.no_progress)
-    out = write_reference(StoreReference(store), network, cfg.name, args.out, count=args.count,
+    out = write_reference(StoreReference(store), network, cfg.name, args.out, count=count,
                           batch_size=args.batch_size, device=device, progress=not args.no_progress)
-    print(f"wrote {out}: {cfg.name} moments over {args.count or len(store):,} images of {args.store}")
+    print(f"wrote {out}: {cfg.name} moments over {count:,} images of {args.store}")
     return 0

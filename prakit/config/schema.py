@@ -217,14 +217,15 @@ class EvalConfig:
     inception when ``PRAKIT_INCEPTION_WEIGHTS`` names its weights, else featnet). ``num``:
     samples to draw and evaluate (None: ``sample.num``). ``reference_num``: reference images
     features are extracted from, spread over the reference store. ``batch_size``: images per
-    feature-extraction batch.
+    feature-extraction batch. Feature moments need two images at least: ``num`` and
+    ``reference_num`` are 2 or more.
     """
 
     evaluators: tuple[EvaluatorConfig, ...] = ()
     reference: str | None = None
     features: FeatureNetworkConfig | None = None
-    num: int | None = field(default=None, validator=optional(gt(0)))
-    reference_num: int = field(default=50_000, validator=gt(0))
+    num: int | None = field(default=None, validator=optional(gt(1)))
+    reference_num: int = field(default=50_000, validator=gt(1))
     batch_size: int = field(default=100, validator=gt(0))
 
 

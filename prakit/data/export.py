@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from prakit.data.store import open_store
+from prakit.errors import PrakitError
 from prakit.io import atomic_file
 
 
@@ -54,11 +55,15 @@ def save_grid(images: np.ndarray, path: str | os.PathLike, rows: int, pad: int =
 def export_grid(store_path: str | os.PathLike, png_path: str | os.PathLike, *, per_class: int = 8,
                 max_classes: int = 10, scale: int | None = None) -> Path:
     """A PNG with one row per class (the first ``max_classes`` classes present) of its first
-    ``per_class`` images; a class with fewer images leaves its row's end blank."""
+    ``per_class`` images; a class with fewer images leaves its row's end blank. Rows are as long
+    as the longest class shown, so a large ``per_class`` allocates no more than the images read."""
+    if per_class < 1 or max_classes < 1:
+        raise PrakitError(f"--per-class and --max-classes must be at least 1, got {per_class} and {max_classes}")
     store = open_store(store_path)
     labels = store.all_labels()
     classes = np.unique(labels)[:max_classes]
     picks = [np.flatnonzero(labels == c)[:per_class] for c in classes]
+    per_class = max(len(p) for p in picks)
     images, _ = store.read(np.concatenate(picks))
     grid = np.zeros((len(classes) * per_class, *store.image_shape), np.uint8)
     slots = np.concatenate([row * per_class + np.arange(len(p)) for row, p in enumerate(picks)])

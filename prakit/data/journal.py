@@ -11,17 +11,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from prakit.io import atomic_write_text
+from prakit.io import Shape, atomic_write_text, read_json
 
 FOLDER = "progress"
 
 
-def read(store: Path, name: str) -> dict[str, Any] | None:
-    """The record ``name``, or None if it was never written."""
-    try:
-        return json.loads((Path(store) / FOLDER / f"{name}.json").read_text())
-    except FileNotFoundError:
+def read(store: Path, name: str, shape: Shape) -> dict[str, Any] | None:
+    """The record ``name`` with the keys of ``shape``, or None if it was never written; a damaged
+    one is a :class:`prakit.io.DamagedFileError`."""
+    path = Path(store) / FOLDER / f"{name}.json"
+    if not path.exists():
         return None
+    return read_json(path, f"delete {store} and run the command that made it again", shape)
 
 
 def write(store: Path, name: str, record: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import multiprocessing
 import os
+import shutil
 import time
 from collections import deque
 from pathlib import Path
@@ -47,6 +48,7 @@ from prakit.progress import Progress
 TASK = 32  # items per worker task
 _RECORD = "prepare"
 _FRESH = {"count": 0, "consumed": 0, "total": "0", "skipped": []}  # the progress of a new store
+_SHAPE = {key: type(value) for key, value in _FRESH.items()}  # of the progress record
 
 
 @attrs.frozen
@@ -133,6 +135,8 @@ def prepare(
         raise PrakitError(f"size must be at least 1 and channels 1 or 3, got size={size}, channels={channels}")
     if shard is not None and (shard < 1 or shard % CHUNK):
         raise PrakitError(f"shard must be a positive multiple of {CHUNK} samples, got {shard}")
+    if workers is not None and workers < 0:
+        raise PrakitError(f"workers must be 0 (none: read in this process) or more, got {workers}")
     out = Path(out_path)
     with exclusive(out):
         return _prepare(dataset_cfg, out, size=size, channels=channels, workers=workers,
@@ -167,14 +171,19 @@ def _prepare(dataset_cfg, out: Path, *, size, channels, workers, shuffle_seed, s
     tasks = [(p, order[p:p + TASK]) for p in range(state["consumed"], len(dataset), TASK)]
     writer = _ShardWriter(out, state)
     loader = _Loader(dataset, size, channels)
-    with Progress("prepare", len(dataset), initial=resumed_from, unit="images", enabled=progress) as bar:
-        for loaded in _ordered_map(loader, tasks, default_workers() if workers is None else workers):
-            writer.add(loaded)
-            bar.update(loaded.done)
-    writer.finish(len(dataset))
-    if writer.count == 0:
-        reasons = "; ".join(reason for _, _, reason in writer.skipped[:3])
-        raise PrakitError(f"no item of the {dataset_cfg.name} source could be read ({reasons})")
+    try:
+        with Progress("prepare", len(dataset), initial=resumed_from, unit="images", enabled=progress) as bar:
+            for loaded in _ordered_map(loader, tasks, default_workers() if workers is None else workers):
+                writer.add(loaded)
+                bar.update(loaded.done)
+        writer.finish(len(dataset))
+        if writer.count == 0:
+            reasons = "; ".join(reason for _, _, reason in writer.skipped[:3])
+            raise PrakitError(f"no item of the {dataset_cfg.name} source could be read ({reasons})")
+    except BaseException:
+        if writer.count == 0:  # nothing stored yet: leave nothing that would refuse the corrected command
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     finish_store(out, count=writer.count, total=writer.total, attrs={
         "skipped": [{"item": item, "reason": reason} for _, item, reason in writer.skipped],
         "notes": list(getattr(dataset, "notes", ())),
@@ -201,7 +210,7 @@ def _start(out: Path, facts: dict[str, Any], image_shape: tuple[int, int, int], 
             f"{out} was prepared with other settings ({'; '.join(differ)}); "
             "rerun with the same settings to resume, or delete it to start over"
         )
-    state = journal.read(out, _RECORD)
+    state = journal.read(out, _RECORD, _SHAPE)
     if state is None and "count" in attrs:
         return None
     return state or dict(_FRESH)

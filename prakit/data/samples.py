@@ -173,7 +173,7 @@ class SampleStore:
 
     def _load(self, s: int) -> None:
         """Take shard ``s``'s progress record (possibly written by another rank) into this view."""
-        record = journal.read(self.path, _record_name(s)) or {"done": [], "total": "0"}
+        record = journal.read(self.path, _record_name(s), {"done": list, "total": str}) or {"done": [], "total": "0"}
         for start, stop in record["done"]:
             self._written[start:stop] = True
         self._totals[s] = int(record["total"], 16)

@@ -22,6 +22,7 @@ from zarr.codecs import BloscCodec, BloscShuffle
 from prakit.data import journal
 from prakit.data.digest import digest_sum, fingerprint
 from prakit.errors import PrakitError
+from prakit.io import check_shape, read_json
 
 FORMAT_VERSION = 1
 #: Samples per chunk, by measurement (docs/data.md): each read costs ~0.9 ms on top of decoding,
@@ -33,6 +34,10 @@ SAMPLES_SHARD_BYTES = 64 * 2**20  # sample stores rewrite a shard per batch: kee
 _IMAGE_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.noshuffle)
 _LABEL_CODEC = BloscCodec(cname="zstd", clevel=1, shuffle=BloscShuffle.shuffle)
 _READ_THREADS = 8
+
+
+#: How to get a damaged store back.
+_REMAKE = "copy the store again or re-create it"
 
 
 class StoreError(PrakitError):
@@ -153,10 +158,20 @@ class Store:
         return self.images.shards[0]
 
     def all_labels(self) -> np.ndarray:
-        """Every label, read once and kept in memory."""
+        """Every label, read once and kept in memory (a shard that fails to decode is named)."""
         if self._all_labels is None:
-            self._all_labels = self.labels[:]
+            try:
+                self._all_labels = self.labels[:]
+            except (ValueError, RuntimeError):  # which shard: read them one at a time
+                self._all_labels = np.concatenate([self._shard_labels(start) for start in self._starts()])
         return self._all_labels
+
+    def _starts(self) -> range:
+        return range(0, len(self), self.shard_length)
+
+    def _shard_labels(self, start: int) -> np.ndarray:
+        with self.reading(start):
+            return self.labels[start:start + self.shard_length]
 
     def class_counts(self) -> np.ndarray:
         """Samples per class, for every class name (a class without samples counts 0)."""
@@ -184,15 +199,15 @@ class Store:
 
     def shards(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """``(start, images, labels)`` for each shard in order: a sequential scan."""
-        for start in range(0, len(self), self.shard_length):
-            stop = min(start + self.shard_length, len(self))
+        for start in self._starts():
             with self.reading(start):
-                images = self.images[start:stop]
-            yield start, images, self.labels[start:stop]
+                images = self.images[start:start + self.shard_length]
+            yield start, images, self._shard_labels(start)
 
     @contextlib.contextmanager
     def reading(self, first: int) -> Iterator[None]:
-        """Turn a shard that fails to decode (its checksum, its compression) into a StoreError naming it."""
+        """Turn a shard (of images or labels) that fails to decode into a StoreError naming it: the one
+        place a read of a store's arrays reports corruption."""
         try:
             yield
         except (ValueError, RuntimeError) as exc:
@@ -227,18 +242,17 @@ def open_store(path: str | os.PathLike) -> Store:
     path = Path(path)
     attrs = read_attrs(path)
     if "count" not in attrs:
-        what = "sample store: resume the sampling run" if attrs.get("kind") == "samples" else (
-            "preparation: run the same `prakit data prepare` command again")
-        raise StoreError(f"{path} is unfinished; it is an interrupted {what} to finish it")
+        what = "sample store: resume the sampling run to finish it" if attrs.get("kind") == "samples" else (
+            "preparation: run the same `prakit data prepare` command again to finish it, or delete it to start over")
+        raise StoreError(f"{path} is unfinished; it is an interrupted {what}")
     for rel, size in attrs.get("files", {}).items():
         try:
             actual = (path / rel).stat().st_size
         except FileNotFoundError:
-            raise StoreError(f"{path} is truncated: {rel} is missing; copy the store again or re-create it") from None
+            raise StoreError(f"{path} is truncated: {rel} is missing; {_REMAKE}") from None
         if actual != size:
             raise StoreError(
-                f"{path} is truncated or damaged: {rel} has {actual} bytes, expected {size}; "
-                "copy the store again or re-create it"
+                f"{path} is truncated or damaged: {rel} has {actual} bytes, expected {size}; {_REMAKE}"
             )
     try:
         group = zarr.open_group(path, mode="r")
@@ -268,10 +282,7 @@ def read_attrs(path: Path) -> dict[str, Any]:
                 f"{FORMAT_VERSION}: re-create it with `prakit data prepare`"
             )
         raise StoreError(f"{path} is not a zarr store (no zarr.json); create one with `prakit data prepare`")
-    try:
-        attrs = json.loads(meta.read_text()).get("attributes", {})
-    except (ValueError, OSError) as exc:
-        raise StoreError(f"{path}/zarr.json is unreadable ({exc}); the store is damaged, re-create it") from None
+    attrs = check_shape(meta, read_json(meta, _REMAKE), {"attributes": dict}, _REMAKE)["attributes"]
     version = attrs.get("format_version")
     if version is None:
         raise StoreError(f"{path} is a zarr store but not a prakit image store (it has no format_version attribute)")

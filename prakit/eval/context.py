@@ -124,7 +124,8 @@ class EvalContext:
         cfg = self.features_config(cfg)
         if which == "samples":
             features = self.features("samples", cfg, spatial=spatial)
-            return moments(features.spatial if spatial else features.features)
+            return moments(features.spatial if spatial else features.features, of=f"the samples {self.samples.path}",
+                           fix="evaluate more of them (--num)")
         return self.reference.moments(self.network(cfg), cfg.name, count=self.eval.reference_num, spatial=spatial,
                                       **self._extract_options())
 

@@ -23,6 +23,7 @@ from prakit.config.schema import what_is_drawn
 from prakit.data.store import is_finished, open_store, read_attrs
 from prakit.errors import PrakitError
 from prakit.eval.context import EvalContext
+from prakit.eval.features import MIN_IMAGES
 from prakit.eval.reference import open_reference
 from prakit.eval.report import markdown_table, text_table, write_json
 from prakit.exporting import is_export
@@ -54,8 +55,8 @@ def resolve(path: str | Path, overrides: Overrides = (), *, num: int | None = No
     """A run directory (its latest checkpoint) or a sample store (of a checkpoint or a model export),
     with ``sample.*``/``eval.*`` overrides."""
     path = Path(path)
-    if num is not None and num < 1:
-        raise PrakitError(f"--num must be at least 1, got {num}")
+    if num is not None and num < MIN_IMAGES:
+        raise PrakitError(f"--num must be at least {MIN_IMAGES} (feature moments need {MIN_IMAGES} samples), got {num}")
     bad = [o for o in overrides if o.split(".", 1)[0] not in OVERRIDABLE]
     if bad:
         raise PrakitError(f"prakit eval can change only the {' and '.join(OVERRIDABLE)} sections, not {', '.join(bad)}: "
@@ -68,6 +69,9 @@ def resolve(path: str | Path, overrides: Overrides = (), *, num: int | None = No
         cfg = run.config(overrides)
         checkpoint = run.checkpoint()
         num = num or cfg.eval.num or cfg.sample.num
+        if num < MIN_IMAGES:
+            raise PrakitError(f"{path} evaluates sample.num = {num} sample; feature moments need {MIN_IMAGES}: "
+                              f"give --num {MIN_IMAGES} or more")
         return Target(cfg, run.samples_path(checkpoint, cfg.sample, num), checkpoint, cfg.sample, num,
                       Path(out) if out else path, run_dir=path)
     if not (path / "zarr.json").is_file():
@@ -130,6 +134,7 @@ def evaluate(target: Target, *, evaluators: Sequence[str] | None = None, referen
     built = [registry.build(c) for c in configs]  # a bad name fails before any work
     device = inference_device()
     ref = open_reference(reference or cfg.eval.reference or cfg.data.store)
+    ref.fits((cfg.data.image_size, cfg.data.image_size, cfg.data.channels), cfg.data.num_classes)  # before sampling
     checkpoint = target.checkpoint
 
     def draw_samples():

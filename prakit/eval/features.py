@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -27,6 +25,7 @@ import torch
 from prakit.components import FeatureNetwork
 from prakit.data.prepare import exclusive
 from prakit.errors import PrakitError
+from prakit.io import DamagedFileError, atomic_folder, read_json
 from prakit.progress import Progress
 
 CACHE_ENV = "PRAKIT_FEATURE_CACHE"
@@ -70,11 +69,16 @@ class Moments:
     count: int
 
 
-def moments(features: np.ndarray, chunk: int = 8192) -> Moments:
-    """The mean and covariance of ``features`` in float64, read ``chunk`` rows at a time."""
+#: The fewest images feature moments (a covariance) can be taken over.
+MIN_IMAGES = 2
+
+
+def moments(features: np.ndarray, chunk: int = 8192, *, of: str = "the features", fix: str = "use more images") -> Moments:
+    """The mean and covariance of ``features`` in float64, read ``chunk`` rows at a time; fewer
+    than :data:`MIN_IMAGES` rows are an error saying what they are ``of`` and the ``fix``."""
     n, dim = features.shape
-    if n < 2:
-        raise ValueError(f"moments need at least 2 feature vectors, got {n}")
+    if n < MIN_IMAGES:
+        raise PrakitError(f"{of}: feature moments need at least {MIN_IMAGES} images, got {n}; {fix}")
     total, outer = np.zeros(dim), np.zeros((dim, dim))
     for start in range(0, n, chunk):
         block = np.asarray(features[start:start + chunk], dtype=np.float64)
@@ -172,10 +176,8 @@ def _numpy(values: torch.Tensor) -> np.ndarray:
 
 def _extract_into(folder: Path, meta: dict, images: Images, indices: np.ndarray, network: FeatureNetwork,
                   batch_size: int, device, progress: bool, name: str) -> None:
-    """Extract into a fresh temporary folder, then swap it in: a kill leaves the old cache or none."""
-    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.mkdir(parents=True)
-    try:
+    """Extract into a folder that replaces ``folder`` whole: a kill leaves the old cache or none."""
+    with atomic_folder(folder) as tmp:
         n = len(indices)
         widths = dict(zip(OUTPUTS, (network.num_features, network.num_logits, network.num_spatial)))
         arrays = {key: np.lib.format.open_memmap(tmp / f"{key}.npy", "w+", np.float32, (n, width))
@@ -191,20 +193,14 @@ def _extract_into(folder: Path, meta: dict, images: Images, indices: np.ndarray,
         del arrays
         np.save(tmp / "labels.npy", labels)
         (tmp / "meta.json").write_text(json.dumps(meta))
-        old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.old")
-        if folder.exists():
-            folder.rename(old)
-        tmp.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _read_meta(folder: Path) -> dict | None:
+    """What the cache in ``folder`` was extracted from; None where there is none, or it is damaged
+    (the features are then extracted again: a cache is redone, never repaired)."""
     try:
-        return json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError):
+        return read_json(folder / "meta.json", "extract the features again")
+    except (FileNotFoundError, NotADirectoryError, DamagedFileError):
         return None
 
 

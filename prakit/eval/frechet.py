@@ -23,10 +23,12 @@ def frechet_distance(a: Moments, b: Moments) -> float:
     """The Fréchet distance between the Gaussians of moments ``a`` and ``b``, in float64."""
     mu_a, mu_b = (np.asarray(m.mu, np.float64) for m in (a, b))
     sigma_a, sigma_b = (np.asarray(m.sigma, np.float64) for m in (a, b))
-    dim = len(mu_a)
+    dim = mu_a.shape[0] if mu_a.ndim == 1 else -1
     if mu_b.shape != (dim,) or sigma_a.shape != (dim, dim) or sigma_b.shape != (dim, dim):
-        raise PrakitError(f"the Fréchet distance compares moments of one dimension, got means of {len(mu_a)} "
-                          f"and {len(mu_b)} features and covariances {sigma_a.shape} and {sigma_b.shape}")
+        raise PrakitError(f"the Fréchet distance compares moments of one dimension, got means of shapes {mu_a.shape} "
+                          f"and {mu_b.shape} and covariances {sigma_a.shape} and {sigma_b.shape}")
+    if not all(np.isfinite(x).all() for x in (mu_a, mu_b, sigma_a, sigma_b)):  # before LAPACK, which NaN can crash
+        raise PrakitError("the Fréchet distance needs finite moments, got NaN or infinity in a mean or covariance")
     root = psd_sqrt(sigma_a)
     product = root @ sigma_b @ root
     trace_sqrt = np.sqrt(np.linalg.eigvalsh((product + product.T) / 2).clip(min=0)).sum()

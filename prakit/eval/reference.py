@@ -26,8 +26,8 @@ import numpy as np
 from prakit.components import FeatureNetwork
 from prakit.data.store import Store, open_store, runs
 from prakit.errors import PrakitError
-from prakit.eval.features import Features, Moments, cached_features, moments, spread
-from prakit.io import atomic_file
+from prakit.eval.features import MIN_IMAGES, Features, Moments, cached_features, moments, spread
+from prakit.io import DamagedFileError, atomic_file, check_shape, parse_json
 
 #: Reference images precision/recall compare with, as the ADM suite's reference batches hold.
 PR_REFERENCE_IMAGES = 10_000
@@ -105,6 +105,22 @@ class Reference(abc.ABC):
     def describe(self) -> dict:
         """What ``eval.json`` records about the reference."""
 
+    def fits(self, image_shape: tuple[int, int, int], classes: int) -> None:
+        """Refuse to compare samples of ``image_shape`` (S, S, C) in ``classes`` classes with
+        real images of another shape or class count, where the reference records them."""
+        made = self.made_of()
+        if made is not None and made != (tuple(image_shape), classes):
+            (h, w, c), k = made
+            raise PrakitError(
+                f"{self.path} is a reference of {h}x{w}x{c} images in {k} classes; the samples are "
+                f"{'x'.join(map(str, image_shape))} images in {classes} classes: give a reference made of the "
+                "run's own images (its data.store, or `prakit reference` of it)"
+            )
+
+    def made_of(self) -> tuple[tuple[int, int, int], int] | None:
+        """The image shape and class count of the real images, where known."""
+        return None
+
     @abc.abstractmethod
     def features(self, network: FeatureNetwork, name: str, *, count: int | None, **extract) -> Features: ...
 
@@ -124,32 +140,54 @@ class StoreReference(Reference):
         return {"path": str(self.path), "kind": "store", "fingerprint": self.store.attrs["fingerprint"],
                 "images": len(self.store)}
 
+    def made_of(self) -> tuple[tuple[int, int, int], int]:
+        return self.store.image_shape, len(self.store.class_names)
+
     def features(self, network, name, *, count, **extract) -> Features:
         return cached_features(StoreImages(self.store), network, name, count=count, **extract)
 
     def moments(self, network, name, *, count, spatial=False, **extract) -> Moments:
         features = self.features(network, name, count=count, spatial=spatial, **extract)
-        return moments(features.spatial if spatial else features.features)
+        return moments(features.spatial if spatial else features.features, of=f"the reference {self.path}",
+                       fix="take them over more of its images (eval.reference_num), or give a larger store")
+
+
+#: What the ``prakit`` entry of prakit's own reference file holds.
+META = {"network": str, "network_fingerprint": str, "source": str, "count": int}
 
 
 class FileReference(Reference):
-    """A reference ``.npz``: the ADM suite's, or one written by :func:`write_reference`."""
+    """A reference ``.npz``: the ADM suite's, or one written by :func:`write_reference`. Its arrays
+    are checked before use: a damaged one is a :class:`DamagedFileError` naming the file."""
 
     def __init__(self, path: Path):
         self.path = path
         try:
             with np.load(path) as data:
                 self.keys = set(data.files)
-                self.meta = json.loads(str(data["prakit"])) if "prakit" in data.files else None
+                meta = str(data["prakit"]) if "prakit" in data.files else None
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise PrakitError(f"cannot read the reference file {path} ({exc}); give an .npz file") from None
         if not {"mu", "sigma"} <= self.keys:
             raise PrakitError(f"{path} is not a reference file: it has no 'mu' and 'sigma' "
                               "(make one with `prakit reference STORE --out REF.npz`)")
+        fix = f"make it again with `prakit reference STORE --out {path}`"
+        self.meta = None if meta is None else check_shape(path, parse_json(path, meta, fix), META, fix, where="prakit")
 
     def describe(self) -> dict:
         kind = "prakit" if self.meta else "adm"
         return {"path": str(self.path), "kind": kind, **({"made_from": self.meta} if self.meta else {})}
+
+    def made_of(self) -> tuple[tuple[int, int, int], int] | None:
+        if self.meta is None or "image_shape" not in self.meta:  # the ADM suite's, or written before prakit recorded it
+            return None
+        return tuple(self.meta["image_shape"]), self.meta["classes"]
+
+    def remake(self, name: str) -> str:
+        """How to get this file again, with the features of the network registered as ``name``."""
+        if self.meta is None:
+            return "download the ADM reference batch again"
+        return f"write it again with `prakit reference {self.meta['source']} --out {self.path} --features {name}`"
 
     def _check(self, network: FeatureNetwork, name: str) -> None:
         """Refuse to compare features of one network with statistics of another."""
@@ -168,16 +206,38 @@ class FileReference(Reference):
                 f"with `prakit reference {self.meta['source']} --features {name}`, or evaluate with the network it was made with"
             )
 
+    def _array(self, key: str, name: str) -> np.ndarray:
+        try:
+            with np.load(self.path) as data:
+                return np.asarray(data[key], np.float64)
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise DamagedFileError(self.path, f"{key} cannot be read as numbers ({exc})", self.remake(name)) from None
+
+    def _statistics(self, keys: tuple[str, str], width: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The mean and covariance under ``keys``, checked before any linear algebra sees them:
+        a vector and a square matrix of the network's ``width``, finite."""
+        (m, s), fix = keys, self.remake(name)
+        mu, sigma = self._array(m, name), self._array(s, name)
+        dim = len(mu) if mu.ndim == 1 else None
+        problem = (f"{m} has shape {mu.shape}, not (D,)" if dim is None else
+                   f"{s} has shape {sigma.shape}, not the ({dim}, {dim}) of its {m}" if sigma.shape != (dim, dim) else
+                   f"{m} holds NaN or infinity" if not np.isfinite(mu).all() else
+                   f"{s} holds NaN or infinity" if not np.isfinite(sigma).all() else None)
+        if problem:
+            raise DamagedFileError(self.path, problem, fix)
+        if dim != width:
+            raise PrakitError(f"{self.path} holds statistics of {dim} features; the feature network {name!r} gives "
+                              f"{width}, so it was made with another network: {fix}")
+        return mu, sigma
+
     def moments(self, network, name, *, count, spatial=False, **extract) -> Moments:
         self._check(network, name)
         keys = ("mu_s", "sigma_s") if spatial else ("mu", "sigma")
         if not set(keys) <= self.keys:
-            fix = (f"write it again with `prakit reference {self.meta['source']} --out {self.path} --features {name}`"
-                   if self.meta else "use the ADM reference batch as published, which has them, or a store of real "
-                   "images as the reference")
+            fix = (self.remake(name) if self.meta else "use the ADM reference batch as published, which has them, "
+                   "or a store of real images as the reference")
             raise PrakitError(f"{self.path} holds no spatial statistics (mu_s, sigma_s), which sfid needs: {fix}")
-        with np.load(self.path) as data:
-            mu, sigma = (np.asarray(data[key], np.float64) for key in keys)
+        mu, sigma = self._statistics(keys, network.num_spatial if spatial else network.num_features, name)
         return Moments(mu, sigma, self.meta["count"] if self.meta else 0)
 
     def features(self, network, name, *, count, **extract) -> Features:
@@ -185,7 +245,12 @@ class FileReference(Reference):
         if self.meta is not None:
             with np.load(self.path) as data:
                 logits = data["logits"] if "logits" in data.files else None
-                return Features(data["features"], logits, data["labels"], self.meta["network_fingerprint"])
+                features = Features(data["features"], logits, data["labels"], self.meta["network_fingerprint"])
+            if features.features.shape[1:] != (network.num_features,) or len(features.labels) != len(features):
+                raise DamagedFileError(self.path, f"features has shape {features.features.shape} and labels "
+                                       f"{features.labels.shape}, not (N, {network.num_features}) and (N,)",
+                                       self.remake(name))
+            return features
         if "arr_0" not in self.keys:
             raise PrakitError(f"{self.path} holds statistics but no reference images (arr_0): KID and "
                               "precision/recall need the images; use the ADM reference batch that includes them")
@@ -202,16 +267,30 @@ def open_reference(path: str | os.PathLike) -> Reference:
     return FileReference(path)
 
 
+def reference_count(store: Store, count: int | None) -> int:
+    """The images a reference of ``store`` is taken over (``count``, at most all), or an error if
+    they are too few for feature moments."""
+    if count is not None and count < MIN_IMAGES:
+        raise PrakitError(f"--count must be at least {MIN_IMAGES} (feature moments need {MIN_IMAGES} images), got {count}")
+    if len(store) < MIN_IMAGES:
+        raise PrakitError(f"{store.path} holds only {len(store)} image(s); a reference needs at least {MIN_IMAGES}: "
+                          "give a store of more real images")
+    return min(count or len(store), len(store))
+
+
 def write_reference(reference: StoreReference, network: FeatureNetwork, name: str, out: str | os.PathLike, *,
                     count: int | None = None, **extract) -> Path:
     """Write ``out``: the moments of the features (and of the spatial features, where the network
     gives them) of ``count`` images spread over the store (all by default), and the features,
     logits and labels of at most :data:`PR_REFERENCE_IMAGES` of them. Atomic."""
+    store = reference.store
+    count = reference_count(store, count)
     features = reference.features(network, name, count=count, spatial=network.num_spatial > 0, **extract)
     stats = moments(features.features)
     keep = spread(len(features), PR_REFERENCE_IMAGES)
     meta = {"network": name, "network_fingerprint": network.fingerprint(), "source": str(reference.path),
-            "source_fingerprint": reference.store.attrs["fingerprint"], "count": stats.count}
+            "source_fingerprint": store.attrs["fingerprint"], "count": stats.count,
+            "image_shape": list(store.image_shape), "classes": len(store.class_names)}
     arrays = {"mu": stats.mu, "sigma": stats.sigma, "features": np.asarray(features.features[keep]),
               "labels": features.labels[keep], "prakit": np.array(json.dumps(meta))}
     if features.logits is not None:
