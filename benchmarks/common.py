@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from prakit.io import atomic_write_text
 from prakit.progress import format_duration
@@ -147,3 +149,43 @@ def training_step(cfg, batch: int, device):
 
 def _fmt(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+#: Another job on the machine: 2 threads multiplying matrices until the benchmark's process ends.
+COMPETITOR = ("import os, torch; torch.set_num_threads(2); a = torch.randn(512, 512); parent = os.getppid()\n"
+              "while os.getppid() == parent: a @ a")
+#: The thread settings a contention benchmark compares: every core's thread (torch's default), one,
+#: and what prakit chooses (:func:`prakit.threads.cpu_threads`).
+THREAD_SETTINGS = ("all", "1", "prakit")
+
+
+@contextlib.contextmanager
+def beside_busy_job(busy: bool) -> Iterator[None]:
+    """Within: with ``busy``, :data:`COMPETITOR` runs beside this process (started a second before)."""
+    competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR]) if busy else None
+    try:
+        time.sleep(1.0 if busy else 0.0)
+        yield
+    finally:
+        if competitor is not None:
+            competitor.kill()
+            competitor.wait()
+
+
+def with_threads(setting: str, measure: Callable[[], float]) -> tuple[int, float]:
+    """``measure()`` on the CPU with the thread ``setting`` (of :data:`THREAD_SETTINGS`): the threads
+    used and what it measured; torch's threads are restored after."""
+    import torch
+
+    from prakit.threads import cpu_threads
+
+    every = torch.get_num_threads()
+    if setting == "prakit":
+        with cpu_threads(torch.device("cpu")) as threads:
+            return threads, measure()
+    threads = every if setting == "all" else 1
+    torch.set_num_threads(threads)
+    try:
+        return threads, measure()
+    finally:
+        torch.set_num_threads(every)

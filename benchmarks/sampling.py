@@ -24,14 +24,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import attrs
 import torch
-from common import RESULTS, device_tag, image_size, report, run_cases, sync
+from common import (
+    RESULTS,
+    THREAD_SETTINGS,
+    beside_busy_job,
+    device_tag,
+    image_size,
+    report,
+    run_cases,
+    sync,
+    with_threads,
+)
 from torch._dynamo.utils import counters
 
 from prakit.choices import SAMPLER_COMPILE
@@ -40,14 +48,10 @@ from prakit.model import ARModel
 from prakit.plots import line_plot
 from prakit.random import sample_generators
 from prakit.run import inference_device
-from prakit.threads import sampling_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_SECONDS, MAX_REPEATS = 3.0, 3
 STEPS_SERIES_TOKENS, STEPS_SERIES_BATCH = 64, 16
-#: A 2-thread job that keeps every core busy, for --contention: matrix products, until its parent is gone.
-COMPETITOR = ("import os, torch; torch.set_num_threads(2); a = torch.randn(512, 512); parent = os.getppid()\n"
-              "while os.getppid() == parent: a @ a")
 
 
 class Sampler:
@@ -172,24 +176,11 @@ def contention(config: str, overrides: list[str]) -> None:
     every = torch.get_num_threads()
     rows = []
     for busy in (False, True):
-        competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR]) if busy else None
-        try:
-            time.sleep(1.0 if busy else 0.0)
-            for setting in ("all", "1", "prakit"):
-                if setting == "prakit":
-                    with sampling_threads(torch.device("cpu")) as threads:
-                        seconds = sampler.draw(tokens, num, True, steps, cached=True)
-                else:
-                    threads = every if setting == "all" else 1
-                    torch.set_num_threads(threads)
-                    seconds = sampler.draw(tokens, num, True, steps, cached=True)
-                    torch.set_num_threads(every)
+        with beside_busy_job(busy):
+            for setting in THREAD_SETTINGS:
+                threads, seconds = with_threads(setting, lambda: sampler.draw(tokens, num, True, steps, cached=True))
                 rows.append({"beside_2_thread_job": busy, "threads": setting, "threads_used": threads,
                              "seconds": seconds, "images_per_s": num / seconds})
-        finally:
-            if competitor is not None:
-                competitor.kill()
-                competitor.wait()
     report("sampling_contention_cpu", rows, settings={"config": Path(config).name, "images": num,
                                                        "cores": every, "overrides": overrides})
 

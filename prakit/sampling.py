@@ -15,7 +15,7 @@ from prakit.locks import exclusive
 from prakit.progress import Progress
 from prakit.random import sample_generators
 from prakit.run import checkpoint_config, inference_device, load_model, resolve_checkpoint
-from prakit.threads import sampling_threads
+from prakit.threads import cpu_threads
 
 
 def sampling_options(source: str | Path, changes: dict[str, Any]) -> SampleConfig:
@@ -85,7 +85,7 @@ def sample_run(
                                                    "or choose another --out") from None
         todo = store.missing(batch_size, rank=shard, world_size=shards)
         bar = Progress("sample", num, initial=num - sum(map(len, todo)), unit="images", enabled=progress)
-        with sampling_threads(device):
+        with cpu_threads(device):
             for indices in todo:
                 labels = balanced_labels(indices, num, classes)  # model.sample moves them to its device
                 images = model.sample(labels, options, rng=sample_generators(options.seed, indices))

@@ -1,11 +1,11 @@
-"""CPU threads for sampling on a machine that other jobs share.
+"""CPU threads for sampling and training on a machine that other jobs share.
 
-Sampling runs thousands of tiny operations, each a parallel region whose threads spin-wait for
-each other at its end (libgomp, torch's OpenMP on Linux). On a core another job is using, the
-spinning thread takes the time slice its partner needs: measured on 2 cores beside a 2-thread
-job, 32 quickstart images took 3.2 s with 2 threads and 1.6 s with 1 (0.7 s and 1.0 s alone).
-So the sampler uses as many threads as there are idle cores when it starts, unless
-``OMP_NUM_THREADS`` chooses.
+Both run many small operations, each a parallel region whose threads spin-wait for each other
+at its end (libgomp, torch's OpenMP on Linux). On a core another job is using, the spinning
+thread takes the time slice its partner needs: measured on 2 cores beside a 2-thread job, 32
+quickstart images took 3.2 s with 2 threads and 1.6 s with 1 (0.7 s and 1.0 s alone); for
+training, see benchmarks/results/train_threads_cpu.md. So sampling and training use as many
+threads as there are idle cores when they start, unless ``OMP_NUM_THREADS`` chooses.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def idle_cores(interval_s: float = 0.25) -> int | None:
 
 
 @contextlib.contextmanager
-def sampling_threads(device: torch.device) -> Iterator[int]:
+def cpu_threads(device: torch.device) -> Iterator[int]:
     """Within: torch uses at most as many CPU threads as cores are idle now (at least one); yields
     the number. On a GPU, or when ``OMP_NUM_THREADS`` is set, the threads are left as they are."""
     before = torch.get_num_threads()

@@ -157,6 +157,16 @@ def test_sampling_beside_a_busy_job_compares_thread_settings(tmp_path):
 
 
 @pytest.mark.slow
+def test_training_beside_a_busy_job_compares_thread_settings(tmp_path):
+    benchmark("train_threads.py", "--steps", "1", "model.preset=micro", results=tmp_path)
+    rows = json.loads((tmp_path / "train_threads_cpu.json").read_text())["rows"]
+    assert [(r["beside_2_thread_job"], r["threads"]) for r in rows] == [
+        (busy, setting) for busy in (False, True) for setting in ("all", "1", "prakit")]
+    assert all(1 <= r["threads_used"] <= rows[0]["threads_used"] and r["s_per_step"] > 0 for r in rows)
+    assert rows[0]["vs_all_alone"] == 1
+
+
+@pytest.mark.slow
 def test_train_speed_times_each_attention_kernel_and_compile_setting(tmp_path):
     benchmark("train_speed.py", "--batch-size", "2", "--steps", "1", "--warmup", "0", "--sample-images", "2",
               "--attention", "sdpa,auto", "model.preset=micro", results=tmp_path)

@@ -8,7 +8,7 @@ import sys
 import torch
 from helpers import QUICKSTART, small_run
 
-from prakit.threads import idle_cores, sampling_threads
+from prakit.threads import cpu_threads, idle_cores
 
 CPU = torch.device("cpu")
 BURN = "import time\nend = time.time() + 5\nwhile time.time() < end: pass"
@@ -28,7 +28,7 @@ def every_core_busy():
 def test_a_busy_machine_gets_one_thread_and_the_setting_comes_back(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before = torch.get_num_threads()
-    with every_core_busy(), sampling_threads(CPU) as threads:
+    with every_core_busy(), cpu_threads(CPU) as threads:
         assert threads == torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 
@@ -36,7 +36,7 @@ def test_a_busy_machine_gets_one_thread_and_the_setting_comes_back(monkeypatch):
 def test_omp_num_threads_chooses_and_idle_cores_are_counted(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     before = torch.get_num_threads()
-    with sampling_threads(CPU) as threads:
+    with cpu_threads(CPU) as threads:
         assert threads == before
     assert 0 <= idle_cores(0.05) <= (os.cpu_count() or 1)
 
@@ -61,3 +61,23 @@ def test_prakit_sample_draws_with_as_many_threads_as_cores_are_idle(store, tmp_p
     finally:
         torch.set_num_threads(before)
     assert drawn_with == [1] and after == 2
+
+
+def test_prakit_train_steps_with_as_many_threads_as_cores_are_idle(store, tmp_path, monkeypatch):
+    from prakit.config import load_config
+    from prakit.training.loop import train
+    from prakit.training.step import TrainingStep
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    stepped_with = []
+    step = TrainingStep.__call__
+    monkeypatch.setattr(TrainingStep, "__call__", lambda *a: stepped_with.append(torch.get_num_threads()) or step(*a))
+    try:
+        with every_core_busy():
+            train(load_config(QUICKSTART, small_run(store, "train.steps=2")), tmp_path / "run", progress=False)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert stepped_with == [1, 1] and after == 2

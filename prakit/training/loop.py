@@ -31,6 +31,7 @@ from prakit.model import ARModel
 from prakit.progress import Progress
 from prakit.run import Run, is_lock
 from prakit.summary import check_fits
+from prakit.threads import cpu_threads
 from prakit.tracking import Trackers
 from prakit.training import distributed, rng
 from prakit.training.checkpoint import CheckpointError, first_line, load_checkpoint, load_weights, save_checkpoint
@@ -98,7 +99,8 @@ def train_in(cfg: ExperimentConfig, run: Run, env: distributed.Distributed, per_
         restore_rng(resumed["rng"], env, tcfg.seed, start, last_ckpt)
         del resumed  # do not hold a second copy of the weights for the whole run
     training.distribute().last_checkpoint = last_ckpt
-    return run_steps(training, run, batches, start, progress)
+    with cpu_threads(env.device):
+        return run_steps(training, run, batches, start, progress)
 
 
 def resumes_from(run: Run) -> str:
