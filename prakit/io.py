@@ -14,8 +14,10 @@ from typing import IO, Any, Callable, Iterator, Mapping
 
 from prakit.errors import PrakitError
 
-#: A JSON file's expected shape: each required key and the type (or types) its value must have.
-Shape = Mapping[str, "type | tuple[type, ...]"]
+#: A JSON object's expected shape: each key and what its value must be: a type (or a tuple of
+#: types), a nested shape, or a one-item list holding the shape of every item. A key ending in
+#: ``?`` may be absent.
+Shape = Mapping[str, Any]
 
 
 #: The errors of a file system that has no room left (or of a user over quota).
@@ -166,16 +168,31 @@ def parse_json(path: Path, text: str, fix: str) -> Any:
 
 
 def check_shape(path: Path, data: Any, shape: Shape, fix: str, where: str = "") -> dict[str, Any]:
-    """``data`` if it is a JSON object holding every key of ``shape`` with a value of its type."""
+    """``data`` if it is a JSON object of ``shape`` (see :data:`Shape`); else a :class:`DamagedFileError`
+    naming the first key that is not (dotted from the top, ``where`` its prefix)."""
     if not isinstance(data, dict):
         raise DamagedFileError(path, f"{where or 'its content'} is {json_type(data)} where an object belongs", fix)
     for key, kind in shape.items():
-        if key not in data:
-            raise DamagedFileError(path, f"{where}{'.' if where else ''}{key} is missing", fix)
-        if not isinstance(data[key], kind) or (isinstance(data[key], bool) and bool not in _types(kind)):
-            raise DamagedFileError(path, f"{where}{'.' if where else ''}{key} is {json_type(data[key])} where "
-                                         f"{' or '.join(json_type_name(t) for t in _types(kind))} belongs", fix)
+        name = key.removesuffix("?")
+        at = f"{where}.{name}" if where else name
+        if name not in data:
+            if key.endswith("?"):
+                continue
+            raise DamagedFileError(path, f"{at} is missing", fix)
+        check_value(path, data[name], kind, fix, at)
     return data
+
+
+def check_value(path: Path, value: Any, kind: Any, fix: str, at: str) -> None:
+    if isinstance(kind, Mapping):
+        check_shape(path, value, kind, fix, at)
+    elif isinstance(kind, list):
+        check_value(path, value, list, fix, at)
+        for i, item in enumerate(value):
+            check_value(path, item, kind[0], fix, f"{at}[{i}]")
+    elif not isinstance(value, kind) or (isinstance(value, bool) and bool not in _types(kind)):
+        named = [json_type_name(t) for t in _types(kind) if not (t is int and float in _types(kind))]
+        raise DamagedFileError(path, f"{at} is {json_type(value)} where {' or '.join(named)} belongs", fix)
 
 
 def _types(kind: type | tuple[type, ...]) -> tuple[type, ...]:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from prakit.errors import PrakitError
-from prakit.io import DamagedFileError, check_shape, json_type, read_json
+from prakit.io import check_shape, check_value, read_json
 
 if TYPE_CHECKING:
     import torch
@@ -317,8 +317,16 @@ def inference_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-#: What an evaluation record must hold for the commands that read it back, and how to redo it.
-RECORD_SHAPE = {"numbers": dict, "higher_is_better": dict, "reference": dict}
+#: What an evaluation record must hold for the commands that read it back (:data:`prakit.io.Shape`),
+#: and how to redo it.
+RECORD_SHAPE = {
+    "run": (str, type(None)), "checkpoint": (str, type(None)), "device": str,
+    "sampling": {"num": int, "ema": str, "cfg_scale": (int, float)},
+    "reference": {"path": str, "kind": str},
+    "numbers": dict, "higher_is_better": dict, "features": dict,
+    "evaluators": [{"name": str, "config": dict, "numbers": dict, "curves": dict}],
+    "samples?": {"count": int},
+}
 RECORD_FIX = "delete it and run the evaluation that wrote it again (`prakit eval`)"
 
 
@@ -331,11 +339,10 @@ def read_record(folder: Path) -> dict[str, Any] | None:
 def load_record(path: Path) -> dict[str, Any]:
     """The evaluation record ``path``, checked: a damaged one is a :class:`~prakit.io.DamagedFileError`."""
     record = read_json(path, RECORD_FIX, RECORD_SHAPE)
-    check_shape(path, record["reference"], {"path": str}, RECORD_FIX, where="reference")
-    for optional, kind in (("sampling", dict), ("samples", dict), ("features", dict), ("checkpoint", (str, type(None)))):
-        if optional in record:
-            check_shape(path, record, {optional: kind}, RECORD_FIX)
     for name, value in record["numbers"].items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise DamagedFileError(path, f"numbers.{name} is {json_type(value)} where a number belongs", RECORD_FIX)
+        check_value(path, value, (int, float, type(None)), RECORD_FIX, f"numbers.{name}")
+    for name, value in record["higher_is_better"].items():
+        check_value(path, value, bool, RECORD_FIX, f"higher_is_better.{name}")
+    for name, value in record["features"].items():
+        check_shape(path, value, {"held_out_accuracy?": (int, float)}, RECORD_FIX, f"features.{name}")
     return record

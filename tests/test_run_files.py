@@ -1,6 +1,7 @@
 """A run's own files read back when they are damaged, cut short or edited: one line naming the
 file and the way out, never a traceback, and never the loss of what is still good."""
 
+import json
 import shutil
 
 import pytest
@@ -67,17 +68,29 @@ def test_read_metrics_skips_what_is_not_a_row_and_names_its_line(tmp_path, damag
 
 # -- eval.json ----------------------------------------------------------------------------------
 
+#: An evaluation record with every field its readers use.
+RECORD = {"run": "runs/x", "checkpoint": "runs/x/checkpoints/ckpt-00000004.pt", "device": "cpu",
+          "sampling": {"num": 4, "ema": "slow", "cfg_scale": 3.0}, "reference": {"path": "data/x.zarr", "kind": "store"},
+          "numbers": {"fid": 12.5, "precision": None}, "higher_is_better": {"fid": False}, "features": {},
+          "evaluators": [{"name": "fid", "config": {"name": "fid"}, "numbers": {"fid": 12.5}, "curves": {}}],
+          "samples": {"count": 4}}
+
+
 
 @pytest.mark.parametrize("content, problem", [
     (b"", "empty"),
     (b"\x80abc", "not UTF-8 text (byte 0)"),
     (b"[]", "its content is a list where an object belongs"),
-    (b'{"numbers": {}, "higher_is_better": {}}', "reference is missing"),
-    (b'{"numbers": {"fid": "low"}, "higher_is_better": {}, "reference": {"path": "x"}}',
-     "numbers.fid is a string where a number belongs"),
-    (b'{"numbers": {}, "higher_is_better": {}, "reference": {}}', "reference.path is missing"),
+    ({"reference": None}, "reference is missing"),
+    ({"numbers": {"fid": "low"}}, "numbers.fid is a string where a number or null belongs"),
+    ({"reference": {"kind": "store"}}, "reference.path is missing"),
+    ({"sampling": {"num": 4, "ema": "slow", "cfg_scale": "3"}}, "sampling.cfg_scale is a string where a number belongs"),
+    ({"evaluators": [{"name": "fid"}]}, "evaluators[0].config is missing"),
+    ({"samples": {"count": 4.5}}, "samples.count is a number where an integer belongs"),
 ])
 def test_compare_of_a_damaged_eval_record_is_one_line_naming_it(run, capsys, content, problem):
+    if isinstance(content, dict):  # a record as `prakit eval` writes one, edited
+        content = json.dumps({key: value for key, value in {**RECORD, **content}.items() if value is not None}).encode()
     (run / EVAL_RECORD).write_bytes(content)
     assert main(["compare", str(run)]) == 2
     err = capsys.readouterr().err
