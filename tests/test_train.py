@@ -78,6 +78,26 @@ def test_a_killed_run_resumes_with_identical_losses(store, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_run_killed_at_twenty_random_moments_and_resumed_each_time_logs_the_uninterrupted_losses(store, tmp_path):
+    import random
+
+    args = ["train", str(QUICKSTART), *small_run(store, "train.steps=40", "train.ckpt_every=1", "train.keep_last=2")]
+    whole = prakit(*args, "--run-dir", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    killed_dir, moments = tmp_path / "killed", random.Random(0)
+    for _ in range(20):  # at startup, mid-step, mid-save: wherever the moment falls
+        proc = subprocess.Popen([sys.executable, "-m", "prakit", *args, "--run-dir", str(killed_dir)],
+                                env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(moments.uniform(0.5, 6.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    resumed = prakit(*args, "--run-dir", str(killed_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert losses(killed_dir) == losses(tmp_path / "whole")  # bit for bit, each step logged once
+
+
+@pytest.mark.slow
 def test_each_rank_draws_its_own_noise_and_a_killed_two_rank_run_resumes_with_identical_losses(store, tmp_path):
     import torch
 
