@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,7 +91,8 @@ def refused_as_error() -> Iterator[None]:
     except submitit.core.utils.FailedJobError as exc:  # its message is what the command printed
         cause = exc.__cause__
         command = Path(cause.cmd[0]).name if isinstance(cause, subprocess.CalledProcessError) else "submission"
-        lines = [line.strip().removeprefix(f"{command}: error: ") for line in str(exc).splitlines() if line.strip()]
+        said_by = re.compile(rf"^{re.escape(command)}: (error: )?")
+        lines = [said_by.sub("", line.strip()) for line in str(exc).splitlines() if line.strip()]
         raise ClusterError(f"{command} failed: {'; '.join(lines) or 'no message'}; it submitted nothing: check the "
                            "launch settings and that the cluster answers (`sinfo`), then submit again") from None
     except BaseException:
