@@ -77,7 +77,15 @@ def submitting(pool: submitit.AutoExecutor, launch: LaunchConfig) -> Iterator[No
 
 
 class ClusterError(PrakitError):
-    """The cluster refused a submission: no controller answered, an option was rejected, ..."""
+    """A cluster command failed: no controller answered, an option was rejected, ..."""
+
+
+def cluster_error(command: str, said: str, then: str) -> ClusterError:
+    """A cluster ``command`` that failed, saying ``said`` (its stderr), in one line, with ``then``: what
+    it did and what to do."""
+    prefix = re.compile(rf"^{re.escape(command)}: (error: )?")
+    lines = [prefix.sub("", line.strip()) for line in said.splitlines() if line.strip()]
+    return ClusterError(f"{command} failed: {'; '.join(lines) or 'no message'}; {then}")
 
 
 @contextlib.contextmanager
@@ -91,10 +99,8 @@ def refused_as_error() -> Iterator[None]:
     except submitit.core.utils.FailedJobError as exc:  # its message is what the command printed
         cause = exc.__cause__
         command = Path(cause.cmd[0]).name if isinstance(cause, subprocess.CalledProcessError) else "submission"
-        said_by = re.compile(rf"^{re.escape(command)}: (error: )?")
-        lines = [said_by.sub("", line.strip()) for line in str(exc).splitlines() if line.strip()]
-        raise ClusterError(f"{command} failed: {'; '.join(lines) or 'no message'}; it submitted nothing: check the "
-                           "launch settings and that the cluster answers (`sinfo`), then submit again") from None
+        raise cluster_error(command, str(exc), "it submitted nothing: check the launch settings and that the cluster "
+                                               "answers (`sinfo`), then submit again") from None
     except BaseException:
         sys.stderr.write(said.getvalue())
         raise

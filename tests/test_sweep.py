@@ -150,7 +150,8 @@ def test_every_sweep_command_reports_a_damaged_manifest_in_one_line(tmp_path, ca
     for command in (["status", str(tmp_path)], ["collect", str(tmp_path)], ["cancel", str(tmp_path)],
                     [QUICKSTART, "--out", str(tmp_path)]):
         assert main(["sweep", *command]) == 2
-        assert capsys.readouterr().err == f"prakit: error: {tmp_path / 'sweep.json'} is damaged: settings is missing; {REDO}\n"
+        said = capsys.readouterr().err
+        assert said == f"prakit: error: {tmp_path / 'sweep.json'} is damaged: settings is missing; {REDO}\n"
 
 
 def test_a_damaged_lane_record_is_named_with_its_fix(tmp_path):

@@ -224,3 +224,19 @@ def test_jobs_submitted_before_a_refusal_are_recorded_and_only_they(slurm, store
         assert all(queued_state(j["job_id"]) == "PENDING" for j in recorded.data["jobs"])
     finally:
         cancel_sweep(recorded)
+
+
+def test_a_cancel_the_cluster_does_not_carry_out_is_an_error_not_a_count(slurm, store, tmp_path):
+    """``sweep cancel`` said "cancelled 2 jobs" where scancel had failed."""
+    held = job_args(store, tmp_path, 'launch.slurm_options={hold=""}')
+    sweep = Sweep.create(tmp_path / "sweep", Definition((str(QUICKSTART),), tuple(held),
+                                                        (parse_grid("train.seed=1,2"),)), {"stages": [], "num": None})
+    [last, first] = [j["job_id"] for j in submit_sweep(sweep, cluster="slurm")][::-1]
+    try:
+        refused = prakit("sweep", "cancel", str(tmp_path / "sweep"), env=unreachable_controller(tmp_path))
+        assert refused.returncode == 2 and refused.stderr == (
+            f"prakit: error: scancel failed: Kill job error on job id {last}: Unable to contact slurm controller "
+            "(connect failure); it cancelled nothing: check that the cluster answers (`sinfo`), then cancel again\n")
+        assert queued_state(last) == queued_state(first) == "PENDING"
+    finally:
+        assert cancel_sweep(Sweep.open(tmp_path / "sweep")) == [last, first]

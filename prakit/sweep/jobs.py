@@ -23,7 +23,7 @@ import submitit
 from prakit.config import ExperimentConfig, LaunchConfig, load_config, unstructure
 from prakit.errors import PrakitError
 from prakit.io import read_json
-from prakit.launch import executor, submit, submit_stage, submitting
+from prakit.launch import cluster_error, executor, submit, submit_stage, submitting
 from prakit.run import STAGES, Run
 from prakit.stages import LANE_FILE, LaneJob, StagesJob
 from prakit.sweep.manifest import Sweep
@@ -308,12 +308,17 @@ def jobs_state(records: Sequence[dict[str, Any]]) -> dict[str, str]:
 
 def cancel_sweep(sweep: Sweep) -> list[str]:
     """Cancel every queued or running job of the sweep, later stages first (so that SLURM does not
-    cancel them for their dependency meanwhile); return their ids."""
+    cancel them for their dependency meanwhile), and those whose state SLURM does not say; return
+    their ids."""
     cancelled = []
     for record in reversed(sweep.data["jobs"]):
-        if record["job_id"] not in cancelled and job_state(record) in ACTIVE:
+        if record["job_id"] not in cancelled and job_state(record) in ACTIVE | {"UNKNOWN"}:
             if record["cluster"] == "slurm":
-                job(record).cancel(check=False)
+                scancel = subprocess.run(["scancel", record["job_id"]], capture_output=True, text=True)
+                if scancel.returncode:  # a job that has just ended is no failure: scancel says nothing
+                    done = f"it cancelled {', '.join(cancelled)} before" if cancelled else "it cancelled nothing"
+                    raise cluster_error("scancel", scancel.stderr, f"{done}: check that the cluster answers "
+                                                                   "(`sinfo`), then cancel again")
             else:
                 os.kill(int(record["job_id"]), 15)
             cancelled.append(record["job_id"])
