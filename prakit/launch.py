@@ -8,7 +8,11 @@ SLURM starting after the jobs they depend on. Each job runs the code as it was a
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -67,8 +71,40 @@ def submitting(pool: submitit.AutoExecutor, launch: LaunchConfig) -> Iterator[No
     ``launch.cpus_per_task`` unless it is set: torch then uses the CPUs a job was given, not every
     core of its node (as many threads as cores, shared with other jobs, slow each other down)."""
     threads = os.environ.get("OMP_NUM_THREADS") or str(launch.cpus_per_task)
-    with frozen_code(Path(launch.folder) / "code"), environment(OMP_NUM_THREADS=threads), pool.batch():
-        yield
+    with frozen_code(Path(launch.folder) / "code"), environment(OMP_NUM_THREADS=threads), refused_as_error():
+        with pool.batch():
+            yield
+
+
+class ClusterError(PrakitError):
+    """A cluster command failed: no controller answered, an option was rejected, ..."""
+
+
+def cluster_error(command: str, said: str, then: str) -> ClusterError:
+    """A cluster ``command`` that failed, saying ``said`` (its stderr), in one line, with ``then``: what
+    it did and what to do."""
+    prefix = re.compile(rf"^{re.escape(command)}: (error: )?")
+    lines = [prefix.sub("", line.strip()) for line in said.splitlines() if line.strip()]
+    return ClusterError(f"{command} failed: {'; '.join(lines) or 'no message'}; {then}")
+
+
+@contextlib.contextmanager
+def refused_as_error() -> Iterator[None]:
+    """A submission command that fails (``sbatch``) as a one-line :class:`ClusterError` naming it and
+    its message, instead of submitit's traceback (and its copy of the message on stderr)."""
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            yield
+    except submitit.core.utils.FailedJobError as exc:  # its message is what the command printed
+        cause = exc.__cause__
+        command = Path(cause.cmd[0]).name if isinstance(cause, subprocess.CalledProcessError) else "submission"
+        raise cluster_error(command, str(exc), "it submitted nothing: check the launch settings and that the cluster "
+                                               "answers (`sinfo`), then submit again") from None
+    except BaseException:
+        sys.stderr.write(said.getvalue())
+        raise
+    sys.stderr.write(said.getvalue())
 
 
 def submit(

@@ -61,6 +61,14 @@ def test_bad_submissions_are_clear_errors(store, tmp_path):
 
 
 
+def test_an_option_sbatch_rejects_is_one_line_naming_sbatch(slurm, store, tmp_path):
+    refused = prakit("submit", str(QUICKSTART), *job_args(store, tmp_path), "--run-dir", str(tmp_path / "run"),
+                     "--cluster", "slurm", "--slurm-option", "nosuchopt")
+    assert refused.returncode == 2 and refused.stderr.startswith(
+        "prakit: error: sbatch failed: unrecognized option '--nosuchopt'; "), refused.stderr
+    assert len(refused.stderr.splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
 def test_a_slurm_job_trains_with_two_ranks(slurm, store, tmp_path):
     args = job_args(store, tmp_path, "launch.tasks_per_node=2")
     done = prakit("submit", str(QUICKSTART), *args, "--run-dir", str(tmp_path / "run"), "--cluster", "slurm",

@@ -10,10 +10,17 @@ from helpers import QUICK_EVAL, job_args, prakit
 from hypothesis import given
 from hypothesis import strategies as st
 
+from prakit.cli import main
+from prakit.config import load_config
 from prakit.config.io import split_top_level
 from prakit.errors import PrakitError
-from prakit.sweep import Definition, Sweep, parse_grid
+from prakit.io import DamagedFileError
+from prakit.run import Run
+from prakit.stages import LANE_FILE
+from prakit.sweep import Definition, Sweep, parse_grid, submit_sweep
 from prakit.sweep.definition import short_labels
+from prakit.sweep.jobs import lane_state
+from prakit.sweep.manifest import REDO
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "experiments" / "quickstart.toml")
@@ -73,10 +80,11 @@ def test_configs_that_share_a_name_are_refused():
 
 def test_a_folder_holding_another_sweep_is_refused_and_the_same_sweep_is_reopened(tmp_path):
     first = Definition((QUICKSTART,), grid=(parse_grid("train.steps=1,2"),))
-    sweep = Sweep.create(tmp_path, first, {"stages": ["train"]})
+    sweep = Sweep.create(tmp_path, first, {"stages": ["train"], "num": None})
     sweep.save()
     assert json.loads((tmp_path / "sweep.json").read_text())["runs"].keys() == {"steps=1", "steps=2"}
-    assert Sweep.create(tmp_path, first, {"stages": ["train", "eval"]}).data["settings"]["stages"] == ["train", "eval"]
+    again = Sweep.create(tmp_path, first, {"stages": ["train", "eval"], "num": None})
+    assert again.data["settings"]["stages"] == ["train", "eval"]
     with pytest.raises(PrakitError, match=r"holds another sweep \(quickstart.toml; train.steps=1,2\)"):
         Sweep.create(tmp_path, Definition((QUICKSTART,), grid=(parse_grid("train.steps=1,3"),)), {})
 
@@ -84,6 +92,99 @@ def test_a_folder_holding_another_sweep_is_refused_and_the_same_sweep_is_reopene
 def test_a_folder_without_a_manifest_is_not_a_sweep(tmp_path):
     with pytest.raises(PrakitError, match="is not a sweep"):
         Sweep.open(tmp_path)
+
+
+def test_seeds_given_twice_are_refused_not_overridden():
+    """``--seeds`` used to override the grid's ``train.seed`` silently: every run trained with seed 0."""
+    for definition in (Definition((QUICKSTART,), grid=(parse_grid("train.seed=1,2"),), seeds=2),
+                       Definition((QUICKSTART,), ("train.seed=4",), seeds=2)):
+        with pytest.raises(PrakitError, match=r"--seeds sets train.seed \(0..1\) and so does"):
+            definition.members()
+    grid_only = Definition((QUICKSTART,), grid=(parse_grid("train.seed=1,2"),)).members()
+    assert [m.overrides for m in grid_only] == [("train.seed=1",), ("train.seed=2",)]
+
+
+def damaged(manifest: dict, damage: str) -> bytes:
+    """``manifest`` (a sweep with one job) as ``damage`` leaves it."""
+    if damage in ("", "\xff{}", "[1]"):
+        return damage.encode("latin-1")
+    part, _, key = damage.rpartition(".")
+    target = manifest
+    for step in filter(None, part.split("/")):
+        target = target[int(step)] if step.isdigit() else target[step]
+    if key == "<string>":
+        manifest["jobs"][0] = "4242"
+    elif key == "<stage>":
+        target["stages"] = ["train", "evaluate"]
+    else:
+        del target[key]
+    return json.dumps(manifest).encode()
+
+
+@pytest.mark.parametrize("damage, problem", [
+    ("", "empty"),
+    ("\xff{}", "not UTF-8 text (byte 0)"),
+    ("[1]", "its content is a list where an object belongs"),
+    (".settings", "settings is missing"),
+    (".runs", "runs is missing"),
+    (".jobs", "jobs is missing"),
+    (".definition", "definition is missing"),
+    ("definition.grid", "definition.grid is missing"),
+    ("settings.<stage>", "settings.stages names 'evaluate', not a stage"),
+    ("runs/steps=1.config", "runs['steps=1'].config is missing"),
+    ("jobs/0.job_id", "jobs[0].job_id is missing"),
+    ("jobs/0.<string>", "jobs[0] is a string where an object belongs"),
+])
+def test_a_damaged_manifest_is_one_line_naming_it_the_damage_and_the_fix(tmp_path, damage, problem):
+    sweep = Sweep.create(tmp_path, Definition((QUICKSTART,), grid=(parse_grid("train.steps=1,2"),)),
+                         {"stages": ["train"], "num": None})
+    sweep.record("steps=1", "train", "4242", str(tmp_path / "%j"), "slurm", submission=1)
+    (tmp_path / "sweep.json").write_bytes(damaged(sweep.data, damage))
+    with pytest.raises(DamagedFileError) as caught:
+        Sweep.open(tmp_path)
+    assert str(caught.value) == f"{tmp_path / 'sweep.json'} is damaged: {problem}; {REDO}"
+
+
+def test_every_sweep_command_reports_a_damaged_manifest_in_one_line(tmp_path, capsys):
+    (tmp_path / "sweep.json").write_text('{"definition": {}}')
+    for command in (["status", str(tmp_path)], ["collect", str(tmp_path)], ["cancel", str(tmp_path)],
+                    [QUICKSTART, "--out", str(tmp_path)]):
+        assert main(["sweep", *command]) == 2
+        said = capsys.readouterr().err
+        assert said == f"prakit: error: {tmp_path / 'sweep.json'} is damaged: settings is missing; {REDO}\n"
+
+
+def test_a_damaged_lane_record_is_named_with_its_fix(tmp_path):
+    record = {"cluster": "local", "job_id": "4242", "folder": str(tmp_path / "%j")}
+    (tmp_path / "4242").mkdir()
+    (tmp_path / "4242" / LANE_FILE).write_text('{"current": null}')
+    with pytest.raises(DamagedFileError, match=rf"{LANE_FILE} is damaged: failed is missing; the lane job writes"):
+        lane_state(record, tmp_path / "run")
+    (tmp_path / "4242" / LANE_FILE).write_text(json.dumps({"current": str(tmp_path / "run"), "failed": []}))
+    assert lane_state(record, tmp_path / "run") == {"state": "RUNNING"}
+
+
+def test_bad_arguments_are_refused_before_anything_is_made(store, tmp_path):
+    """``--num 0`` trained every run before its sampling failed."""
+    for flags, message in ((["--then", "sample", "--num", "0"], "--num must be at least 1, got 0"),
+                           (["--grid", "train.seed=1,2", "--seeds", "2"], "--seeds sets train.seed"),
+                           (["--then", "sampel"], "unknown stage 'sampel'")):
+        refused = prakit("sweep", QUICKSTART, *job_args(store, tmp_path), *flags, "--cluster", "debug",
+                         "--out", str(tmp_path / "sweep"))
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert not (tmp_path / "sweep").exists()
+
+
+def test_a_sweep_does_not_take_over_a_run_of_another_config(store, tmp_path):
+    """A folder left without sweep.json (a submission that failed, once) held run directories that
+    another sweep then took for its own."""
+    definition = Definition((QUICKSTART,), tuple(job_args(store, tmp_path)), (parse_grid("train.seed=1,2"),))
+    Run(tmp_path / "sweep" / "seed=1").save_config(load_config(QUICKSTART, job_args(store, tmp_path, "train.seed=3")))
+    sweep = Sweep.create(tmp_path / "sweep", definition, {"stages": ["train"], "num": None})
+    with pytest.raises(PrakitError, match=r"seed=1 holds a run of another config than this sweep's \(differs in: "
+                                          r"train.seed\); move it away or choose another --out"):
+        submit_sweep(sweep, cluster="debug")
+    assert not (tmp_path / "sweep" / "sweep.json").exists() and not (tmp_path / "sweep" / "seed=2").exists()
 
 
 @pytest.mark.slow

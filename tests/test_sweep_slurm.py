@@ -4,6 +4,7 @@ status, collect, reruns, requeues, sampling shards, failures, and the code froze
 import json
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from helpers import QUICK_EVAL, QUICKSTART, ROOT, await_checkpoint, final_states
 from prakit.config import load_config
 from prakit.data.store import open_store
 from prakit.eval import resolve
-from prakit.launch import submit
+from prakit.launch import ClusterError, submit
 from prakit.sampling import sample_run
+from prakit.sweep import Definition, Sweep, cancel_sweep, parse_grid, submit_sweep
 from prakit.sweep.jobs import NEVER_STARTED, queued_state
 from prakit.training.loop import train
 
@@ -161,3 +163,80 @@ def test_a_rerun_never_starts_a_second_copy_of_a_queued_job_and_cancel_stops_the
     resubmitted = prakit(*command)
     assert "2 runs, 4 jobs submitted" in resubmitted.stdout  # what was cancelled is submitted again
     prakit("sweep", "cancel", str(out))
+
+
+def unreachable_controller(tmp_path: Path) -> dict[str, str]:
+    """An environment whose SLURM commands look for the controller on a port nothing listens on."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    conf = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")).read_text()
+    (tmp_path / "slurm.conf").write_text(f"SlurmctldPort={port}\nMessageTimeout=1\n{conf}")
+    return {"SLURM_CONF": str(tmp_path / "slurm.conf")}
+
+
+def test_an_unreachable_controller_is_one_line_naming_sbatch(slurm, store, tmp_path):
+    env = unreachable_controller(tmp_path)
+    for command in (["sweep", "--grid", "train.seed=1,2", "--out", str(tmp_path / "sweep")],
+                    ["submit", "--run-dir", str(tmp_path / "run")]):
+        refused = prakit(*command, str(QUICKSTART), *job_args(store, tmp_path), "--cluster", "slurm", env=env)
+        assert refused.returncode == 2 and refused.stdout == "", refused.stdout + refused.stderr
+        assert refused.stderr.startswith("prakit: error: sbatch failed: Batch job submission failed: Unable to "
+                                         "contact slurm controller (connect failure); it submitted nothing: ")
+        assert len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert json.loads((tmp_path / "sweep" / "sweep.json").read_text())["jobs"] == []
+
+
+def test_a_rejected_sweep_records_nothing_and_its_folder_is_no_other_sweeps(slurm, store, tmp_path):
+    """Run directories left without a sweep.json were taken over by the next sweep into the folder."""
+    out = tmp_path / "sweep"
+    refused = prakit("sweep", str(QUICKSTART), *job_args(store, tmp_path), "--grid", "train.seed=1,2",
+                     "--cluster", "slurm", "--partition", "nosuch", "--out", str(out))
+    assert refused.returncode == 2 and refused.stderr.splitlines() == [
+        "prakit: error: sbatch failed: invalid partition specified: nosuch; Batch job submission failed: Invalid "
+        "partition name specified; it submitted nothing: check the launch settings and that the cluster answers "
+        "(`sinfo`), then submit again"], refused.stderr
+    assert json.loads((out / "sweep.json").read_text())["jobs"] == []
+    other = prakit("sweep", str(QUICKSTART), *job_args(store, tmp_path), "--grid", "train.seed=1,3",
+                   "--cluster", "slurm", "--out", str(out))
+    assert other.returncode == 2 and "holds another sweep (quickstart.toml; train.seed=1,2)" in other.stderr
+
+
+def test_jobs_submitted_before_a_refusal_are_recorded_and_only_they(slurm, store, tmp_path, monkeypatch):
+    """Training is submitted, then sbatch refuses the sampling (its partition does not exist)."""
+    import attrs
+
+    from prakit.sweep import jobs
+
+    def refused_sampling(run_dir, stage, launch, **kw):
+        return real(run_dir, stage, attrs.evolve(launch, partition="nosuch"), **kw)
+
+    real = jobs.submit_stage
+    monkeypatch.setattr(jobs, "submit_stage", refused_sampling)
+    held = job_args(store, tmp_path, 'launch.slurm_options={hold=""}')
+    sweep = Sweep.create(tmp_path / "sweep", Definition((str(QUICKSTART),), tuple(held),
+                                                        (parse_grid("train.seed=1,2"),)), {"stages": [], "num": None})
+    with pytest.raises(ClusterError, match="sbatch failed: invalid partition specified: nosuch"):
+        submit_sweep(sweep, stages=("train", "sample"), cluster="slurm")
+    recorded = Sweep.open(tmp_path / "sweep")
+    try:
+        assert [(j["run"], j["stage"]) for j in recorded.data["jobs"]] == [("seed=1", "train"), ("seed=2", "train")]
+        assert all(queued_state(j["job_id"]) == "PENDING" for j in recorded.data["jobs"])
+    finally:
+        cancel_sweep(recorded)
+
+
+def test_a_cancel_the_cluster_does_not_carry_out_is_an_error_not_a_count(slurm, store, tmp_path):
+    """``sweep cancel`` said "cancelled 2 jobs" where scancel had failed."""
+    held = job_args(store, tmp_path, 'launch.slurm_options={hold=""}')
+    sweep = Sweep.create(tmp_path / "sweep", Definition((str(QUICKSTART),), tuple(held),
+                                                        (parse_grid("train.seed=1,2"),)), {"stages": [], "num": None})
+    [last, first] = [j["job_id"] for j in submit_sweep(sweep, cluster="slurm")][::-1]
+    try:
+        refused = prakit("sweep", "cancel", str(tmp_path / "sweep"), env=unreachable_controller(tmp_path))
+        assert refused.returncode == 2 and refused.stderr == (
+            f"prakit: error: scancel failed: Kill job error on job id {last}: Unable to contact slurm controller "
+            "(connect failure); it cancelled nothing: check that the cluster answers (`sinfo`), then cancel again\n")
+        assert queued_state(last) == queued_state(first) == "PENDING"
+    finally:
+        assert cancel_sweep(Sweep.open(tmp_path / "sweep")) == [last, first]

@@ -12,6 +12,9 @@ import attrs
 from prakit.config.io import parse_axis
 from prakit.errors import PrakitError
 
+#: The key ``--seeds`` sets.
+SEED = "train.seed"
+
 
 @attrs.frozen
 class Member:
@@ -41,6 +44,10 @@ class Definition:
         stems = [Path(c).stem for c in self.configs]
         if len(set(stems)) < len(stems):
             raise PrakitError("two configs share a file name and so a run name; rename one or sweep them separately")
+        keys = [o.partition("=")[0].strip() for o in self.overrides] + [key for key, _ in self.grid]
+        if self.seeds is not None and SEED in keys:
+            raise PrakitError(f"--seeds sets {SEED} (0..{self.seeds - 1}) and so does a {SEED}= override or --grid; "
+                              f"give the seeds one way: --seeds N, or --grid {SEED}=S1,S2,...")
         labels = short_labels([key for key, _ in self.grid])
         seeds = [None] if self.seeds is None else range(self.seeds)
         out = []
@@ -52,7 +59,7 @@ class Definition:
                     overrides = [f"{key}={value}" for (key, _), value in zip(self.grid, values)]
                     if seed is not None:
                         parts.append(f"seed={seed}")
-                        overrides.append(f"train.seed={seed}")
+                        overrides.append(f"{SEED}={seed}")
                     out.append(Member(",".join(parts), config, (*self.overrides, *overrides)))
         return out
 

@@ -11,7 +11,6 @@ and its result file on this machine.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -23,7 +22,8 @@ import submitit
 
 from prakit.config import ExperimentConfig, LaunchConfig, load_config, unstructure
 from prakit.errors import PrakitError
-from prakit.launch import executor, submit, submit_stage, submitting
+from prakit.io import read_json
+from prakit.launch import cluster_error, executor, submit, submit_stage, submitting
 from prakit.run import STAGES, Run
 from prakit.stages import LANE_FILE, LaneJob, StagesJob
 from prakit.sweep.manifest import Sweep
@@ -32,6 +32,11 @@ from prakit.sweep.manifest import Sweep
 ACTIVE = frozenset({"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
                     "REQUEUE_HOLD", "REQUEUE_FED", "STAGE_OUT"})
 
+
+#: A lane job's record (:data:`~prakit.stages.LANE_FILE`), and what to do when it is damaged.
+LANE_SHAPE = {"current": (str, type(None)), "failed": list}
+LANE_FIX = ("the lane job writes it anew as it starts each run, so wait; or stop the lane with "
+            "`prakit sweep cancel SWEEP_DIR` and rerun the sweep, which redoes what is not done")
 
 #: What ``sweep status`` says of a job that ended without running.
 NEVER_STARTED = "it never ran: a stage it waits for failed, or it was cancelled; rerun the sweep to submit it again"
@@ -137,20 +142,39 @@ def submit_sweep(sweep: Sweep, *, stages: Sequence[str] = ("train",), cluster: s
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise PrakitError(f"unknown stage {unknown[0]!r}; choose from {', '.join(STAGES)}")
+    if num is not None and num < 1:
+        raise PrakitError(f"--num must be at least 1, got {num}")
     configs = sweep_configs(sweep)
     launch = shared_launch(configs)
+    for name, cfg in configs.items():
+        check_own_run(Run(sweep.run_dir(name)), cfg)
+    sweep.save()  # before any run directory: a folder with runs but no sweep.json is no sweep's
     for name, cfg in configs.items():
         run = Run(sweep.run_dir(name))
         if not run.exists():
             run.save_config(cfg)
     submission = Submission(sweep, configs, launch, cluster or launch.cluster, tuple(stages), num)
     before = len(sweep.data["jobs"])
-    if submission.cluster == "slurm":
-        submit_to_slurm(submission, shards)
-    else:
-        submit_here(submission)
-    sweep.save()
+    try:
+        if submission.cluster == "slurm":
+            submit_to_slurm(submission, shards)
+        else:
+            submit_here(submission)
+    finally:  # what was submitted before a failure is recorded, and nothing else
+        sweep.save()
     return sweep.data["jobs"][before:]
+
+
+def check_own_run(run: Run, cfg: ExperimentConfig) -> None:
+    """Refuse a run directory that holds a run of another config than the sweep's member ``cfg``:
+    a sweep takes over only runs that compute what it would."""
+    from prakit.training.loop import computation_changes
+
+    changed = computation_changes(run.config_data(), unstructure(cfg)) if run.exists() else []
+    if changed:
+        raise PrakitError(f"{run.path} holds a run of another config than this sweep's (differs in: "
+                          f"{', '.join(changed)}); move it away or choose another --out (or, if the sweep's "
+                          "config files changed since it started, restore them)")
 
 
 @attrs.define
@@ -260,7 +284,7 @@ def lane_state(record: dict[str, Any], run_dir: Path) -> dict[str, str]:
     """The state of a run in a running lane job: ``RUNNING`` if the lane is on it, ``FAILED`` (with
     the job's log) if it failed before, else ``PENDING``: its turn has not come."""
     path = job(record).paths.folder / LANE_FILE
-    lane = json.loads(path.read_text()) if path.is_file() else {"current": None, "failed": []}
+    lane = read_json(path, LANE_FIX, LANE_SHAPE) if path.exists() else {"current": None, "failed": []}
     run = str(run_dir.resolve())  # as the lane's jobs name their runs
     if run in lane["failed"]:
         return {"state": "FAILED", "error": "failed; its lane goes on with the runs after it",
@@ -284,12 +308,17 @@ def jobs_state(records: Sequence[dict[str, Any]]) -> dict[str, str]:
 
 def cancel_sweep(sweep: Sweep) -> list[str]:
     """Cancel every queued or running job of the sweep, later stages first (so that SLURM does not
-    cancel them for their dependency meanwhile); return their ids."""
+    cancel them for their dependency meanwhile), and those whose state SLURM does not say; return
+    their ids."""
     cancelled = []
     for record in reversed(sweep.data["jobs"]):
-        if record["job_id"] not in cancelled and job_state(record) in ACTIVE:
+        if record["job_id"] not in cancelled and job_state(record) in ACTIVE | {"UNKNOWN"}:
             if record["cluster"] == "slurm":
-                job(record).cancel(check=False)
+                scancel = subprocess.run(["scancel", record["job_id"]], capture_output=True, text=True)
+                if scancel.returncode:  # a job that has just ended is no failure: scancel says nothing
+                    done = f"it cancelled {', '.join(cancelled)} before" if cancelled else "it cancelled nothing"
+                    raise cluster_error("scancel", scancel.stderr, f"{done}: check that the cluster answers "
+                                                                   "(`sinfo`), then cancel again")
             else:
                 os.kill(int(record["job_id"]), 15)
             cancelled.append(record["job_id"])

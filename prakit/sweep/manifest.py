@@ -10,10 +10,20 @@ from pathlib import Path
 from typing import Any
 
 from prakit.errors import PrakitError
-from prakit.io import atomic_write_text
+from prakit.io import DamagedFileError, atomic_write_text, check_shape, read_json
+from prakit.run import STAGES
 from prakit.sweep.definition import Definition, describe
 
 MANIFEST = "sweep.json"
+#: What a damaged manifest's message says to do.
+REDO = ("restore it, or delete it and rerun the sweep's command, which keeps what its runs' files show done "
+        "(cancel the sweep's queued or running jobs first: a new sweep.json does not know them)")
+#: ``sweep.json``, and each run entry and job record in it, as the sweep's code reads them.
+SHAPE = {"definition": dict, "settings": dict, "runs": dict, "jobs": list}
+DEFINITION = {"configs": list, "overrides": list, "grid": dict, "seeds": (int, type(None))}
+SETTINGS = {"stages": list, "num": (int, type(None))}
+RUN = {"config": str, "overrides": list}
+JOB = {"run": str, "stage": str, "job_id": str, "folder": str, "cluster": str, "submission": int}
 
 
 class Sweep:
@@ -27,7 +37,7 @@ class Sweep:
         path = Path(folder) / MANIFEST
         if not path.is_file():
             raise PrakitError(f"{folder} is not a sweep (no {MANIFEST}); start one with `prakit sweep CONFIG ...`")
-        return cls(folder, json.loads(path.read_text()))
+        return cls(folder, read_manifest(path))
 
     @classmethod
     def create(cls, folder: str | os.PathLike, definition: Definition, settings: dict[str, Any]) -> Sweep:
@@ -66,5 +76,21 @@ class Sweep:
         records = [j for j in self.data["jobs"] if j["run"] == name and j["stage"] == stage]
         if not records:
             return []
-        last = records[-1].get("submission")
-        return [j for j in records if j.get("submission") == last]
+        last = records[-1]["submission"]
+        return [j for j in records if j["submission"] == last]
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """``sweep.json`` with every part the sweep's code reads present and of its type, else a
+    :class:`~prakit.io.DamagedFileError`."""
+    data = read_json(path, REDO, SHAPE)
+    check_shape(path, data["definition"], DEFINITION, REDO, "definition")
+    check_shape(path, data["settings"], SETTINGS, REDO, "settings")
+    unknown = [stage for stage in data["settings"]["stages"] if stage not in STAGES]
+    if unknown:
+        raise DamagedFileError(path, f"settings.stages names {unknown[0]!r}, not a stage", REDO)
+    for name, run in data["runs"].items():
+        check_shape(path, run, RUN, REDO, f"runs[{name!r}]")
+    for k, record in enumerate(data["jobs"]):
+        check_shape(path, record, JOB, REDO, f"jobs[{k}]")
+    return data
