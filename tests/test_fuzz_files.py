@@ -18,20 +18,26 @@ from prakit.config import load_config
 from prakit.run import EVAL_RECORD, Run
 from prakit.training.loop import train
 
-#: The commands that read each file of a run back (``{run}``, ``{out}``: the run, a fresh output).
+#: The commands that read each file back (``{run}``, ``{sweep}``, ``{out}``: the run, a sweep
+#: of one run, a fresh output), by the file's path in the folder holding both.
 READERS = {
-    "config.toml": [["compare", "{run}"], ["sample", "{run}", "--num", "1", "--out", "{out}"]],
-    "metrics.jsonl": [["compare", "{run}"]],
-    EVAL_RECORD: [["compare", "{run}"]],
-    "checkpoints/ckpt-00000002.pt": [["sample", "{run}", "--num", "1", "--out", "{out}"],
-                                     ["export", "{run}", "--out", "{out}"]],
+    "run/config.toml": [["compare", "{run}"], ["sample", "{run}", "--num", "1", "--out", "{out}"]],
+    "run/metrics.jsonl": [["compare", "{run}"]],
+    f"run/{EVAL_RECORD}": [["compare", "{run}"]],
+    "run/checkpoints/ckpt-00000002.pt": [["sample", "{run}", "--num", "1", "--out", "{out}"],
+                                         ["export", "{run}", "--out", "{out}"]],
+    "sweep/sweep.json": [["sweep", "status", "{sweep}"], ["sweep", "collect", "{sweep}"]],
 }
 
 
 @pytest.fixture(scope="module")
 def pristine(store, tmp_path_factory):
-    """A micro run trained for 2 steps, with an evaluation record as `prakit eval` writes one."""
-    run = tmp_path_factory.mktemp("fuzz") / "run"
+    """A folder holding a micro run trained for 2 steps, with an evaluation record as `prakit eval`
+    writes one, and a sweep of one such run trained in this process."""
+    root = tmp_path_factory.mktemp("fuzz")
+    run = root / "run"
+    assert main(["sweep", str(QUICKSTART), *small_run(store, "train.steps=2"), f"launch.folder={root / 'jobs'}",
+                 "--cluster", "debug", "--out", str(root / "sweep")]) == 0
     train(load_config(QUICKSTART, small_run(store, "train.steps=2", "train.ckpt_every=2")), run, progress=False)
     record = {"prakit": "0", "date": "2026-01-01T00:00:00", "run": str(run),
               "checkpoint": str(run / "checkpoints" / "ckpt-00000002.pt"), "device": "cpu",
@@ -44,7 +50,10 @@ def pristine(store, tmp_path_factory):
               "samples": {"path": str(run / "samples"), "count": 4, "fingerprint": "0"},
               "features": {"featnet": {"fingerprint": "0", "held_out_accuracy": 0.98}}}
     Run(run).eval_record.write_text(json.dumps(record, indent=2))
-    return run
+    member = root / "sweep" / "quickstart"
+    Run(member).eval_record.write_text(json.dumps({**record, "run": str(member), "checkpoint": str(
+        member / "checkpoints" / "ckpt-00000002.pt")}, indent=2))
+    return root
 
 
 def json_damage(data):
@@ -109,21 +118,24 @@ def damaged(content: bytes, name: str, how: str, what) -> bytes:
     return "\n".join(map(json.dumps, values)).encode()
 
 
-def check_reads(run: Path, name: str, content: bytes, out: Path, capsys) -> None:
-    (run / name).write_bytes(content)
+def check_reads(root: Path, name: str, content: bytes, capsys, expect=(0, 2)) -> None:
+    (root / name).write_bytes(content)
+    out = root / "out"
     for command in READERS[name]:
         shutil.rmtree(out, ignore_errors=True)
-        code = main([part.format(run=run, out=out) for part in command])  # a traceback raises here
+        code = main([part.format(run=root / "run", sweep=root / "sweep", out=out) for part in command])
         err = capsys.readouterr().err
         errors = [line for line in err.splitlines() if line.startswith("prakit: error:")]
-        assert code in (0, 2), (command, err)
+        assert code in (expect if isinstance(expect, tuple) else (expect,)), (command, err)
         assert (code == 2) == bool(errors) and len(errors) <= 1, (command, err)
 
 
 def fuzz(pristine, tmp_path_factory, capsys, examples: int) -> None:
-    run = tmp_path_factory.mktemp("damaged") / "run"
-    shutil.copytree(pristine, run)
+    root = tmp_path_factory.mktemp("damaged") / "root"
+    shutil.copytree(pristine, root)
     files = {name: (pristine / name).read_bytes() for name in READERS}
+    for name in READERS:  # undamaged, every reader gives its result
+        check_reads(root, name, files[name], capsys, expect=0)
 
     @settings(max_examples=examples, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -132,9 +144,9 @@ def fuzz(pristine, tmp_path_factory, capsys, examples: int) -> None:
     def reads(case):
         name, how, what = case
         try:
-            check_reads(run, name, damaged(files[name], name, how, what), run.parent / "out", capsys)
+            check_reads(root, name, damaged(files[name], name, how, what), capsys)  # a traceback raises here
         finally:
-            (run / name).write_bytes(files[name])
+            (root / name).write_bytes(files[name])
 
     reads()
 
