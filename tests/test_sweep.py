@@ -116,6 +116,8 @@ def damaged(manifest: dict, damage: str) -> bytes:
         manifest["jobs"][0] = "4242"
     elif key == "<stage>":
         target["stages"] = ["train", "evaluate"]
+    elif key == "<empty>":
+        target.clear()
     else:
         del target[key]
     return json.dumps(manifest).encode()
@@ -134,6 +136,7 @@ def damaged(manifest: dict, damage: str) -> bytes:
     ("runs/steps=1.config", "runs['steps=1'].config is missing"),
     ("jobs/0.job_id", "jobs[0].job_id is missing"),
     ("jobs/0.<string>", "jobs[0] is a string where an object belongs"),
+    ("runs.<empty>", "runs is empty"),
 ])
 def test_a_damaged_manifest_is_one_line_naming_it_the_damage_and_the_fix(tmp_path, damage, problem):
     sweep = Sweep.create(tmp_path, Definition((QUICKSTART,), grid=(parse_grid("train.steps=1,2"),)),
@@ -146,12 +149,12 @@ def test_a_damaged_manifest_is_one_line_naming_it_the_damage_and_the_fix(tmp_pat
 
 
 def test_every_sweep_command_reports_a_damaged_manifest_in_one_line(tmp_path, capsys):
-    (tmp_path / "sweep.json").write_text('{"definition": {}}')
+    (tmp_path / "sweep.json").write_text('{"definition": {"configs": []}}')
     for command in (["status", str(tmp_path)], ["collect", str(tmp_path)], ["cancel", str(tmp_path)],
                     [QUICKSTART, "--out", str(tmp_path)]):
         assert main(["sweep", *command]) == 2
         said = capsys.readouterr().err
-        assert said == f"prakit: error: {tmp_path / 'sweep.json'} is damaged: settings is missing; {REDO}\n"
+        assert said == f"prakit: error: {tmp_path / 'sweep.json'} is damaged: definition.overrides is missing; {REDO}\n"
 
 
 def test_a_damaged_lane_record_is_named_with_its_fix(tmp_path):
