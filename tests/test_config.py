@@ -242,6 +242,39 @@ def test_circular_extends_is_a_config_error(tmp_path):
         load_config(tmp_path / "a.toml")
 
 
+def test_an_extends_holding_a_nul_byte_is_a_config_error(tmp_path):
+    (tmp_path / "child.toml").write_text('extends = "base\\u0000.toml"\n')
+    with pytest.raises(ConfigError, match=r"child\.toml:\n  extends: expected a file name, got 'base\\x00\.toml'"):
+        load_config(tmp_path / "child.toml")
+
+
+def test_a_symlink_loop_is_a_config_error_directly_or_by_extends(tmp_path):
+    (tmp_path / "a.toml").symlink_to(tmp_path / "b.toml")
+    (tmp_path / "b.toml").symlink_to(tmp_path / "a.toml")
+    (tmp_path / "child.toml").write_text('extends = "a.toml"\n')
+    for path in (tmp_path / "a.toml", tmp_path / "child.toml"):
+        with pytest.raises(ConfigError, match=r"a\.toml:\n  <root>: cannot read the file: a symlink loop at "):
+            load_config(path)
+
+
+@pytest.mark.parametrize("command", [["config", "validate"], ["sweep", "--out", "sweep"]], ids=" ".join)
+def test_the_cli_reports_a_symlink_loop_in_one_error(tmp_path, command):
+    (tmp_path / "a.toml").symlink_to(tmp_path / "a.toml")
+    out = subprocess.run([sys.executable, "-m", "prakit", *command, "a.toml"], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr == (f"prakit: error: invalid config {tmp_path / 'a.toml'}:\n  <root>: cannot read the file: "
+                          f"a symlink loop at {tmp_path / 'a.toml'}; point the link at a real file or folder\n")
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path, suffix):
+    text = f'extends = "{QUICKSTART}"\n' if suffix == ".toml" else json.dumps({"extends": str(QUICKSTART)})
+    (tmp_path / f"bom{suffix}").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_config(tmp_path / f"bom{suffix}") == load_config(QUICKSTART)
+
+
 @pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage\x80", "[train]\nname = 'café'\n".encode("latin-1")],
                          ids=["binary", "latin-1"])
 def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path, content):
