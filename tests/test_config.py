@@ -121,6 +121,13 @@ def test_a_typo_or_a_type_error_does_not_hide_the_other_problems_of_its_table():
     assert "did you mean 'width'? known: depth, heads" in found["model.backbone.widht"]
 
 
+@pytest.mark.parametrize("width", [0, -8])
+def test_a_width_below_one_is_reported_as_itself(width):
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(QUICKSTART, [f"model.backbone.width={width}"])
+    assert problems(excinfo) == {"model.backbone.width": f"must be > 0: {width}"}
+
+
 def test_missing_sections_and_names_are_reported():
     with pytest.raises(ConfigError) as excinfo:
         from_data({"model": {"backbone": {"width": 3}}})
