@@ -4,6 +4,7 @@ cut short; and the one way it reads its own JSON files back, checked."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -33,8 +34,9 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", check: Callable[[Path]
         if check is not None:
             check(Path(tmp))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        _name_target(exc, Path(tmp), path)
         raise
     fsync_directory(path.parent)
 
@@ -70,12 +72,26 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
             if aside:
                 os.replace(aside, path)
             raise
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _name_target(exc, tmp, path)
         raise
     fsync_directory(path.parent)
     if aside:
         shutil.rmtree(aside)
+
+
+def _name_target(exc: BaseException, tmp: Path, path: Path) -> None:
+    """Make an OSError name ``path`` where it names the temporary ``tmp`` it is written through (or a
+    file in it), or names no file at all because a write found no space: the user knows ``path``."""
+    if not isinstance(exc, OSError):
+        return
+    for attribute in ("filename", "filename2"):
+        name = getattr(exc, attribute)
+        if isinstance(name, (str, os.PathLike)) and Path(name).is_relative_to(tmp):
+            setattr(exc, attribute, str(path / Path(name).relative_to(tmp)))
+    if exc.filename is None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        exc.filename = str(path)
 
 
 def fsync_directory(directory: Path) -> None:

@@ -1,12 +1,16 @@
 """The ``prakit`` command line, run as a real subprocess."""
 
 import argparse
+import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from helpers import write_store
 
 from prakit.cli import build_parser
 
@@ -245,6 +249,37 @@ def test_an_impossible_run_directory_is_a_one_line_error(where, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (error,) = [line for line in result.stderr.splitlines() if "error" in line]
     assert str(run_dir) in error and "choose a" in error
+
+
+@pytest.mark.parametrize("number, problem", [
+    (errno.ENOSPC, "no space left on the device at /x/out.npz; free some space and run again"),
+    (errno.ELOOP, "a symlink loop at /x/out.npz; point the link at a real file or folder"),
+    (errno.EEXIST, "something already exists at /x/out.npz; move it away or choose another path"),
+    (errno.EACCES, "Permission denied: /x/out.npz; choose a path that exists or can be created, "
+                   "and that this user may write"),
+])
+def test_each_os_error_is_told_with_its_own_fix(number, problem, capsys, monkeypatch):
+    from prakit.cli import main, plugins
+
+    def fail(args):
+        raise OSError(number, os.strerror(number), "/x/out.npz")
+
+    monkeypatch.setattr(plugins, "run_list", fail)
+    assert main(["plugins", "list"]) == 2
+    assert capsys.readouterr().err == f"prakit: error: {problem}\n"
+
+
+@pytest.mark.parametrize("out, problem", [
+    ("folder.npz", "a folder is at {out} where a file belongs; move it away or choose another path"),
+    ("loop/s.npz", "something already exists at {loop}; move it away or choose another path"),
+])
+def test_an_output_the_file_system_refuses_is_named_with_its_fix(tmp_path, out, problem):
+    write_store(tmp_path / "s.zarr", np.zeros((4, 8, 8, 3), np.uint8), np.zeros(4, np.int64))
+    (tmp_path / "folder.npz").mkdir()
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    result = prakit("data", "export", str(tmp_path / "s.zarr"), str(tmp_path / out))
+    expected = problem.format(out=tmp_path / out, loop=tmp_path / "loop")
+    assert (result.returncode, result.stderr) == (2, f"prakit: error: {expected}\n")
 
 
 @pytest.fixture(scope="module")
