@@ -76,6 +76,28 @@ def test_an_unknown_kind_is_a_clean_error():
     )
 
 
+@pytest.mark.parametrize("pattern, said", [
+    ("[", "prakit: error: pattern '[' is not a valid glob: a '[' opens a set that no ']' closes; "
+          "write [[] for a literal '['\n"),
+    ("ml[p", "prakit: error: pattern 'ml[p' is not a valid glob: a '[' opens a set that no ']' closes; "
+             "write [[] for a literal '['\n"),
+    ("zz*", "no components match --pattern 'zz*' for kind 'decoder'\n"),
+])
+def test_plugins_list_says_when_a_pattern_is_invalid_or_matches_nothing(pattern, said, capsys):
+    from prakit.cli import main
+
+    code = main(["plugins", "list", "--kind", "decoder", "--pattern", pattern])
+    out, err = capsys.readouterr()
+    assert (code, out + err) == (0 if pattern == "zz*" else 2, said)
+
+
+def test_plugins_list_takes_a_set_in_its_pattern(capsys):
+    from prakit.cli import main
+
+    assert main(["plugins", "list", "--kind", "decoder", "--pattern", "[m]l[]p]", "--json"]) == 0
+    assert [row["name"] for row in json.loads(capsys.readouterr().out)] == ["mlp"]
+
+
 def test_building_the_command_line_does_not_import_torch():
     check = "import sys; from prakit.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
