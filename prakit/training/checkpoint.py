@@ -18,7 +18,7 @@ import re
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
@@ -100,6 +100,27 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted((p for p in directory.iterdir() if NAME.fullmatch(p.name)), key=_order)
+
+
+def last_finite_checkpoint(newest: Path, parameters: Iterable[str]) -> Path | None:
+    """The newest checkpoint up to ``newest`` whose model ``parameters`` (their names) are all finite,
+    each read back to check (mapped, not loaded), or None. Buffers may hold NaN by design."""
+    for path in reversed(list_checkpoints(newest.parent)):
+        if _order(path) > _order(newest):
+            continue
+        try:
+            weights = load_checkpoint(path, mmap=True)["model"]
+            if finite({name: weights[name] for name in parameters if name in weights}):
+                return path
+        except CheckpointError:
+            continue
+    return None
+
+
+def finite(weights: dict[str, Any]) -> bool:
+    """Whether every floating-point tensor of ``weights`` (a name -> tensor mapping) is finite."""
+    return all(torch.isfinite(value).all() for value in weights.values()
+               if isinstance(value, torch.Tensor) and value.is_floating_point())
 
 
 def is_milestone(path: Path) -> bool:
