@@ -1,6 +1,7 @@
 """Exceptions prakit raises for bad input: each names the problem and the fix."""
 
 import difflib
+import errno
 from typing import Iterable
 
 
@@ -40,3 +41,23 @@ class ConfigError(PrakitError):
         head = f"invalid config {source}" if source else "invalid config"
         lines = [f"  {path or '<root>'}: {message}" for path, message in problems]
         super().__init__("\n".join([head + ":", *lines]))
+
+
+#: The problem and its fix for the errors whose fix is not "choose another path": ``{at}`` is `` at PATH``.
+_OS_PROBLEMS = {
+    errno.ENOSPC: "no space left on the device{at}; free some space and run again",
+    errno.EDQUOT: "the disk quota is used up{at}; free some space or raise the quota and run again",
+    errno.ELOOP: "a symlink loop{at}; point the link at a real file or folder",
+    errno.EEXIST: "something already exists{at}; move it away or choose another path",
+    errno.EISDIR: "a folder is{at} where a file belongs; move it away or choose another path",
+}
+
+
+def os_problem(exc: OSError, fix: str | None = None) -> str:
+    """``exc`` in one line: its problem, its path and the fix its errno calls for; for the other
+    errors (no such file, permission denied, ...) the system's words, the path and ``fix``."""
+    at = f" at {exc.filename}" if exc.filename else ""
+    if exc.errno in _OS_PROBLEMS:
+        return _OS_PROBLEMS[exc.errno].format(at=at)
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}" + (f"; {fix}" if fix else "")

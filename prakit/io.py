@@ -75,8 +75,9 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", check: Callable[[Path]
             if check is not None:
                 check(Path(tmp))
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
+            _name_target(exc, Path(tmp), path)
             raise
         fsync_directory(path.parent)
 
@@ -90,34 +91,49 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     """A folder that appears at ``path`` whole or not at all: filled in a temporary folder
     ``.NAME.*.tmp`` beside it, its files fsynced, then renamed to ``path``; removed if anything
-    fails. What was at ``path`` is set aside under such a name first and deleted after the rename.
-    Leftovers of a killed earlier try are deleted first."""
+    fails, a full file system a :class:`DiskFullError` naming ``path``. What was at ``path`` is set
+    aside under such a name first and deleted after the rename. Leftovers of a killed earlier try
+    are deleted first."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-        for file in tmp.iterdir():
-            with open(file, "rb") as f:
-                os.fsync(f.fileno())
-        fsync_directory(tmp)
-        aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")) if path.exists() else None
-        if aside:
-            os.replace(path, aside)
+    with said_when_full(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
         try:
-            os.replace(tmp, path)
-        except BaseException:
-            if aside:
-                os.replace(aside, path)
+            yield tmp
+            for file in tmp.iterdir():
+                with open(file, "rb") as f:
+                    os.fsync(f.fileno())
+            fsync_directory(tmp)
+            aside = None
+            if path.exists():
+                aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+                os.replace(path, aside)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                if aside:
+                    os.replace(aside, path)
+                raise
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            _name_target(exc, tmp, path)
             raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    fsync_directory(path.parent)
-    if aside:
-        shutil.rmtree(aside)
+        fsync_directory(path.parent)
+        if aside:
+            shutil.rmtree(aside)
+
+
+def _name_target(exc: BaseException, tmp: Path, path: Path) -> None:
+    """Make an OSError name ``path`` where it names the temporary ``tmp`` it is written through (or a
+    file in it): the user knows ``path``."""
+    if not isinstance(exc, OSError):
+        return
+    for attribute in ("filename", "filename2"):
+        name = getattr(exc, attribute)
+        if isinstance(name, (str, os.PathLike)) and Path(name).is_relative_to(tmp):
+            setattr(exc, attribute, str(path / Path(name).relative_to(tmp)))
 
 
 def fsync_directory(directory: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import re
 from typing import Any, Callable, Iterator
 
 import attrs
@@ -23,6 +24,10 @@ import pluggy
 from prakit import plugins
 from prakit.errors import DuplicateComponentError, PluginError, PrakitError, UnknownNameError
 from prakit.kinds import KINDS, ComponentConfig, Kind
+
+#: A glob whose every ``[`` opens a set that a ``]`` closes, read as fnmatch reads it (``[]]`` and
+#: ``[!]]`` hold a ``]``).
+_GLOB = re.compile(r"(?:[^[]|\[!?+\]?+[^\]]*\])*")
 
 #: The registries and the loaded plugins (the manager, then its (name, plugin) pairs) they were built from.
 _built: tuple[tuple, dict[str, Registry]] | None = None
@@ -63,6 +68,9 @@ class Registry:
 
     def names(self, pattern: str = "*") -> list[str]:
         """Sorted names matching a glob ``pattern``."""
+        if not _GLOB.fullmatch(pattern):  # fnmatch would look for the '[' itself and match nothing
+            raise PrakitError(f"pattern {pattern!r} is not a valid glob: a '[' opens a set that no ']' closes; "
+                              "write [[] for a literal '['")
         return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
 
     def entries(self, pattern: str = "*") -> list[Entry]:

@@ -1,12 +1,16 @@
 """The ``prakit`` command line, run as a real subprocess."""
 
 import argparse
+import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from helpers import write_store
 
 from prakit.cli import build_parser
 
@@ -70,6 +74,28 @@ def test_an_unknown_kind_is_a_clean_error():
         "prakit: error: unknown component kind 'decodr'; did you mean 'decoder'? "
         "known: backbone, dataset, decoder, evaluator, features, generator, rollout, tracker"
     )
+
+
+@pytest.mark.parametrize("pattern, said", [
+    ("[", "prakit: error: pattern '[' is not a valid glob: a '[' opens a set that no ']' closes; "
+          "write [[] for a literal '['\n"),
+    ("ml[p", "prakit: error: pattern 'ml[p' is not a valid glob: a '[' opens a set that no ']' closes; "
+             "write [[] for a literal '['\n"),
+    ("zz*", "no components match --pattern 'zz*' for kind 'decoder'\n"),
+])
+def test_plugins_list_says_when_a_pattern_is_invalid_or_matches_nothing(pattern, said, capsys):
+    from prakit.cli import main
+
+    code = main(["plugins", "list", "--kind", "decoder", "--pattern", pattern])
+    out, err = capsys.readouterr()
+    assert (code, out + err) == (0 if pattern == "zz*" else 2, said)
+
+
+def test_plugins_list_takes_a_set_in_its_pattern(capsys):
+    from prakit.cli import main
+
+    assert main(["plugins", "list", "--kind", "decoder", "--pattern", "[m]l[]p]", "--json"]) == 0
+    assert [row["name"] for row in json.loads(capsys.readouterr().out)] == ["mlp"]
 
 
 def test_building_the_command_line_does_not_import_torch():
@@ -245,6 +271,37 @@ def test_an_impossible_run_directory_is_a_one_line_error(where, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (error,) = [line for line in result.stderr.splitlines() if "error" in line]
     assert str(run_dir) in error and "choose a" in error
+
+
+@pytest.mark.parametrize("number, problem", [
+    (errno.ENOSPC, "no space left on the device at /x/out.npz; free some space and run again"),
+    (errno.ELOOP, "a symlink loop at /x/out.npz; point the link at a real file or folder"),
+    (errno.EEXIST, "something already exists at /x/out.npz; move it away or choose another path"),
+    (errno.EACCES, "Permission denied: /x/out.npz; choose a path that exists or can be created, "
+                   "and that this user may write"),
+])
+def test_each_os_error_is_told_with_its_own_fix(number, problem, capsys, monkeypatch):
+    from prakit.cli import main, plugins
+
+    def fail(args):
+        raise OSError(number, os.strerror(number), "/x/out.npz")
+
+    monkeypatch.setattr(plugins, "run_list", fail)
+    assert main(["plugins", "list"]) == 2
+    assert capsys.readouterr().err == f"prakit: error: {problem}\n"
+
+
+@pytest.mark.parametrize("out, problem", [
+    ("folder.npz", "cannot write {out}: it is a folder, and a file goes there; name a file, such as {out}/samples.npz"),
+    ("loop/s.npz", "something already exists at {loop}; move it away or choose another path"),
+])
+def test_an_output_the_file_system_refuses_is_named_with_its_fix(tmp_path, out, problem):
+    write_store(tmp_path / "s.zarr", np.zeros((4, 8, 8, 3), np.uint8), np.zeros(4, np.int64))
+    (tmp_path / "folder.npz").mkdir()
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    result = prakit("data", "export", str(tmp_path / "s.zarr"), str(tmp_path / out))
+    expected = problem.format(out=tmp_path / out, loop=tmp_path / "loop")
+    assert (result.returncode, result.stderr) == (2, f"prakit: error: {expected}\n")
 
 
 @pytest.fixture(scope="module")

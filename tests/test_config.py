@@ -121,6 +121,13 @@ def test_a_typo_or_a_type_error_does_not_hide_the_other_problems_of_its_table():
     assert "did you mean 'width'? known: depth, heads" in found["model.backbone.widht"]
 
 
+@pytest.mark.parametrize("width", [0, -8])
+def test_a_width_below_one_is_reported_as_itself(width):
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(QUICKSTART, [f"model.backbone.width={width}"])
+    assert problems(excinfo) == {"model.backbone.width": f"must be > 0: {width}"}
+
+
 def test_missing_sections_and_names_are_reported():
     with pytest.raises(ConfigError) as excinfo:
         from_data({"model": {"backbone": {"width": 3}}})
@@ -240,6 +247,39 @@ def test_circular_extends_is_a_config_error(tmp_path):
     (tmp_path / "b.toml").write_text('extends = "a.toml"\n')
     with pytest.raises(ConfigError, match="circular"):
         load_config(tmp_path / "a.toml")
+
+
+def test_an_extends_holding_a_nul_byte_is_a_config_error(tmp_path):
+    (tmp_path / "child.toml").write_text('extends = "base\\u0000.toml"\n')
+    with pytest.raises(ConfigError, match=r"child\.toml:\n  extends: expected a file name, got 'base\\x00\.toml'"):
+        load_config(tmp_path / "child.toml")
+
+
+def test_a_symlink_loop_is_a_config_error_directly_or_by_extends(tmp_path):
+    (tmp_path / "a.toml").symlink_to(tmp_path / "b.toml")
+    (tmp_path / "b.toml").symlink_to(tmp_path / "a.toml")
+    (tmp_path / "child.toml").write_text('extends = "a.toml"\n')
+    for path in (tmp_path / "a.toml", tmp_path / "child.toml"):
+        with pytest.raises(ConfigError, match=r"a\.toml:\n  <root>: cannot read the file: a symlink loop at "):
+            load_config(path)
+
+
+@pytest.mark.parametrize("command", [["config", "validate"], ["sweep", "--out", "sweep"]], ids=" ".join)
+def test_the_cli_reports_a_symlink_loop_in_one_error(tmp_path, command):
+    (tmp_path / "a.toml").symlink_to(tmp_path / "a.toml")
+    out = subprocess.run([sys.executable, "-m", "prakit", *command, "a.toml"], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr == (f"prakit: error: invalid config {tmp_path / 'a.toml'}:\n  <root>: cannot read the file: "
+                          f"a symlink loop at {tmp_path / 'a.toml'}; point the link at a real file or folder\n")
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path, suffix):
+    text = f'extends = "{QUICKSTART}"\n' if suffix == ".toml" else json.dumps({"extends": str(QUICKSTART)})
+    (tmp_path / f"bom{suffix}").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_config(tmp_path / f"bom{suffix}") == load_config(QUICKSTART)
 
 
 @pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage\x80", "[train]\nname = 'café'\n".encode("latin-1")],

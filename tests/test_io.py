@@ -1,8 +1,10 @@
 """prakit's own JSON files read back checked: each damage is one line naming the file and the fix."""
 
+import errno
+
 import pytest
 
-from prakit.io import DamagedFileError, read_json
+from prakit.io import DamagedFileError, DiskFullError, atomic_file, atomic_folder, read_json
 
 FIX = "delete it to redo the stage"
 
@@ -35,3 +37,30 @@ def test_a_folder_where_the_file_belongs(tmp_path):
     (tmp_path / "record.json").mkdir()
     with pytest.raises(DamagedFileError, match="a folder where a file belongs"):
         read_json(tmp_path / "record.json", FIX)
+
+
+def test_an_error_on_a_temporary_file_names_the_target(tmp_path):
+    target = tmp_path / "out.npz"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError) as caught:
+        with atomic_file(target, "wb") as f:
+            f.write(b"x")
+    assert caught.value.filename == str(target) and ".tmp" not in str(caught.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]
+
+
+@pytest.mark.parametrize("atomic", [atomic_file, atomic_folder])
+@pytest.mark.parametrize("raised", [OSError(errno.ENOSPC, "No space left on device"),  # as a write says it
+                                    OSError(errno.EDQUOT, "Disk quota exceeded")])
+def test_a_write_that_finds_no_space_names_the_target(tmp_path, atomic, raised):
+    with pytest.raises(DiskFullError, match=f"^no space left on the device to write {tmp_path / 'out'}: free some"):
+        with atomic(tmp_path / "out"):
+            raise raised
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_in_a_temporary_folder_names_the_file_in_the_target(tmp_path):
+    with pytest.raises(FileNotFoundError) as caught:
+        with atomic_folder(tmp_path / "export") as folder:
+            (folder / "missing" / "weights").read_bytes()
+    assert caught.value.filename == str(tmp_path / "export" / "missing" / "weights")

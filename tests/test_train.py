@@ -181,6 +181,29 @@ def test_a_non_finite_loss_stops_with_the_step_and_the_component(store, tmp_path
     assert "ckpt-00000004.pt" in message and Path(message.rsplit(" ", 1)[-1]).exists()
 
 
+def test_a_checkpoint_of_non_finite_weights_is_not_called_the_last_good_one(store, tmp_path):
+    import torch
+
+    from prakit.training.checkpoint import load_checkpoint
+
+    cfg = load_config(QUICKSTART, small_run(store, "train.steps=4", "train.ckpt_every=2"))
+    train(cfg, tmp_path / "run", progress=False)
+    longer = load_config(QUICKSTART, small_run(store, "train.steps=6", "train.ckpt_every=2"))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    for step in (4, 2):  # first the newest only, then both
+        state = load_checkpoint(checkpoints / f"ckpt-{step:08d}.pt")
+        state["model"] = {key: value * float("nan") if value.is_floating_point() else value
+                          for key, value in state["model"].items()}
+        torch.save(state, checkpoints / f"ckpt-{step:08d}.pt")
+        with pytest.raises(NonFiniteLossError) as excinfo:
+            train(longer, tmp_path / "run", progress=False)
+        saved = str(excinfo.value).split("; ", 1)[1]
+        assert saved == (f"the last good checkpoint is {checkpoints / 'ckpt-00000002.pt'}, the newer ones hold "
+                         "non-finite weights: delete them to resume from it" if step == 4 else
+                         f"every checkpoint holds non-finite weights, up to {checkpoints / 'ckpt-00000004.pt'}: "
+                         "train again with --no-resume")
+
+
 def test_a_run_directory_of_another_config_is_refused_unless_forced(store, tmp_path):
     cfg = load_config(QUICKSTART, small_run(store, "train.steps=1"))
     train(cfg, tmp_path / "run", progress=False)
@@ -211,7 +234,8 @@ def test_a_mismatched_checkpoint_is_a_clear_error_and_is_kept(store, tmp_path):
     state = load_checkpoint(first.checkpoint)
     state["config"] = json.dumps(unstructure(wider))
     torch.save(state, tmp_path / "edited.pt")
-    with pytest.raises(CheckpointError, match=r"edited.pt does not fit the model its config builds \(Error"):
+    with pytest.raises(CheckpointError, match=r"edited.pt does not fit the model its config builds \(of another shape: "
+                                              r"\S+ \d+(x\d+)* \(the model's \d+(x\d+)*\)"):
         load_model(tmp_path / "edited.pt", "none", torch.device("cpu"))
 
 

@@ -310,6 +310,22 @@ def test_files_that_are_not_checkpoints_raise_checkpoint_error(tmp_path):
     assert latest_checkpoint(tmp_path) is None
 
 
+def test_weights_that_do_not_fit_name_the_keys_and_shapes_that_differ():
+    from prakit.training.checkpoint import load_weights
+
+    model = nn.Sequential(*(nn.Linear(2, 2) for _ in range(3)))
+    weights = {**model.state_dict(), "0.weight": torch.zeros(3, 2), "9.weight": torch.zeros(1)}
+    del weights["1.bias"]
+    with pytest.raises(CheckpointError) as caught:
+        load_weights(model, weights, "c.pt")
+    assert str(caught.value) == (
+        "checkpoint c.pt does not fit the model its config builds (missing: 1.bias; unexpected: 9.weight; "
+        "of another shape: 0.weight 3x2 (the model's 2x2)); it was written by another version of the model's "
+        "plugins, or edited")
+    with pytest.raises(CheckpointError, match=r"\(missing: 0.weight, 0.bias, 1.weight and 3 more\); "):
+        load_weights(model, {}, "c.pt")
+
+
 def test_leftover_temp_files_are_ignored_and_cleaned_by_the_next_save(tmp_path):
     save_checkpoint(tmp_path, 1, minimal_state(1), keep_last=2)
     leftover = tmp_path / ".ckpt-00000002.pt.0123abcd.tmp"

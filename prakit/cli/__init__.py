@@ -9,7 +9,7 @@ import warnings
 from prakit import __version__
 from prakit.cli import compare, config, data, evaluate, export, model, plugins, reference, sample, submit, sweep, train
 from prakit.cli.paths import FILE_ARGUMENTS, OUTPUT_ARGUMENTS, check_output
-from prakit.errors import PrakitError
+from prakit.errors import PrakitError, os_problem
 
 COMMAND_GROUPS = (train, sample, export, evaluate, reference, compare, submit, sweep, plugins, config, model, data)
 #: The positional arguments that collect KEY=VALUE overrides (``submit``'s mixes them with configs).
@@ -40,9 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prakit: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a path that cannot be read or written: the user's to fix, not a bug
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"prakit: error: {exc.strerror or exc}{where}; choose a path that exists or can be created, "
-              "and that this user may write", file=sys.stderr)
+        fix = "choose a path that exists or can be created, and that this user may write"
+        print(f"prakit: error: {os_problem(exc, fix)}", file=sys.stderr)
         return 2
 
 

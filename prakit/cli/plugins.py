@@ -31,7 +31,8 @@ def run_list(args: argparse.Namespace) -> int:
     elif rows:
         print(format_table(rows, ("kind", "name", "plugin", "module", "description")))
     else:
-        print("no components registered" + (f" for kind {args.kind!r}" if args.kind else ""))
+        matching = f" match --pattern {args.pattern!r}" if args.pattern != "*" else " registered"
+        print(f"no components{matching}" + (f" for kind {args.kind!r}" if args.kind else ""))
     return 0
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from prakit.choices import CLUSTERS
@@ -78,7 +79,7 @@ def start(args: argparse.Namespace) -> int:
     if args.shards < 1:
         raise PrakitError(f"--shards must be at least 1, got {args.shards}")
     then = [stage.strip() for stage in args.then.split(",") if stage.strip()]
-    definition = Definition(tuple(str(Path(f).resolve()) for f in files), tuple(overrides),
+    definition = Definition(tuple(os.path.realpath(f) for f in files), tuple(overrides),
                             tuple(parse_grid(g) for g in args.axes), args.seeds)
     out = Path(args.out or f"runs/sweep-{Path(files[0]).stem}")
     settings = {"stages": ["train", *then], "num": args.num, "shards": args.shards}

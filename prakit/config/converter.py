@@ -178,6 +178,8 @@ def _unreported_problems(exc: Exception, value: dict, fields, conv: cattrs.Conve
             f.validator(None, f, item)
         except (TypeError, ValueError) as problem:
             found.append(problem)
+        except AttributeError:  # a check against other fields (``self.width``) needs the instance: not here
+            pass
     return found
 
 

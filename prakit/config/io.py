@@ -15,7 +15,7 @@ import tomli_w
 
 from prakit.config.converter import structure, unstructure
 from prakit.config.schema import ExperimentConfig, ModelConfig, free_fields
-from prakit.errors import ConfigError, PrakitError, UnknownNameError
+from prakit.errors import ConfigError, PrakitError, UnknownNameError, os_problem
 from prakit.io import atomic_write_text
 from prakit.presets import model_presets
 
@@ -79,7 +79,7 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
     ``extends = "base.toml"`` (relative to the file) starts from another file's data and merges
     this one over it; a component whose ``name`` changes is replaced, not merged.
     """
-    chain = _extends_chain(Path(path).resolve())
+    chain = _extends_chain(Path(os.path.realpath(path)))  # a symlink loop is reported on reading
     try:
         return upgraded(functools.reduce(merge, reversed(chain.values())))
     except RecursionError:
@@ -94,9 +94,9 @@ def _extends_chain(path: Path) -> dict[Path, dict[str, Any]]:
         base = data.pop("extends", None)
         if base is None:
             return chain
-        if not isinstance(base, str):
+        if not isinstance(base, str) or "\0" in base:
             raise ConfigError([("extends", f"expected a file name, got {base!r}")], str(path))
-        path = (path.parent / base).resolve()
+        path = Path(os.path.realpath(path.parent / base))
     raise ConfigError([("extends", f"circular: {' -> '.join(map(str, (*chain, path)))}")], str(path))
 
 
@@ -123,9 +123,9 @@ def _parse(path: Path) -> dict[str, Any]:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8").removeprefix("\ufeff")  # a byte order mark, as editors may write
     except OSError as exc:
-        raise ConfigError([("", f"cannot read the file: {exc.strerror or exc}")], str(path)) from None
+        raise ConfigError([("", f"cannot read the file: {os_problem(exc)}")], str(path)) from None
     except UnicodeDecodeError as exc:
         problem = f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
         raise ConfigError([("", problem)], str(path)) from None

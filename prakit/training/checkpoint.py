@@ -19,7 +19,7 @@ import re
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
@@ -110,6 +110,27 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     return sorted((p for p in directory.iterdir() if NAME.fullmatch(p.name)), key=_order)
 
 
+def last_finite_checkpoint(newest: Path, parameters: Iterable[str]) -> Path | None:
+    """The newest checkpoint up to ``newest`` whose model ``parameters`` (their names) are all finite,
+    each read back to check (mapped, not loaded), or None. Buffers may hold NaN by design."""
+    for path in reversed(list_checkpoints(newest.parent)):
+        if _order(path) > _order(newest):
+            continue
+        try:
+            weights = load_checkpoint(path, mmap=True)["model"]
+            if finite({name: weights[name] for name in parameters if name in weights}):
+                return path
+        except CheckpointError:
+            continue
+    return None
+
+
+def finite(weights: dict[str, Any]) -> bool:
+    """Whether every floating-point tensor of ``weights`` (a name -> tensor mapping) is finite."""
+    return all(torch.isfinite(value).all() for value in weights.values()
+               if isinstance(value, torch.Tensor) and value.is_floating_point())
+
+
 def is_milestone(path: Path) -> bool:
     """Whether ``path`` names a milestone checkpoint, which rotation keeps."""
     return path.name.endswith(".milestone.pt")
@@ -190,10 +211,35 @@ def load_weights(module: torch.nn.Module, weights: dict[str, Any], source: str |
     try:
         module.load_state_dict(weights)
     except RuntimeError as exc:
+        misfit = _misfit(module, weights) or first_line(exc)
         raise CheckpointError(
-            f"checkpoint {source} does not fit the model its config builds ({first_line(exc)}); "
+            f"checkpoint {source} does not fit the model its config builds ({misfit}); "
             "it was written by another version of the model's plugins, or edited"
         ) from None
+
+
+def _misfit(module: torch.nn.Module, weights: dict[str, Any]) -> str:
+    """The keys of ``weights`` that ``module`` lacks, those it has and they lack, and those of another
+    shape, each list cut after a few with a count: ``missing: a, b, c and 2 more; unexpected: ...``."""
+    own = module.state_dict()
+    shapes = {key: (_shape(weights[key]), _shape(value)) for key, value in own.items() if key in weights}
+    misfits = {
+        "missing": [key for key in own if key not in weights],
+        "unexpected": [key for key in weights if key not in own],
+        "of another shape": [f"{key} {theirs} (the model's {ours})" for key, (theirs, ours) in shapes.items()
+                             if theirs != ours],
+    }
+    return "; ".join(f"{what}: {_few(keys)}" for what, keys in misfits.items() if keys)
+
+
+def _shape(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    return "a scalar" if shape == () else "x".join(map(str, shape)) if shape is not None else type(value).__name__
+
+
+def _few(items: list[str], shown: int = 3) -> str:
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 def _prune(directory: Path, keep_last: int, new: Path) -> None:

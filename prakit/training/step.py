@@ -15,6 +15,7 @@ from prakit.config import ExperimentConfig
 from prakit.data.loader import to_model_input
 from prakit.errors import PrakitError
 from prakit.model import ARModel
+from prakit.training.checkpoint import finite, last_finite_checkpoint
 from prakit.training.distributed import Distributed
 from prakit.training.ema import EMA, ema_name
 from prakit.training.schedule import learning_rate
@@ -107,9 +108,19 @@ class TrainingStep:
         else:
             where = "every component's output was finite on a recomputation"
         rank = f" on rank {env.rank} of {env.world_size}" if env.world_size > 1 else ""
+        return NonFiniteLossError(f"non-finite loss at step {step}{rank}: {where}; {self.last_good()}")
+
+    def last_good(self) -> str:
+        """Which checkpoint holds the last finite weights; read back only when the model's are not finite."""
         last = self.last_checkpoint
-        saved = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-        return NonFiniteLossError(f"non-finite loss at step {step}{rank}: {where}; {saved}")
+        if last is None:
+            return "no checkpoint was written yet"
+        parameters = dict(self.model.named_parameters())
+        good = last if finite(parameters) else last_finite_checkpoint(last, parameters)
+        if good is None:
+            return f"every checkpoint holds non-finite weights, up to {last}: train again with --no-resume"
+        newer = "" if good == last else ", the newer ones hold non-finite weights: delete them to resume from it"
+        return f"the last good checkpoint is {good}{newer}"
 
 
 def make_optimizer(model: torch.nn.Module, cfg: ExperimentConfig) -> torch.optim.AdamW:
