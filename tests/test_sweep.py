@@ -1,6 +1,7 @@
 """``prakit sweep``: grids, run names, the manifest, and reruns that submit only what is left."""
 
 import json
+import pickle
 import re
 import subprocess
 from pathlib import Path
@@ -19,7 +20,7 @@ from prakit.run import Run
 from prakit.stages import LANE_FILE
 from prakit.sweep import Definition, Sweep, parse_grid, submit_sweep
 from prakit.sweep.definition import short_labels
-from prakit.sweep.jobs import lane_state
+from prakit.sweep.jobs import error_line, job, job_state, lane_state
 from prakit.sweep.manifest import REDO
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,6 +156,18 @@ def test_every_sweep_command_reports_a_damaged_manifest_in_one_line(tmp_path, ca
         assert main(["sweep", *command]) == 2
         said = capsys.readouterr().err
         assert said == f"prakit: error: {tmp_path / 'sweep.json'} is damaged: definition.overrides is missing; {REDO}\n"
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", pickle.dumps(["success"]), pickle.dumps(("done", None))])
+def test_a_damaged_job_result_is_named_with_its_fix(tmp_path, content):
+    record = {"cluster": "local", "job_id": "999999999", "folder": str(tmp_path / "%j")}
+    result = job(record).paths.result_pickle
+    result.parent.mkdir(parents=True)
+    result.write_bytes(content)
+    with pytest.raises(DamagedFileError, match=rf"{result.name} is damaged: not a job's result; delete it and rerun"):
+        job_state(record)
+    result.write_bytes(pickle.dumps(("error", "Traceback\nValueError: the real error")))
+    assert (job_state(record), error_line(record)) == ("FAILED", "ValueError: the real error")
 
 
 def test_a_damaged_lane_record_is_named_with_its_fix(tmp_path):

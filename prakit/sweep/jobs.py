@@ -23,7 +23,7 @@ import submitit
 from prakit.config import ExperimentConfig, LaunchConfig, load_config, unstructure
 from prakit.config.io import computation_changes
 from prakit.errors import PrakitError
-from prakit.io import read_json
+from prakit.io import DamagedFileError, read_json
 from prakit.launch import cluster_error, executor, submit, submit_stage, submitting
 from prakit.run import STAGES, Run
 from prakit.stages import LANE_FILE, LaneJob, StagesJob
@@ -59,8 +59,8 @@ def job_state(record: dict[str, Any], mode: str = "standard") -> str:
         return queued_state(slurm.job_id) if state == "UNKNOWN" else state
     if record["cluster"] == "local" and process_alive(int(record["job_id"])):
         return "RUNNING"
-    outcome = result_outcome(record)
-    return {"success": "COMPLETED", "error": "FAILED"}.get(outcome, "FAILED")
+    result = job_result(record)
+    return "COMPLETED" if result is not None and result[0] == "success" else "FAILED"
 
 
 def queued_state(job_id: str) -> str:
@@ -91,23 +91,30 @@ def process_alive(pid: int) -> bool:
         return False
 
 
-def result_outcome(record: dict[str, Any]) -> str | None:
-    """``success`` or ``error`` from the job's result file; None if it wrote none."""
+def job_result(record: dict[str, Any]) -> tuple[str, Any] | None:
+    """The job's result file: (``success`` or ``error``, what it returned or raised); None if it
+    wrote none; a :class:`~prakit.io.DamagedFileError` if it cannot be read."""
     path = job(record).paths.result_pickle
     if not path.is_file():
         return None
-    return submitit.core.utils.pickle_load(path)[0]
+    try:
+        result = submitit.core.utils.pickle_load(path)
+    except Exception as exc:  # noqa: BLE001 - a damaged pickle raises any of many types
+        result = exc
+    if not (isinstance(result, tuple) and len(result) == 2 and result[0] in ("success", "error")):
+        raise DamagedFileError(path, "not a job's result", "delete it and rerun the sweep's command: the stages "
+                                                           "its runs' files show done are kept")
+    return result
 
 
 def error_line(record: dict[str, Any]) -> str | None:
     """The last line of a failed job's traceback, else of its error log; None if it never started."""
-    paths = job(record).paths
-    if paths.result_pickle.is_file():
-        outcome, value = submitit.core.utils.pickle_load(paths.result_pickle)
-        if outcome == "error":
-            return last_line(str(value))
-    if paths.stderr.is_file():
-        return last_line(paths.stderr.read_text(errors="replace")) or "no error message; see the log"
+    result = job_result(record)
+    if result is not None and result[0] == "error":
+        return last_line(str(result[1]))
+    stderr = job(record).paths.stderr
+    if stderr.is_file():
+        return last_line(stderr.read_text(errors="replace")) or "no error message; see the log"
     return None
 
 
