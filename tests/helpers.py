@@ -177,3 +177,11 @@ def evaluation_commands() -> list[tuple[str, list[str]]]:
 def micro_model_config(rollout: str = "teacher_forcing") -> ModelConfig:
     """The built-in ``micro`` preset with 4x4 patches and the rollout named ``rollout``."""
     return preset_model("micro", patch_size=4, rollout=registry.get("rollout").config(rollout))
+
+
+def eval_record(**fields) -> dict:
+    """An evaluation record with every field `prakit eval` writes (made-up values), ``fields`` in place of its own."""
+    record = {"prakit": "0", "date": "2026-01-01T00:00:00", "run": None, "checkpoint": None, "device": "cpu",
+              "sampling": {"num": 4, "cfg_scale": 3.0, "ema": "slow"}, "reference": {"path": "data/x.zarr", "kind": "store"},
+              "numbers": {}, "higher_is_better": {}, "evaluators": [], "features": {}, "samples": {"count": 4}}
+    return {**record, **fields}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import eval_record
 from scipy import stats as scipy_stats
 
 from prakit.cli import main
@@ -28,8 +29,10 @@ def evaluated_run(run_dir: Path, fid: float, overrides=(), config=QUICKSTART) ->
     """A run directory as training and ``prakit eval`` leave it, with ``fid`` its one number."""
     run_dir.mkdir(parents=True)
     save_config(load_config(config, overrides), run_dir / "config.toml")
-    record = {"numbers": {"fid": fid}, "higher_is_better": {"fid": False}, "reference": {"path": "data/ref.zarr"},
-              "features": {"featnet": "f00d"}, "samples": {"count": 100}, "evaluators": [{"name": "fid"}]}
+    record = eval_record(numbers={"fid": fid}, higher_is_better={"fid": False},
+                         reference={"path": "data/ref.zarr", "kind": "store"}, features={"featnet": {}},
+                         samples={"count": 100},
+                         evaluators=[{"name": "fid", "config": {"name": "fid"}, "numbers": {"fid": fid}, "curves": {}}])
     (run_dir / "eval.json").write_text(json.dumps(record))
     (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 9, "images_per_s": 64.0 * fid}) + "\n")
     return run_dir
@@ -194,7 +197,7 @@ def test_a_curve_a_plugin_evaluator_declares_is_drawn_across_the_rows(runs, fres
         for seed, run in seeds.items():
             record = json.loads((run / "eval.json").read_text())
             up = [0.0, float(seed), 2.0 * seed] if rollout == "pra" else [0.0, 1.0, 1.0]
-            record["evaluators"].append({"name": "slope", "curves": {"up": up}})
+            record["evaluators"].append({"name": "slope", "config": {"name": "slope"}, "numbers": {}, "curves": {"up": up}})
             (run / "eval.json").write_text(json.dumps(record))
     comparison = compare(every(runs))
     assert comparison["curves"] == {"slope": {"title": "slope by position", "xlabel": "token position", "ylabel": "slope"}}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import eval_record
 from PIL import Image
 
 from prakit.config import load_config
@@ -217,7 +218,7 @@ def test_an_evaluation_recorded_before_sample_compile_existed_still_counts_as_do
 
     checkpoint = tmp_path / "checkpoints" / "ckpt-00000800.pt"
     earlier = {k: v for k, v in unstructure(SampleConfig(cfg_scale=2.0)).items() if k != "compile"}
-    (tmp_path / "eval.json").write_text(json.dumps({"checkpoint": str(checkpoint), "sampling": {**earlier, "num": 500}}))
+    (tmp_path / "eval.json").write_text(json.dumps(eval_record(checkpoint=str(checkpoint), sampling={**earlier, "num": 500})))
 
     def target(**options):
         return Target(load_config(QUICKSTART), tmp_path / "samples.zarr", checkpoint, SampleConfig(**options), 500,
@@ -233,7 +234,7 @@ def test_an_evaluation_drawn_at_another_batch_size_is_of_the_same_samples(tmp_pa
 
     checkpoint = tmp_path / "checkpoints" / "ckpt-00000800.pt"
     drawn = unstructure(SampleConfig(cfg_scale=2.0, batch_size=50))
-    (tmp_path / "eval.json").write_text(json.dumps({"checkpoint": str(checkpoint), "sampling": {**drawn, "num": 500}}))
+    (tmp_path / "eval.json").write_text(json.dumps(eval_record(checkpoint=str(checkpoint), sampling={**drawn, "num": 500})))
     options = SampleConfig(cfg_scale=2.0, batch_size=100, compile="default")  # how fast, not what: as a store sees it
     assert evaluated(Target(load_config(QUICKSTART), tmp_path / "s.zarr", checkpoint, options, 500, tmp_path))
 

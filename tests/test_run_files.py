@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from helpers import QUICKSTART, losses, small_run
+from helpers import QUICKSTART, eval_record, losses, small_run
 
 from prakit.cli import main
 from prakit.config import load_config, save_config
@@ -69,11 +69,8 @@ def test_read_metrics_skips_what_is_not_a_row_and_names_its_line(tmp_path, damag
 # -- eval.json ----------------------------------------------------------------------------------
 
 #: An evaluation record with every field its readers use.
-RECORD = {"run": "runs/x", "checkpoint": "runs/x/checkpoints/ckpt-00000004.pt", "device": "cpu",
-          "sampling": {"num": 4, "ema": "slow", "cfg_scale": 3.0}, "reference": {"path": "data/x.zarr", "kind": "store"},
-          "numbers": {"fid": 12.5, "precision": None}, "higher_is_better": {"fid": False}, "features": {},
-          "evaluators": [{"name": "fid", "config": {"name": "fid"}, "numbers": {"fid": 12.5}, "curves": {}}],
-          "samples": {"count": 4}}
+RECORD = eval_record(numbers={"fid": 12.5, "precision": None}, higher_is_better={"fid": False},
+                     evaluators=[{"name": "fid", "config": {"name": "fid"}, "numbers": {"fid": 12.5}, "curves": {}}])
 
 
 
@@ -81,7 +78,7 @@ RECORD = {"run": "runs/x", "checkpoint": "runs/x/checkpoints/ckpt-00000004.pt", 
     (b"", "empty"),
     (b"\x80abc", "not UTF-8 text (byte 0)"),
     (b"[]", "its content is a list where an object belongs"),
-    ({"reference": None}, "reference is missing"),
+    ({"reference": ...}, "reference is missing"),
     ({"numbers": {"fid": "low"}}, "numbers.fid is a string where a number or null belongs"),
     ({"reference": {"kind": "store"}}, "reference.path is missing"),
     ({"sampling": {"num": 4, "ema": "slow", "cfg_scale": "3"}}, "sampling.cfg_scale is a string where a number belongs"),
@@ -90,7 +87,7 @@ RECORD = {"run": "runs/x", "checkpoint": "runs/x/checkpoints/ckpt-00000004.pt", 
 ])
 def test_compare_of_a_damaged_eval_record_is_one_line_naming_it(run, capsys, content, problem):
     if isinstance(content, dict):  # a record as `prakit eval` writes one, edited
-        content = json.dumps({key: value for key, value in {**RECORD, **content}.items() if value is not None}).encode()
+        content = json.dumps({key: value for key, value in {**RECORD, **content}.items() if value is not ...}).encode()
     (run / EVAL_RECORD).write_bytes(content)
     assert main(["compare", str(run)]) == 2
     err = capsys.readouterr().err
