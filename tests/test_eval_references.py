@@ -104,6 +104,10 @@ def test_a_damaged_prakit_entry_is_named(reference):
     rewrite(reference, prakit=np.array("{cut"))
     with pytest.raises(DamagedFileError, match=f"{reference} is damaged: not JSON"):
         open_reference(reference)
+    rewrite(reference, prakit=np.array(json.dumps({"network": "toy", "network_fingerprint": "0", "source": "s",
+                                                   "count": 20, "image_shape": "16x16x3", "classes": 2})))
+    with pytest.raises(DamagedFileError, match=f"{reference} is damaged: prakit.image_shape is a string where a list"):
+        open_reference(reference)
 
 
 def test_the_frechet_distance_refuses_non_finite_moments_before_lapack():

@@ -153,7 +153,8 @@ class StoreReference(Reference):
 
 
 #: What the ``prakit`` entry of prakit's own reference file holds.
-META = {"network": str, "network_fingerprint": str, "source": str, "count": int}
+META = {"network": str, "network_fingerprint": str, "source": str, "count": int, "image_shape?": [int],
+        "classes?": int}
 
 
 class FileReference(Reference):
@@ -179,7 +180,7 @@ class FileReference(Reference):
         return {"path": str(self.path), "kind": kind, **({"made_from": self.meta} if self.meta else {})}
 
     def made_of(self) -> tuple[tuple[int, int, int], int] | None:
-        if self.meta is None or "image_shape" not in self.meta:  # the ADM suite's, or written before prakit recorded it
+        if self.meta is None or not {"image_shape", "classes"} <= self.meta.keys():  # the ADM suite's, or older
             return None
         return tuple(self.meta["image_shape"]), self.meta["classes"]
 
