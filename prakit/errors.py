@@ -2,6 +2,8 @@
 
 import difflib
 import errno
+import os
+from pathlib import Path
 from typing import Iterable
 
 
@@ -43,10 +45,10 @@ class ConfigError(PrakitError):
         super().__init__("\n".join([head + ":", *lines]))
 
 
-#: The problem and its fix for the errors whose fix is not "choose another path": ``{at}`` is `` at PATH``.
+#: The errors of a file system that has no room left (or of a user over quota): a :class:`DiskFullError`.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+#: The problem and its fix for the other errors whose fix is not "choose another path": ``{at}`` is `` at PATH``.
 _OS_PROBLEMS = {
-    errno.ENOSPC: "no space left on the device{at}; free some space and run again",
-    errno.EDQUOT: "the disk quota is used up{at}; free some space or raise the quota and run again",
     errno.ELOOP: "a symlink loop{at}; point the link at a real file or folder",
     errno.EEXIST: "something already exists{at}; move it away or choose another path",
     errno.EISDIR: "a folder is{at} where a file belongs; move it away or choose another path",
@@ -56,8 +58,20 @@ _OS_PROBLEMS = {
 def os_problem(exc: OSError, fix: str | None = None) -> str:
     """``exc`` in one line: its problem, its path and the fix its errno calls for; for the other
     errors (no such file, permission denied, ...) the system's words, the path and ``fix``."""
+    if exc.errno in NO_SPACE:
+        return str(DiskFullError(exc.filename or "a file"))
     at = f" at {exc.filename}" if exc.filename else ""
     if exc.errno in _OS_PROBLEMS:
         return _OS_PROBLEMS[exc.errno].format(at=at)
     where = f": {exc.filename}" if exc.filename else ""
     return f"{exc.strerror or exc}{where}" + (f"; {fix}" if fix else "")
+
+
+class DiskFullError(PrakitError):
+    """A file could not be written for want of space. What was written before is intact
+    (``kept`` says what, where its writer knows)."""
+
+    def __init__(self, path: str | os.PathLike, kept: str = ""):
+        super().__init__(f"no space left to write {path} (the device is full, or the disk quota used up): free "
+                         f"some space, then run the same command again{'; ' + kept if kept else ''}")
+        self.path = Path(path)

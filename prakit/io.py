@@ -4,7 +4,6 @@ cut short; and the one way it reads its own JSON files back, checked."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import shutil
@@ -12,26 +11,12 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Mapping
 
-from prakit.errors import PrakitError
+from prakit.errors import NO_SPACE, DiskFullError, PrakitError
 
 #: A JSON object's expected shape: each key and what its value must be: a type (or a tuple of
 #: types), a nested shape, or a one-item list holding the shape of every item. A key ending in
 #: ``?`` may be absent.
 Shape = Mapping[str, Any]
-
-
-#: The errors of a file system that has no room left (or of a user over quota).
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-
-
-class DiskFullError(PrakitError):
-    """A file could not be written for want of space. What was written before is intact
-    (``kept`` says what, where its writer knows)."""
-
-    def __init__(self, path: str | os.PathLike, kept: str = ""):
-        super().__init__(f"no space left on the device to write {path}: free some space, then run the same "
-                         f"command again{'; ' + kept if kept else ''}")
-        self.path = Path(path)
 
 
 def out_of_space(exc: BaseException | None) -> bool:

@@ -274,7 +274,10 @@ def test_an_impossible_run_directory_is_a_one_line_error(where, tmp_path):
 
 
 @pytest.mark.parametrize("number, problem", [
-    (errno.ENOSPC, "no space left on the device at /x/out.npz; free some space and run again"),
+    (errno.ENOSPC, "no space left to write /x/out.npz (the device is full, or the disk quota used up): free some space, "
+                   "then run the same command again"),
+    (errno.EDQUOT, "no space left to write /x/out.npz (the device is full, or the disk quota used up): free some space, "
+                   "then run the same command again"),
     (errno.ELOOP, "a symlink loop at /x/out.npz; point the link at a real file or folder"),
     (errno.EEXIST, "something already exists at /x/out.npz; move it away or choose another path"),
     (errno.EACCES, "Permission denied: /x/out.npz; choose a path that exists or can be created, "

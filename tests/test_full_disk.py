@@ -8,7 +8,7 @@ from helpers import QUICKSTART, losses, prakit, small_run
 
 from prakit.config import load_config
 from prakit.data.store import is_finished, open_store
-from prakit.io import DiskFullError
+from prakit.errors import DiskFullError
 from prakit.sampling import sample_run
 from prakit.training.loop import train
 from prakit.training.metrics import MetricsLog, read_metrics
@@ -45,7 +45,7 @@ def test_a_full_disk_during_training_is_one_line_and_the_rerun_resumes_with_iden
     full = prakit(*args, "--run-dir", str(run))
     error = full.stderr.splitlines()[-1]  # after the progress lines
     assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
-    assert error.startswith(f"prakit: error: no space left on the device to write {run}/checkpoints/ckpt-00000004.pt")
+    assert error.startswith(f"prakit: error: no space left to write {run}/checkpoints/ckpt-00000004.pt")
     assert error.endswith(": free some space, then run the same command again; ckpt-00000002.pt is intact, "
                           "and the run resumes from it")
     small_disk("8m")
@@ -59,7 +59,7 @@ def test_a_metrics_row_cut_short_by_a_full_disk_is_said_and_dropped_when_the_run
     log = MetricsLog(disk / "metrics.jsonl", 0)
     (disk / "filler").write_bytes(b"\0" * (60 * 1024 - 1))  # leaves under a page free
     row = {"step": 0, "loss": 1.0, "padding": 1.0}
-    with pytest.raises(DiskFullError, match=f"^no space left on the device to write {disk / 'metrics.jsonl'}: free"):
+    with pytest.raises(DiskFullError, match=rf"^no space left to write {disk / 'metrics.jsonl'} \(the device is full"):
         for step in range(10_000):
             log.write({**row, "step": step})
     (disk / "filler").unlink()
@@ -74,7 +74,8 @@ def test_a_full_disk_while_sampling_keeps_what_was_drawn_and_the_rerun_draws_the
     train(load_config(QUICKSTART, small_run(store, "train.steps=2")), run, progress=False)
     whole = sample_run(run, tmp_path / "whole.zarr", num=256, progress=False)
     out = small_disk("40k") / "samples.zarr"
-    with pytest.raises(DiskFullError, match=f"^no space left on the device to write {out}: free some space, then "
+    with pytest.raises(DiskFullError, match=rf"^no space left to write {out} \(the device is full, or the disk quota "
+                                            r"used up\): free some space, then "
                                             "run the same command again; the samples written before are kept"):
         sample_run(run, out, num=256, progress=False)
     assert not is_finished(out)

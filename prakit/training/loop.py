@@ -23,9 +23,8 @@ import torch
 from prakit.config import ExperimentConfig, unstructure
 from prakit.config.io import computation_changes
 from prakit.data.prepare import ensure_store
-from prakit.errors import PrakitError
+from prakit.errors import DiskFullError, PrakitError
 from prakit.exporting import is_export
-from prakit.io import DiskFullError
 from prakit.locks import exclusive
 from prakit.model import ARModel
 from prakit.progress import Progress
