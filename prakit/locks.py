@@ -28,14 +28,15 @@ class LockedError(PrakitError):
 
 
 @contextlib.contextmanager
-def exclusive(lock: Path, what: str) -> Iterator[None]:
+def exclusive(lock: Path, what: str, *, wait: bool = False) -> Iterator[None]:
     """Within: this process is the only one writing ``what``, guarded by the lock file ``lock``;
-    another process trying meanwhile gets a :class:`LockedError` naming this one."""
+    another process trying meanwhile gets a :class:`LockedError` naming this one, or with ``wait``
+    waits for it to end."""
     lock.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LockedError(f"{what} is being written by {holder(fd)}: wait for it to end, or stop it "
                               f"(a second writer would interleave their files)") from None
@@ -45,6 +46,19 @@ def exclusive(lock: Path, what: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def making(path: Path) -> Iterator[None]:
+    """Within: this process alone makes ``path`` (a store, a cache); another that tries meanwhile
+    (a job of the same array, say) waits, then finds it made."""
+    with exclusive(lock_beside(path), str(path), wait=True):
+        yield
+
+
+def lock_beside(path: Path, part: str = "") -> Path:
+    """The lock file of writing ``path`` (of its ``part``, say a shard), beside it: ``.NAME[.PART].lock``."""
+    return path.with_name(f".{path.name}{'.' + part if part else ''}.lock")
 
 
 def about_this_process() -> dict[str, object]:

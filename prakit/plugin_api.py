@@ -19,7 +19,6 @@ from prakit.components import (
 from prakit.config import unstructure
 from prakit.config.io import flatten
 from prakit.data import to_model_input
-from prakit.data.prepare import exclusive
 from prakit.errors import PrakitError
 from prakit.eval.features import Moments, cache_folder, held_out_split, spread
 from prakit.eval.frechet import frechet_distance
@@ -35,6 +34,7 @@ from prakit.kinds import (
     RolloutConfig,
     TrackerConfig,
 )
+from prakit.locks import making as exclusive  # the name plugins import it by
 from prakit.model import to_uint8
 from prakit.progress import Progress
 from prakit.random import Generators, randn, sample_generators

@@ -9,8 +9,6 @@ digest, so a rerun after a kill continues from there and ends with the same stor
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import multiprocessing
 import os
 import shutil
@@ -43,6 +41,7 @@ from prakit.data.store import (
 )
 from prakit.errors import PrakitError
 from prakit.kinds import DatasetConfig
+from prakit.locks import making
 from prakit.progress import Progress
 
 TASK = 32  # items per worker task
@@ -138,19 +137,9 @@ def prepare(
     if workers is not None and workers < 0:
         raise PrakitError(f"workers must be 0 (none: read in this process) or more, got {workers}")
     out = Path(out_path)
-    with exclusive(out):
+    with making(out):
         return _prepare(dataset_cfg, out, size=size, channels=channels, workers=workers,
                         shuffle_seed=shuffle_seed, shard=shard, progress=progress, started=started)
-
-
-@contextlib.contextmanager
-def exclusive(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on preparing ``out``: a second preparation (another job of an
-    array, say) waits, then finds the store finished. The OS releases it if the holder dies."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_name(f".{out.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _prepare(dataset_cfg, out: Path, *, size, channels, workers, shuffle_seed, shard, progress, started) -> Report:

@@ -34,6 +34,7 @@ from prakit.data.store import (
     shard_length,
 )
 from prakit.io import said_when_full
+from prakit.locks import lock_beside
 
 MISMATCH = ("error", "restart", "resume")
 #: The attributes that say what made the samples: a store is resumed only with the same ones.
@@ -218,7 +219,7 @@ def differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 def writer_lock(path: Path, shard: int, shards: int) -> Path:
     """The lock file (:mod:`prakit.locks`) a process holds while it fills its shard of the store ``path``:
     beside the store, which a restart deletes and recreates."""
-    return path.with_name(f".{path.name}.shard-{shard}-of-{shards}.lock")
+    return lock_beside(path, f"shard-{shard}-of-{shards}")
 
 
 def _record_name(shard: int) -> str:

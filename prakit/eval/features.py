@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from prakit.components import FeatureNetwork
-from prakit.data.prepare import exclusive
 from prakit.errors import PrakitError
 from prakit.io import DamagedFileError, atomic_folder, read_json
+from prakit.locks import making
 from prakit.progress import Progress
 
 CACHE_ENV = "PRAKIT_FEATURE_CACHE"
@@ -131,7 +131,7 @@ def cached_features(
     fingerprint = network.fingerprint()
     folder = cache_folder(images) / f"{name}-{fingerprint[:12]}-n{len(indices)}"
     meta = {"images": images.fingerprint, "network": fingerprint, "count": len(indices), "of": len(images)}
-    with exclusive(folder):  # jobs sharing a reference extract it once
+    with making(folder):  # jobs sharing a reference extract it once
         if _read_meta(folder) != meta or (spatial and not (folder / "spatial.npy").exists()):
             _extract_into(folder, meta, images, indices, network, batch_size, device, progress, name)
     return _load(folder, fingerprint)
