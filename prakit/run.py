@@ -133,6 +133,14 @@ class Run:
 
         return read_file(self.config_file)
 
+    def computes_otherwise(self, cfg: ExperimentConfig) -> list[str]:
+        """The dotted keys where the run's config and ``cfg`` differ in what the run computes (none
+        where the run has no config yet)."""
+        from prakit.config import unstructure
+        from prakit.config.io import computation_changes
+
+        return computation_changes(self.config_data(), unstructure(cfg)) if self.exists() else []
+
     def save_config(self, cfg: ExperimentConfig) -> None:
         from prakit.config import save_config
 

@@ -21,7 +21,6 @@ import attrs
 import submitit
 
 from prakit.config import ExperimentConfig, LaunchConfig, load_config, unstructure
-from prakit.config.io import computation_changes
 from prakit.errors import PrakitError
 from prakit.io import DamagedFileError, read_json
 from prakit.launch import cluster_error, executor, submit, submit_stage, submitting
@@ -176,7 +175,7 @@ def submit_sweep(sweep: Sweep, *, stages: Sequence[str] = ("train",), cluster: s
 def check_own_run(run: Run, cfg: ExperimentConfig) -> None:
     """Refuse a run directory that holds a run of another config than the sweep's member ``cfg``:
     a sweep takes over only runs that compute what it would."""
-    changed = computation_changes(run.config_data(), unstructure(cfg)) if run.exists() else []
+    changed = run.computes_otherwise(cfg)
     if changed:
         raise PrakitError(f"{run.path} holds a run of another config than this sweep's (differs in: "
                           f"{', '.join(changed)}); move it away or choose another --out (or, if the sweep's "

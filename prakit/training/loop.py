@@ -208,8 +208,7 @@ def announce(message: str) -> None:
 def check_run_dir(cfg: ExperimentConfig, run: Run) -> None:
     """Refuse a run directory whose config differs from ``cfg`` in what the run computes, once
     that run has written a checkpoint (a run that failed before it is simply replaced)."""
-    started = run.exists() and bool(run.checkpoints())
-    mismatched = computation_changes(run.config_data(), unstructure(cfg)) if started else []
+    mismatched = run.computes_otherwise(cfg) if run.checkpoints() else []
     if mismatched:
         raise RunDirectoryError(
             f"{run.path} holds a run of a different config (differs in: {', '.join(mismatched)}); "
