@@ -60,6 +60,16 @@ def test_variants_of_one_name_from_two_folders_are_told_apart_by_their_folder(tm
     assert comparison["versus"]["name"] == "flow/pra (2 seeds)"
 
 
+def test_a_run_whose_config_omits_a_field_at_its_default_pools_with_runs_that_write_it(tmp_path):
+    made = [evaluated_run(tmp_path / f"pra,seed={seed}", 10.0 + seed, [f"train.seed={seed}"]) for seed in (0, 1)]
+    older = made[0] / "config.toml"  # as a version before the field existed wrote it
+    written = older.read_text()
+    assert "trackers = []\n" in written
+    older.write_text(written.replace("trackers = []\n", ""))
+    [row] = compare(made)["rows"]
+    assert row["n"] == 2
+
+
 def test_a_row_pools_its_seeds_keeping_every_value_by_seed_with_the_means_interval(runs):
     comparison = compare(every(runs))
     pra, teacher = comparison["rows"]

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from prakit import registry
 from prakit.components import Curve
-from prakit.config import from_data
+from prakit.config import from_data, unstructure
 from prakit.config.io import flatten
 from prakit.errors import PrakitError
 from prakit.eval.report import cell, csv_table, markdown_table, text_table, write_json
@@ -62,7 +62,8 @@ def train_seconds(run: Run, batch_size: int) -> float | None:
 
 
 def load_run(run_dir: Path, record: Path | None = None) -> dict[str, Any]:
-    """A run's flattened config, evaluation (``record``, default its ``eval.json``), parameter
+    """A run's flattened config (every field, a default too, so a run whose file omits a field at its
+    default pools with one that writes it), evaluation (``record``, default its ``eval.json``), parameter
     count and training time."""
     from prakit.model import parameter_counts
     from prakit.summary import meta_model
@@ -76,7 +77,7 @@ def load_run(run_dir: Path, record: Path | None = None) -> dict[str, Any]:
     record = load_record(record)
     facts = {"reference": record["reference"]["path"], "features": ",".join(record.get("features", {})),
              "samples": record.get("samples", {}).get("count")}
-    return {"run": run_dir, "config": flatten(data), "record": record, "facts": facts,
+    return {"run": run_dir, "config": flatten(unstructure(cfg)), "record": record, "facts": facts,
             "declared": curve_declarations(record),
             "parameters": parameter_counts(meta_model(cfg))["total"],
             "train_seconds": train_seconds(run, cfg.train.batch_size)}
