@@ -56,6 +56,9 @@ TUNED = {
     "noise-inj": ("model.rollout.sigma_max", (0.1, 0.2, 0.35, 0.5)),
     "x-pred": ("model.generator.last_step", ("euler", "clean")),
     "pra-selfsample": ("model.rollout.mix", (0.25, 0.5)),
+    # steps of ground truth before rolling out (an untrained model's own tokens are noise); each
+    # value leaves every setting rolling out for at least half its steps (photo64 trains 400)
+    "exact-rollout": ("model.rollout.warmup", (0, 100, 200)),
 }
 #: Variants whose knob is set by measuring pra's selection run: lowdim-pixel-noise's pixel noise
 #: gets the RMS of pra's state noise in pixels (benchmarks/pixel_perturbation.py).
@@ -364,7 +367,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/comparison", help="where the sweeps' runs go")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="of experiments/digits/; pra is required")
     parser.add_argument("--num", type=int, help="samples per evaluation (default: the setting's)")
-    parser.add_argument("--search", default="1.5,2,3,4,6,9,12", help="guidance scales searched on each selection run")
+    parser.add_argument("--search", default="1.5,2,3,4,6,9,12,16,24", help="guidance scales searched on each selection run")
     parser.add_argument("--seeds", type=int, help="test seeds of the deciding arms (default: the setting's)")
     parser.add_argument("--other-seeds", type=int, help="test seeds of the other arms (default: the setting's)")
     parser.add_argument("--workers", type=int, default=2, help="evaluations at a time")

@@ -10,6 +10,7 @@ import pytest
 from helpers import QUICKSTART, ROOT, benchmark
 
 from prakit import registry
+from prakit.config.io import load_config
 
 
 @pytest.fixture
@@ -220,6 +221,17 @@ def test_decoder_ceiling_scores_real_images_and_their_reconstructions_with_the_r
     assert mlp["fid_real"] == identity["fid_real"] == identity["fid_reconstructed"]  # the same 40 images
     assert mlp["fid_reconstructed"] > 10 * mlp["fid_real"]  # a decoder two steps into training
     assert mlp["fid_sampled"] == "n/a"  # the runs were never evaluated
+
+
+def test_every_exact_rollout_warmup_the_comparison_tries_leaves_each_setting_rolling_out_half_its_steps(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import comparison
+
+    key, warmups = comparison.TUNED["exact-rollout"]
+    assert key == "model.rollout.warmup"
+    for name, setting in comparison.SETTINGS.items():
+        steps = load_config(ROOT / "experiments" / "digits" / "exact-rollout.toml", setting.overrides).train.steps
+        assert max(warmups) <= steps / 2, name
 
 
 @pytest.mark.slow
