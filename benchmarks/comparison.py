@@ -186,7 +186,8 @@ def reuse_selection(out: Path, source: str, variants: list[str], overrides: list
     if not path.is_file():
         raise SystemExit(f"{path} is missing: this setting reuses {source}'s selection; run --settings {source} first")
     chosen = json.loads(path.read_text())["selection"]
-    missing = sorted(set(variants) - set(chosen["guidance_search"]))
+    missing = sorted((set(variants) - set(chosen["guidance_search"])) | {v for v in variants if v in TUNED} - set(
+        chosen["knobs"]))
     if missing:
         raise SystemExit(f"{path} has no selection for {', '.join(missing)}: rerun --settings {source} with them")
     runs = sweep(out / "runs", [variant_config(out / "configs", "pra")], on_selection_seed(overrides), num)

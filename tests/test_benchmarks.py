@@ -234,6 +234,19 @@ def test_every_exact_rollout_warmup_the_comparison_tries_leaves_each_setting_rol
         assert max(warmups) <= steps / 2, name
 
 
+def test_a_setting_that_reuses_a_selection_without_a_tuned_knob_says_which_before_training(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import comparison
+
+    monkeypatch.setattr(comparison, "RESULTS", tmp_path)
+    searched = {v: {"best": "2", "rows": []} for v in ("pra", "exact-rollout")}
+    (tmp_path / "comparison_digits32.json").write_text(json.dumps({"selection": {"knobs": {},
+                                                                                 "guidance_search": searched}}))
+    with pytest.raises(SystemExit, match="has no selection for exact-rollout: rerun --settings digits32"):
+        comparison.reuse_selection(tmp_path / "select", "digits32", ["pra", "exact-rollout"], [], 10)
+    assert not (tmp_path / "select").exists()
+
+
 @pytest.mark.slow
 def test_comparison_selects_on_its_own_seed_tests_on_others_and_reports_paired_statistics(tmp_path):
     quick = ["model.preset=micro", "train.steps=4", "train.ckpt_every=2", "sample.steps=2", "sample.batch_size=20",
