@@ -4,6 +4,7 @@ file and the way out, never a traceback, and never the loss of what is still goo
 import json
 import shutil
 
+import attrs
 import pytest
 import torch
 from helpers import QUICKSTART, eval_record, losses, small_run
@@ -167,3 +168,15 @@ def test_sampling_a_run_whose_newest_checkpoint_another_config_wrote_is_refused(
         f"prakit: error: {run}/checkpoints/ckpt-00000004.pt was written by another config than {run}/config.toml "
         f"(differs in: model.backbone.width): move it out of {run}/checkpoints, or name the file itself to use it\n")
     assert main(["sample", f"{run}/checkpoints/ckpt-00000004.pt", "--num", "2", "--out", str(run / "s.zarr")]) == 0
+
+
+def test_a_run_whose_config_omits_a_field_added_since_computes_as_one_that_writes_its_default(tmp_path):
+    cfg = load_config(QUICKSTART.parent / "digits" / "exact-rollout.toml")
+    run = Run(tmp_path / "run")
+    run.save_config(cfg)
+    written = run.config_file.read_text()
+    assert written.count("\nwarmup = 0\n") == 1  # the exact rollout's, a field added after the first runs
+    run.config_file.write_text(written.replace("\nwarmup = 0\n", "\n"))
+    assert run.computes_otherwise(cfg) == []
+    assert run.computes_otherwise(attrs.evolve(cfg, model=attrs.evolve(cfg.model, rollout=attrs.evolve(
+        cfg.model.rollout, warmup=5)))) == ["model.rollout.warmup"]

@@ -291,7 +291,12 @@ def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:
 
 
 def computation_changes(old: dict, new: dict) -> list[str]:
-    """Dotted keys where a config written earlier (``old``, as stored, read in today's keys) and
-    ``new`` differ in what the run computes (the schema's free fields aside)."""
+    """Dotted keys where a config written earlier (``old``, as stored, read as today's schema reads
+    it, so a field added since counts at its default) and ``new`` differ in what the run computes
+    (the schema's free fields aside)."""
+    try:
+        old = unstructure(from_data(old))
+    except PrakitError:  # one today's schema cannot read is compared as written
+        old = upgraded(old)
     free = free_fields()
-    return [key for key in changes(upgraded(old), new) if not any(key == f or key.startswith(f + ".") for f in free)]
+    return [key for key in changes(old, new) if not any(key == f or key.startswith(f + ".") for f in free)]
