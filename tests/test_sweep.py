@@ -90,6 +90,15 @@ def test_a_folder_holding_another_sweep_is_refused_and_the_same_sweep_is_reopene
         Sweep.create(tmp_path, Definition((QUICKSTART,), grid=(parse_grid("train.steps=1,3"),)), {})
 
 
+def test_the_same_configs_named_in_another_order_reopen_the_sweep(tmp_path):
+    other = tmp_path / "other.toml"
+    other.write_text(f'extends = "{QUICKSTART}"\n')
+    settings = {"stages": ["train"], "num": None}
+    Sweep.create(tmp_path / "sweep", Definition((QUICKSTART, str(other)), seeds=2), settings).save()
+    again = Sweep.create(tmp_path / "sweep", Definition((str(other), QUICKSTART), seeds=2), settings)
+    assert len(again.data["runs"]) == 4
+
+
 def test_a_folder_without_a_manifest_is_not_a_sweep(tmp_path):
     with pytest.raises(PrakitError, match="is not a sweep"):
         Sweep.open(tmp_path)

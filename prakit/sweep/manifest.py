@@ -48,7 +48,7 @@ class Sweep:
         wanted = definition.as_data()
         if (Path(folder) / MANIFEST).is_file():
             sweep = cls.open(folder)
-            if sweep.data["definition"] != wanted:
+            if same_runs(sweep.data["definition"]) != same_runs(wanted):
                 raise PrakitError(f"{folder} holds another sweep ({describe(sweep.data['definition'])}); "
                                   "rerun that sweep's command, or choose another --out")
             sweep.data["settings"] = settings
@@ -80,6 +80,11 @@ class Sweep:
             return []
         last = records[-1]["submission"]
         return [j for j in records if j["submission"] == last]
+
+
+def same_runs(definition: dict[str, Any]) -> dict[str, Any]:
+    """A definition as the runs it makes: its config files in any order make the same runs."""
+    return {**definition, "configs": sorted(definition["configs"])}
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
