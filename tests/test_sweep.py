@@ -4,6 +4,8 @@ import json
 import pickle
 import re
 import subprocess
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -177,6 +179,18 @@ def test_a_damaged_job_result_is_named_with_its_fix(tmp_path, content):
         job_state(record)
     result.write_bytes(pickle.dumps(("error", "Traceback\nValueError: the real error")))
     assert (job_state(record), error_line(record)) == ("FAILED", "ValueError: the real error")
+
+
+def test_a_job_result_holding_a_class_that_moved_since_still_tells_the_outcome(tmp_path, monkeypatch):
+    record = {"cluster": "local", "job_id": "999999999", "folder": str(tmp_path / "%j")}
+    result = job(record).paths.result_pickle
+    result.parent.mkdir(parents=True)
+    gone = types.ModuleType("prakit_module_moved_since")
+    gone.Returned = type("Returned", (), {"__module__": gone.__name__})
+    monkeypatch.setitem(sys.modules, gone.__name__, gone)
+    result.write_bytes(pickle.dumps(("success", gone.Returned())))
+    monkeypatch.delitem(sys.modules, gone.__name__)
+    assert job_state(record) == "COMPLETED"
 
 
 def test_a_damaged_lane_record_is_named_with_its_fix(tmp_path):

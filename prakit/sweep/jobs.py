@@ -12,6 +12,7 @@ and its result file on this machine.
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import time
 from pathlib import Path
@@ -97,13 +98,35 @@ def job_result(record: dict[str, Any]) -> tuple[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        result = submitit.core.utils.pickle_load(path)
+        with path.open("rb") as file:
+            result = OutcomeUnpickler(file).load()
     except Exception as exc:  # noqa: BLE001 - a damaged pickle raises any of many types
         result = exc
     if not (isinstance(result, tuple) and len(result) == 2 and result[0] in ("success", "error")):
         raise DamagedFileError(path, "not a job's result", "delete it and rerun the sweep's command: the stages "
                                                            "its runs' files show done are kept")
     return result
+
+
+class Moved:
+    """What a result holds of a class that is no longer where an earlier version put it."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+class OutcomeUnpickler(pickle.Unpickler):
+    """Reads a job's result, a class that moved since it was written read as :class:`Moved`: a job
+    an earlier version ran still tells whether it succeeded."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError):
+            return Moved
 
 
 def error_line(record: dict[str, Any]) -> str | None:
