@@ -186,8 +186,9 @@ def reuse_selection(out: Path, source: str, variants: list[str], overrides: list
     if not path.is_file():
         raise SystemExit(f"{path} is missing: this setting reuses {source}'s selection; run --settings {source} first")
     chosen = json.loads(path.read_text())["selection"]
-    missing = sorted((set(variants) - set(chosen["guidance_search"])) | {v for v in variants if v in TUNED} - set(
-        chosen["knobs"]))
+    unsearched = set(variants) - set(chosen["guidance_search"])
+    untuned = {v for v in variants if v in TUNED} - set(chosen["knobs"])
+    missing = sorted(unsearched | untuned)
     if missing:
         raise SystemExit(f"{path} has no selection for {', '.join(missing)}: rerun --settings {source} with them")
     runs = sweep(out / "runs", [variant_config(out / "configs", "pra")], on_selection_seed(overrides), num)
@@ -368,7 +369,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/comparison", help="where the sweeps' runs go")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="of experiments/digits/; pra is required")
     parser.add_argument("--num", type=int, help="samples per evaluation (default: the setting's)")
-    parser.add_argument("--search", default="1.5,2,3,4,6,9,12,16,24", help="guidance scales searched on each selection run")
+    parser.add_argument("--search", default="1.5,2,3,4,6,9,12,16,24",
+                        help="guidance scales searched on each selection run")
     parser.add_argument("--seeds", type=int, help="test seeds of the deciding arms (default: the setting's)")
     parser.add_argument("--other-seeds", type=int, help="test seeds of the other arms (default: the setting's)")
     parser.add_argument("--workers", type=int, default=2, help="evaluations at a time")

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from prakit import registry
 from prakit.components import Curve
-from prakit.config import from_data, unstructure
+from prakit.config import unstructure
 from prakit.config.io import flatten
 from prakit.errors import PrakitError
 from prakit.eval.report import cell, csv_table, markdown_table, text_table, write_json
@@ -72,8 +72,7 @@ def load_run(run_dir: Path, record: Path | None = None) -> dict[str, Any]:
     record = run.eval_record if record is None else record
     if not record.is_file():
         raise PrakitError(f"{run_dir} has no {record.relative_to(run_dir)}: evaluate it first with `prakit eval {run_dir}`")
-    data = run.config_data()
-    cfg = from_data(data)
+    cfg = run.config()
     record = load_record(record)
     facts = {"reference": record["reference"]["path"], "features": ",".join(record.get("features", {})),
              "samples": record.get("samples", {}).get("count")}
