@@ -50,7 +50,8 @@ def compared_rollout_gap(record: dict, stem: str) -> list[str]:
 #: Each committed JSON that has charts (by its stem) and how they are drawn from it.
 SOURCES: dict[str, Callable[[dict, str], list[str]]] = {
     "sampling_cpu": lambda record, stem: sampling.charts(record["rows"], stem),
-    "comparison_digits32": lambda record, stem: comparison.charts(record["rows"], stem.removeprefix("comparison_")),
+    **{f"comparison_{setting}": lambda record, stem: comparison.charts(record["rows"], stem.removeprefix("comparison_"))
+       for setting in comparison.SETTINGS},
     "flow_head_digits32": compared_rollout_gap,
     "ablation_small": ablation_small,
     "ablation_small_first": ablation_small,
