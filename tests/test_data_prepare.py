@@ -5,15 +5,21 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from prakit_datasets.digits import DigitsConfig
 from prakit_datasets.imagefolder import ImageFolderConfig
 
+from prakit.config.schema import DataConfig
 from prakit.data import StoreError, open_store, prepare
+from prakit.data.prepare import ensure_store
 from prakit.errors import ConfigError, PrakitError
+from prakit.locks import making
 from prakit.testing import DatasetContract
 
 SIZE = 8
@@ -292,3 +298,26 @@ def test_links_that_do_not_resolve_are_noted_and_not_read(tmp_path):
     notes = "\n".join(report.notes)
     assert "a/self.png is a link that does not resolve" in notes and "a/gone.png is a link to nothing" in notes
     assert "loop" in notes
+
+
+def test_a_job_that_finds_the_store_half_made_by_another_waits_its_turn(tmp_path):
+    """Jobs of a sweep start at once on a missing store: one that sees the store's folder before its
+    zarr.json (another job is making it) waits for that job instead of calling the store damaged."""
+    data = DataConfig(store=str(tmp_path / "digits.zarr"), image_size=8, num_classes=10, source=DigitsConfig())
+    store = Path(data.store)
+    making_it, stop = threading.Event(), threading.Event()
+
+    def another_job():
+        with making(store):
+            store.mkdir()  # its first write: the folder, no zarr.json yet
+            making_it.set()
+            stop.wait(30)
+            store.rmdir()  # it stopped before storing a sample, which leaves no store
+
+    other = threading.Thread(target=another_job)
+    other.start()
+    making_it.wait(30)
+    threading.Timer(0.5, stop.set).start()
+    ensure_store(data)
+    other.join()
+    assert stop.is_set() and len(open_store(store)) == 1797

@@ -353,10 +353,19 @@ class _ShardWriter:
         })
 
 
+def _finished_here(store: str) -> bool:
+    """Whether ``store`` is a finished store; False for one another job is making now (it has no
+    zarr.json yet), which ``prepare`` waits for and then finds made."""
+    try:
+        return is_finished(store)
+    except StoreError:
+        return False  # prepare, holding the store's lock, reads it again and says what is wrong with it
+
+
 def ensure_store(data: DataConfig) -> None:
     """Prepare ``data.store`` from ``data.source`` unless it is finished (concurrent jobs take
     turns: the first prepares it); check that it fits."""
-    if data.source is not None and not is_finished(data.store):
+    if data.source is not None and not _finished_here(data.store):
         prepare(data.source, data.store, size=data.image_size, channels=data.channels, shuffle_seed=0)
     elif not Path(data.store).exists():
         raise PrakitError(
