@@ -72,6 +72,17 @@ def test_pixel_noise_on_the_lowdim_model_matches_the_measured_pixel_perturbation
     assert f"{record['target_pixel_rms']:.3f}" in path.read_text().split("\nextends")[0]
 
 
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_the_compared_exact_rollout_rolls_out_at_least_a_quarter_of_its_inputs_and_says_how_many(folder):
+    """A configuration called exact rollout must roll out (docs/method.md): a one-token window is another method."""
+    path = ROOT / "experiments" / folder / "exact-rollout.toml"
+    cfg = load_config(path)
+    tokens = (cfg.data.image_size // cfg.model.patch_size) ** 2
+    share = cfg.model.rollout.rolled_share(tokens)
+    assert share >= 0.25, f"{folder}: {share:.3f} of the inputs model-made"
+    assert f"{share:.2f} (ExactRolloutConfig.rolled_share({tokens})" in path.read_text().split("\nextends")[0]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("folder", FOLDERS)
 def test_comparison_files_match_pra_in_size_and_sampling_cost_or_say_how_they_differ(folder):
