@@ -22,6 +22,11 @@ def files(folder: str) -> list[str]:
     return sorted(path.stem for path in (ROOT / "experiments" / folder).glob("*.toml"))
 
 
+def header(path: Path) -> str:
+    """A config file's comment lines, above its ``extends``."""
+    return path.read_text().split("\nextends")[0]
+
+
 def documented_rows() -> list[tuple[str, bool, tuple[str, str, str]]]:
     """docs/method.md's "Baselines as configurations": each name, whether it is on the digits
     only, and its decoder, head and rollout."""
@@ -69,7 +74,7 @@ def test_pixel_noise_on_the_lowdim_model_matches_the_measured_pixel_perturbation
     noise = load_config(path).model.rollout
     assert (noise.schedule, noise.sigma_min, noise.per, noise.clamp) == ("uniform", 0.0, "position", True)
     assert noise.sigma_max == pytest.approx(record["matched_noise_sigma_max"], abs=5e-4)
-    assert f"{record['target_pixel_rms']:.3f}" in path.read_text().split("\nextends")[0]
+    assert f"{record['target_pixel_rms']:.3f}" in header(path)
 
 
 @pytest.mark.parametrize("folder", FOLDERS)
@@ -80,7 +85,7 @@ def test_the_compared_exact_rollout_rolls_out_at_least_a_quarter_of_its_inputs_a
     tokens = (cfg.data.image_size // cfg.model.patch_size) ** 2
     share = cfg.model.rollout.rolled_share(tokens)
     assert share >= 0.25, f"{folder}: {share:.3f} of the inputs model-made"
-    assert f"{share:.2f} (ExactRolloutConfig.rolled_share({tokens})" in path.read_text().split("\nextends")[0]
+    assert f"{share:.2f} (ExactRolloutConfig.rolled_share({tokens})" in header(path)
 
 
 @pytest.mark.slow
@@ -96,12 +101,12 @@ def test_comparison_files_match_pra_in_size_and_sampling_cost_or_say_how_they_di
 
     params, evaluations, sampling = facts("pra")
     for name in files(folder):
-        header = (ROOT / "experiments" / folder / f"{name}.toml").read_text().split("\nextends")[0]
+        own_header = header(ROOT / "experiments" / folder / f"{name}.toml")
         own_params, own_evaluations, own_sampling = facts(name)
         assert abs(own_params / params - 1) <= 0.03, f"{name}: {si(own_params)} parameters against pra's {si(params)}"
         if own_evaluations != evaluations:
-            assert f"{own_evaluations} head evaluations per token against DDIM's {evaluations}" in header, name
-            assert f"{si(own_sampling)} sampling FLOPs per image against {si(sampling)}" in header, name
+            assert f"{own_evaluations} head evaluations per token against DDIM's {evaluations}" in own_header, name
+            assert f"{si(own_sampling)} sampling FLOPs per image against {si(sampling)}" in own_header, name
 
 
 SMALL = [
